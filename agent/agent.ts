@@ -1,0 +1,61 @@
+/** The daemon's core, assembled once: store, events, operations, images, instances, drivers. */
+import { LxcDriver } from "../drivers/lxc/driver.ts";
+import { DriverRegistry } from "../drivers/registry.ts";
+import { Runner } from "../drivers/runner.ts";
+import { checkServerKey } from "./config_keys.ts";
+import { EventBus } from "./events.ts";
+import { ImageStore } from "./images.ts";
+import { InstanceManager } from "./instances.ts";
+import { Operations } from "./operations.ts";
+import { Paths } from "./paths.ts";
+import { Store } from "./store.ts";
+
+export const VERSION = "0.1.0";
+
+export class Agent {
+  readonly paths: Paths;
+  readonly store: Store;
+  readonly events = new EventBus();
+  readonly runner = new Runner();
+  readonly operations: Operations;
+  readonly images: ImageStore;
+  readonly drivers: DriverRegistry;
+  readonly instances: InstanceManager;
+  readonly startedAt = new Date();
+
+  constructor(stateDir: string, readonly log: (msg: string) => void = console.error) {
+    this.paths = new Paths(stateDir);
+    Deno.mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+    // Unprivileged containers must traverse the state dir to reach their rootfs.
+    Deno.chmodSync(stateDir, 0o711);
+    Deno.mkdirSync(this.paths.containers, { recursive: true, mode: 0o711 });
+    Deno.chmodSync(this.paths.containers, 0o711);
+    Deno.mkdirSync(this.paths.images, { recursive: true, mode: 0o700 });
+    Deno.mkdirSync(this.paths.logs, { recursive: true, mode: 0o700 });
+    this.store = new Store(this.paths.database);
+    this.operations = new Operations(this.events, this.store, log);
+    this.images = new ImageStore(this.store, this.paths, this.runner, this.events);
+    this.drivers = new DriverRegistry([new LxcDriver(this.paths.containers, this.runner)]);
+    this.instances = new InstanceManager(this.store, this.images, this.drivers, this.events, log);
+  }
+
+  /** Probes drivers and reconciles instances; call once before serving. */
+  async init(): Promise<void> {
+    await this.drivers.probe(this.log);
+    await this.instances.reconcile();
+  }
+
+  serverConfig(): Record<string, string> {
+    return this.store.serverConfig();
+  }
+
+  setServerConfig(config: Record<string, string>): void {
+    for (const [k, v] of Object.entries(config)) checkServerKey(k, v);
+    this.store.setServerConfig(config);
+    this.events.lifecycle("config-updated", "/1.0");
+  }
+
+  close(): void {
+    this.store.close();
+  }
+}

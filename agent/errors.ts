@@ -1,0 +1,38 @@
+/** Typed domain errors. The API maps each to an HTTP status in one place (api/envelope.ts). */
+export class DomainError extends Error {
+  readonly status: number = 500;
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** The request is malformed or names an invalid value (HTTP 400). */
+export class BadRequest extends DomainError {
+  override readonly status = 400;
+}
+
+/** The named thing does not exist (HTTP 404). */
+export class NotFound extends DomainError {
+  override readonly status = 404;
+}
+
+/** The name is taken or the thing is in use (HTTP 409). */
+export class Conflict extends DomainError {
+  override readonly status = 409;
+}
+
+/** The action does not fit the current state (HTTP 409, as Incus answers). */
+export class InvalidState extends DomainError {
+  override readonly status = 409;
+}
+
+/** An `If-Match` precondition did not hold (HTTP 412). */
+export class PreconditionFailed extends DomainError {
+  override readonly status = 412;
+}
+
+/** The message of any thrown value, for logs and error envelopes. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,410 @@
+/**
+ * The instance manager: validates requests, keeps records in the store, drives the instance's
+ * driver, emits lifecycle events, and reconciles with the drivers at start-up.
+ */
+import { createHash } from "node:crypto";
+import {
+  checkConfigKey,
+  checkInstanceConfig,
+  findInstanceKey,
+  type InstanceType,
+  isTrue,
+} from "./config_keys.ts";
+import {
+  BadRequest,
+  Conflict,
+  InvalidState,
+  messageOf,
+  NotFound,
+  PreconditionFailed,
+} from "./errors.ts";
+import type { EventBus } from "./events.ts";
+import type { ImageStore } from "./images.ts";
+import { KeyedLock } from "./locks.ts";
+import { checkInstanceName } from "./names.ts";
+import type { Device, InstanceRecord, Store } from "./store.ts";
+import type { DriverRegistry } from "../drivers/registry.ts";
+import type { ExecRequest, ExecResult, InstanceRuntime, PowerState } from "../drivers/driver.ts";
+
+export interface CreateRequest {
+  name: string;
+  type: InstanceType;
+  image: string;
+  config: Record<string, string>;
+  devices: Record<string, Device>;
+  profiles: string[];
+  description: string;
+  ephemeral: boolean;
+}
+
+export interface UpdateRequest {
+  config: Record<string, string>;
+  devices: Record<string, Device>;
+  profiles: string[];
+  description: string;
+  ephemeral?: boolean;
+}
+
+export type StateAction = "start" | "stop" | "restart" | "freeze" | "unfreeze";
+
+export interface StateRequest {
+  action: StateAction;
+  force: boolean;
+  /** Seconds for a clean stop before it is forced; -1 means the default. */
+  timeout: number;
+}
+
+/** A clean stop waits this long before killing, unless the request says otherwise. */
+export const DEFAULT_STOP_TIMEOUT = 30;
+const SUPPORTED_DEVICE_TYPES = new Set(["none"]);
+
+export class InstanceManager {
+  readonly locks = new KeyedLock();
+  #creating = new Set<string>();
+
+  constructor(
+    private store: Store,
+    private images: ImageStore,
+    private drivers: DriverRegistry,
+    private events: EventBus,
+    private log: (msg: string) => void = console.error,
+  ) {}
+
+  list(): InstanceRecord[] {
+    return this.store.listInstances();
+  }
+
+  get(name: string): InstanceRecord {
+    const r = this.store.getInstance(name);
+    if (!r) throw new NotFound(`Instance "${name}" not found`);
+    return r;
+  }
+
+  async status(inst: InstanceRecord): Promise<PowerState> {
+    const d = this.drivers.maybe(inst.type);
+    if (!d || !d.info().available) return "Error";
+    return await d.status(inst);
+  }
+
+  async state(inst: InstanceRecord): Promise<InstanceRuntime> {
+    const d = this.drivers.maybe(inst.type);
+    if (!d || !d.info().available) {
+      return {
+        status: "Error",
+        pid: -1,
+        processes: 0,
+        memory: { usage: 0, usage_peak: 0, swap_usage: 0, swap_usage_peak: 0 },
+        cpu: { usage: 0 },
+        network: {},
+      };
+    }
+    return await d.state(inst);
+  }
+
+  /** The ETag of an instance's writable fields (for If-Match). */
+  etag(inst: InstanceRecord): string {
+    const body = {
+      architecture: inst.architecture,
+      config: inst.config,
+      devices: inst.devices,
+      ephemeral: inst.ephemeral,
+      profiles: inst.profiles,
+      description: inst.description,
+    };
+    return createHash("sha256").update(JSON.stringify(body)).digest("hex");
+  }
+
+  /**
+   * Checks a create request synchronously (so bad input fails before any operation starts) and
+   * returns the function that does the work.
+   */
+  prepareCreate(req: CreateRequest): () => Promise<InstanceRecord> {
+    checkInstanceName(req.name);
+    checkInstanceConfig(req.config, req.type);
+    checkDevices(req.devices);
+    checkProfiles(req.profiles);
+    if (this.store.getInstance(req.name) || this.#creating.has(req.name)) {
+      throw new Conflict(`Instance "${req.name}" already exists`);
+    }
+    const driver = this.drivers.get(req.type);
+    const image = this.images.resolve(req.image);
+    if (image.type !== req.type) {
+      throw new BadRequest(
+        `Image "${req.image}" is a ${image.type} image; it cannot make a ${req.type}`,
+      );
+    }
+    this.#creating.add(req.name);
+    return async () => {
+      try {
+        const now = new Date().toISOString();
+        const config: Record<string, string> = {};
+        for (const [k, v] of Object.entries(image.properties)) config[`image.${k}`] = v;
+        Object.assign(config, stripVolatile(req.config), {
+          "volatile.base_image": image.fingerprint,
+          "volatile.uuid": crypto.randomUUID(),
+          "volatile.last_state.power": "STOPPED",
+        });
+        const inst: InstanceRecord = {
+          name: req.name,
+          type: req.type,
+          architecture: image.architecture,
+          description: req.description,
+          config,
+          devices: req.devices,
+          profiles: req.profiles,
+          ephemeral: req.ephemeral,
+          created_at: now,
+          last_used_at: "1970-01-01T00:00:00Z",
+        };
+        await driver.create(inst, { rootfsTarball: this.images.file(image.fingerprint) });
+        try {
+          this.store.putInstance(inst);
+        } catch (err) {
+          await driver.delete(inst).catch(() => {});
+          throw err;
+        }
+        this.images.markUsed(image.fingerprint);
+        this.events.lifecycle("instance-created", `/1.0/instances/${inst.name}`, {
+          type: inst.type,
+        });
+        return inst;
+      } finally {
+        this.#creating.delete(req.name);
+      }
+    };
+  }
+
+  /** Checks a state change synchronously and returns the work. */
+  async prepareState(name: string, req: StateRequest): Promise<() => Promise<void>> {
+    const inst = this.get(name);
+    const driver = this.drivers.get(inst.type);
+    const status = await driver.status(inst);
+    const refuse = (why: string) => {
+      throw new InvalidState(`Instance "${name}" ${why}`);
+    };
+    switch (req.action) {
+      case "start":
+        if (status === "Running") refuse("is already running");
+        if (status === "Frozen") refuse("is paused: resume it instead");
+        break;
+      case "stop":
+        if (status === "Stopped") refuse("is already stopped");
+        break;
+      case "restart":
+        if (status === "Stopped") refuse("is not running: start it instead");
+        break;
+      case "freeze":
+        if (status === "Frozen") refuse("is already paused");
+        if (status !== "Running") refuse("is not running");
+        break;
+      case "unfreeze":
+        if (status !== "Frozen") refuse("is not paused");
+        break;
+    }
+    const timeout = req.timeout < 0 ? DEFAULT_STOP_TIMEOUT : req.timeout;
+    return () =>
+      this.locks.run(name, async () => {
+        const cur = this.get(name);
+        const source = `/1.0/instances/${name}`;
+        switch (req.action) {
+          case "start":
+            await this.#start(cur);
+            break;
+          case "stop":
+            await driver.stop(cur, { force: req.force, timeout });
+            this.#setPower(cur, "STOPPED");
+            this.events.lifecycle(req.force ? "instance-stopped" : "instance-shutdown", source);
+            break;
+          case "restart":
+            await driver.stop(cur, { force: req.force, timeout });
+            await driver.start(cur);
+            this.#setPower(cur, "RUNNING");
+            this.events.lifecycle("instance-restarted", source);
+            break;
+          case "freeze":
+            await driver.freeze(cur);
+            this.#setPower(cur, "FROZEN");
+            this.events.lifecycle("instance-paused", source);
+            break;
+          case "unfreeze":
+            await driver.unfreeze(cur);
+            this.#setPower(cur, "RUNNING");
+            this.events.lifecycle("instance-resumed", source);
+            break;
+        }
+      });
+  }
+
+  async #start(inst: InstanceRecord): Promise<void> {
+    const driver = this.drivers.get(inst.type);
+    await driver.start(inst);
+    inst.last_used_at = new Date().toISOString();
+    this.#setPower(inst, "RUNNING");
+    this.events.lifecycle("instance-started", `/1.0/instances/${inst.name}`);
+  }
+
+  #setPower(inst: InstanceRecord, power: string): void {
+    inst.config["volatile.last_state.power"] = power;
+    this.store.putInstance(inst);
+  }
+
+  /** Replaces the writable fields (PUT), honouring `If-Match`. */
+  async update(name: string, req: UpdateRequest, ifMatch?: string): Promise<InstanceRecord> {
+    return await this.locks.run(name, async () => {
+      const cur = this.get(name);
+      if (ifMatch !== undefined && ifMatch.replaceAll('"', "") !== this.etag(cur)) {
+        throw new PreconditionFailed(
+          `Instance "${name}" changed since it was read (ETag mismatch)`,
+        );
+      }
+      checkInstanceConfig(req.config, cur.type);
+      checkDevices(req.devices);
+      checkProfiles(req.profiles);
+      const config = { ...stripVolatile(req.config), ...volatileOf(cur.config) };
+      const changed = changedKeys(cur.config, config);
+      const driver = this.drivers.get(cur.type);
+      const running = (await driver.status(cur)) !== "Stopped";
+      if (running) {
+        const fixed = changed.filter((k) => !findInstanceKey(k, cur.type)?.live);
+        if (fixed.length > 0) {
+          throw new InvalidState(
+            `Config key "${
+              fixed[0]
+            }" cannot be changed while instance "${name}" is running: stop it first`,
+          );
+        }
+        if (JSON.stringify(req.devices) !== JSON.stringify(cur.devices)) {
+          throw new InvalidState(
+            `Devices of instance "${name}" cannot be changed while it is running`,
+          );
+        }
+      }
+      const next: InstanceRecord = {
+        ...cur,
+        config,
+        devices: req.devices,
+        profiles: req.profiles,
+        description: req.description,
+        ephemeral: req.ephemeral ?? cur.ephemeral,
+      };
+      if (
+        changed.some((k) =>
+          k.startsWith("limits.") || k.startsWith("environment.") || k.startsWith("security.")
+        )
+      ) {
+        await driver.applyLimits(next);
+      }
+      this.store.putInstance(next);
+      this.events.lifecycle("instance-updated", `/1.0/instances/${name}`);
+      return next;
+    });
+  }
+
+  /** Merges into the writable fields (PATCH). */
+  async patch(
+    name: string,
+    req: Partial<UpdateRequest>,
+    ifMatch?: string,
+  ): Promise<InstanceRecord> {
+    const cur = this.get(name);
+    return await this.update(name, {
+      config: { ...cur.config, ...(req.config ?? {}) },
+      devices: { ...cur.devices, ...(req.devices ?? {}) },
+      profiles: req.profiles ?? cur.profiles,
+      description: req.description ?? cur.description,
+      ephemeral: req.ephemeral,
+    }, ifMatch);
+  }
+
+  /** Checks a delete synchronously and returns the work. */
+  async prepareDelete(name: string): Promise<() => Promise<void>> {
+    const inst = this.get(name);
+    const driver = this.drivers.get(inst.type);
+    const status = await driver.status(inst);
+    if (status === "Running" || status === "Frozen") {
+      throw new InvalidState(`Instance "${name}" is running: stop it first or pass --force`);
+    }
+    return () =>
+      this.locks.run(name, async () => {
+        await driver.delete(this.get(name));
+        this.store.deleteInstance(name);
+        this.events.lifecycle("instance-deleted", `/1.0/instances/${name}`);
+      });
+  }
+
+  async exec(name: string, req: ExecRequest): Promise<ExecResult> {
+    const inst = this.get(name);
+    if (req.command.length === 0) throw new BadRequest("Exec needs a command");
+    const driver = this.drivers.get(inst.type);
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(inst.config)) {
+      if (k.startsWith("environment.")) env[k.slice("environment.".length)] = v;
+    }
+    this.events.lifecycle("instance-exec", `/1.0/instances/${name}`, { command: req.command });
+    return await driver.exec(inst, { ...req, environment: { ...env, ...req.environment } });
+  }
+
+  /**
+   * Start-up: compares the store with what the drivers report, and starts instances with
+   * `boot.autostart=true` (or, when it is unset, those that were running when the host went down).
+   */
+  async reconcile(): Promise<void> {
+    for (const inst of this.list()) {
+      const driver = this.drivers.maybe(inst.type);
+      if (!driver?.info().available) {
+        this.log(`instance ${inst.name}: its ${inst.type} driver is unavailable`);
+        continue;
+      }
+      const status = await driver.status(inst).catch(() => "Error" as const);
+      if (status === "Error") {
+        this.log(`instance ${inst.name}: storage missing or unreadable`);
+        continue;
+      }
+      const autostart = inst.config["boot.autostart"];
+      const wasRunning = inst.config["volatile.last_state.power"] === "RUNNING";
+      const want = autostart === undefined ? wasRunning : isTrue(autostart);
+      if (status === "Stopped" && want) {
+        try {
+          await this.locks.run(inst.name, () => this.#start(inst));
+          this.log(`instance ${inst.name}: started at boot`);
+        } catch (err) {
+          this.log(`instance ${inst.name}: autostart failed: ${messageOf(err)}`);
+        }
+      } else {
+        this.log(`instance ${inst.name}: ${status.toLowerCase()}`);
+      }
+    }
+  }
+
+  /** Validates one key for `config set` callers that check before a PUT. */
+  checkKey(key: string, value: string, type: InstanceType): void {
+    checkConfigKey(key, value, type);
+  }
+}
+
+function stripVolatile(config: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(config).filter(([k]) => !k.startsWith("volatile.")));
+}
+
+function volatileOf(config: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(config).filter(([k]) => k.startsWith("volatile.")));
+}
+
+function changedKeys(a: Record<string, string>, b: Record<string, string>): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].filter((k) => a[k] !== b[k]);
+}
+
+function checkDevices(devices: Record<string, Device>): void {
+  for (const [name, dev] of Object.entries(devices)) {
+    if (!dev.type) throw new BadRequest(`Device "${name}" has no type`);
+    if (!SUPPORTED_DEVICE_TYPES.has(dev.type)) {
+      throw new BadRequest(`Device "${name}": type "${dev.type}" is not supported yet`);
+    }
+  }
+}
+
+function checkProfiles(profiles: string[]): void {
+  const unknown = profiles.find((p) => p !== "default");
+  if (unknown) throw new NotFound(`Profile "${unknown}" not found`);
+}

@@ -1,0 +1,41 @@
+/** The layout of the daemon's state directory. */
+import { join } from "node:path";
+
+export const DEFAULT_STATE_DIR = "/var/lib/outpost";
+
+/** The state dir from `--state-dir`, then `OUTPOST_DIR`, then the default. */
+export function resolveStateDir(flag?: string): string {
+  return flag ?? Deno.env.get("OUTPOST_DIR") ?? DEFAULT_STATE_DIR;
+}
+
+export class Paths {
+  constructor(readonly root: string) {}
+  get socket(): string {
+    return join(this.root, "unix.socket");
+  }
+  get database(): string {
+    return join(this.root, "outpost.db");
+  }
+  /** The daemon's own LXC path: it never touches containers other tools manage. */
+  get containers(): string {
+    return join(this.root, "containers");
+  }
+  get images(): string {
+    return join(this.root, "images");
+  }
+  image(fingerprint: string): string {
+    return join(this.images, fingerprint);
+  }
+  get logs(): string {
+    return join(this.root, "logs");
+  }
+  instanceLogs(name: string): string {
+    return join(this.logs, name);
+  }
+  get pidfile(): string {
+    return join(this.root, "daemon.pid");
+  }
+  get daemonLog(): string {
+    return join(this.root, "daemon.log");
+  }
+}

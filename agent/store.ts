@@ -1,0 +1,274 @@
+/**
+ * The daemon's embedded state: SQLite (node:sqlite, WAL) with versioned migrations.
+ * Rows are validated with zod on the way out, so a damaged row is a clear error, not a crash later.
+ */
+import { DatabaseSync } from "node:sqlite";
+import { z } from "zod";
+
+const MIGRATIONS: string[] = [
+  // 1: the first schema
+  `CREATE TABLE instances (
+     name TEXT PRIMARY KEY,
+     type TEXT NOT NULL,
+     architecture TEXT NOT NULL,
+     description TEXT NOT NULL DEFAULT '',
+     config TEXT NOT NULL,
+     devices TEXT NOT NULL,
+     profiles TEXT NOT NULL,
+     ephemeral INTEGER NOT NULL DEFAULT 0,
+     created_at TEXT NOT NULL,
+     last_used_at TEXT NOT NULL
+   );
+   CREATE TABLE images (
+     fingerprint TEXT PRIMARY KEY,
+     type TEXT NOT NULL,
+     architecture TEXT NOT NULL,
+     filename TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     properties TEXT NOT NULL,
+     public INTEGER NOT NULL DEFAULT 0,
+     created_at TEXT NOT NULL,
+     uploaded_at TEXT NOT NULL,
+     last_used_at TEXT NOT NULL
+   );
+   CREATE TABLE aliases (
+     name TEXT PRIMARY KEY,
+     target TEXT NOT NULL REFERENCES images(fingerprint) ON DELETE CASCADE,
+     description TEXT NOT NULL DEFAULT ''
+   );
+   CREATE TABLE operations (
+     id TEXT PRIMARY KEY,
+     body TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   );
+   CREATE TABLE server_config (
+     key TEXT PRIMARY KEY,
+     value TEXT NOT NULL
+   );`,
+];
+
+const stringMap = z.record(z.string(), z.string());
+const json = <T extends z.ZodType>(schema: T) =>
+  z.string().transform((s, ctx) => {
+    try {
+      return JSON.parse(s);
+    } catch {
+      ctx.addIssue({ code: "custom", message: "not JSON" });
+      return z.NEVER;
+    }
+  }).pipe(schema);
+
+export const DeviceSchema = stringMap;
+export type Device = z.infer<typeof DeviceSchema>;
+
+const InstanceRowSchema = z.object({
+  name: z.string(),
+  type: z.enum(["container", "virtual-machine"]),
+  architecture: z.string(),
+  description: z.string(),
+  config: json(stringMap),
+  devices: json(z.record(z.string(), DeviceSchema)),
+  profiles: json(z.array(z.string())),
+  ephemeral: z.number().transform((n) => n !== 0),
+  created_at: z.string(),
+  last_used_at: z.string(),
+});
+export type InstanceRecord = z.infer<typeof InstanceRowSchema>;
+
+const ImageRowSchema = z.object({
+  fingerprint: z.string(),
+  type: z.enum(["container", "virtual-machine"]),
+  architecture: z.string(),
+  filename: z.string(),
+  size: z.number(),
+  properties: json(stringMap),
+  public: z.number().transform((n) => n !== 0),
+  created_at: z.string(),
+  uploaded_at: z.string(),
+  last_used_at: z.string(),
+});
+export type ImageRecord = z.infer<typeof ImageRowSchema>;
+
+const AliasRowSchema = z.object({ name: z.string(), target: z.string(), description: z.string() });
+export type AliasRecord = z.infer<typeof AliasRowSchema>;
+
+export class Store {
+  readonly db: DatabaseSync;
+
+  constructor(path: string) {
+    this.db = new DatabaseSync(path);
+    this.db.exec(
+      "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    );
+    this.migrate();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** The schema version after migrations (number of applied migrations). */
+  version(): number {
+    const row = this.db.prepare("PRAGMA user_version").get() as { user_version: number };
+    return row.user_version;
+  }
+
+  private migrate(): void {
+    const current = this.version();
+    if (current > MIGRATIONS.length) {
+      throw new Error(
+        `State database is schema version ${current}, newer than this outpost (${MIGRATIONS.length}): upgrade outpost`,
+      );
+    }
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      this.transaction(() => {
+        this.db.exec(MIGRATIONS[v]);
+        this.db.exec(`PRAGMA user_version = ${v + 1}`);
+      });
+    }
+  }
+
+  transaction<T>(fn: () => T): T {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  // --- instances ---
+
+  listInstances(): InstanceRecord[] {
+    return this.db.prepare("SELECT * FROM instances ORDER BY name").all()
+      .map((r) => InstanceRowSchema.parse(r));
+  }
+
+  getInstance(name: string): InstanceRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM instances WHERE name = ?").get(name);
+    return row ? InstanceRowSchema.parse(row) : undefined;
+  }
+
+  putInstance(r: InstanceRecord): void {
+    this.db.prepare(
+      `INSERT INTO instances (name, type, architecture, description, config, devices, profiles,
+         ephemeral, created_at, last_used_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(name) DO UPDATE SET type = excluded.type, architecture = excluded.architecture,
+         description = excluded.description, config = excluded.config, devices = excluded.devices,
+         profiles = excluded.profiles, ephemeral = excluded.ephemeral,
+         last_used_at = excluded.last_used_at`,
+    ).run(
+      r.name,
+      r.type,
+      r.architecture,
+      r.description,
+      JSON.stringify(r.config),
+      JSON.stringify(r.devices),
+      JSON.stringify(r.profiles),
+      r.ephemeral ? 1 : 0,
+      r.created_at,
+      r.last_used_at,
+    );
+  }
+
+  deleteInstance(name: string): void {
+    this.db.prepare("DELETE FROM instances WHERE name = ?").run(name);
+  }
+
+  // --- images and aliases ---
+
+  listImages(): ImageRecord[] {
+    return this.db.prepare("SELECT * FROM images ORDER BY created_at").all()
+      .map((r) => ImageRowSchema.parse(r));
+  }
+
+  getImage(fingerprint: string): ImageRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM images WHERE fingerprint = ?").get(fingerprint);
+    return row ? ImageRowSchema.parse(row) : undefined;
+  }
+
+  /** Images whose fingerprint starts with `prefix` (Incus accepts unique prefixes). */
+  findImages(prefix: string): ImageRecord[] {
+    return this.db.prepare("SELECT * FROM images WHERE substr(fingerprint, 1, ?) = ?")
+      .all(prefix.length, prefix).map((r) => ImageRowSchema.parse(r));
+  }
+
+  putImage(r: ImageRecord): void {
+    this.db.prepare(
+      `INSERT OR REPLACE INTO images (fingerprint, type, architecture, filename, size, properties,
+         public, created_at, uploaded_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      r.fingerprint,
+      r.type,
+      r.architecture,
+      r.filename,
+      r.size,
+      JSON.stringify(r.properties),
+      r.public ? 1 : 0,
+      r.created_at,
+      r.uploaded_at,
+      r.last_used_at,
+    );
+  }
+
+  deleteImage(fingerprint: string): void {
+    this.db.prepare("DELETE FROM images WHERE fingerprint = ?").run(fingerprint);
+  }
+
+  listAliases(): AliasRecord[] {
+    return this.db.prepare("SELECT * FROM aliases ORDER BY name").all()
+      .map((r) => AliasRowSchema.parse(r));
+  }
+
+  getAlias(name: string): AliasRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM aliases WHERE name = ?").get(name);
+    return row ? AliasRowSchema.parse(row) : undefined;
+  }
+
+  putAlias(r: AliasRecord): void {
+    this.db.prepare("INSERT OR REPLACE INTO aliases (name, target, description) VALUES (?, ?, ?)")
+      .run(r.name, r.target, r.description);
+  }
+
+  deleteAlias(name: string): void {
+    this.db.prepare("DELETE FROM aliases WHERE name = ?").run(name);
+  }
+
+  // --- operations (persisted for history; live ones are kept in memory) ---
+
+  putOperation(id: string, body: unknown, updatedAt: string): void {
+    this.db.prepare("INSERT OR REPLACE INTO operations (id, body, updated_at) VALUES (?, ?, ?)")
+      .run(id, JSON.stringify(body), updatedAt);
+  }
+
+  listOperations(): unknown[] {
+    return this.db.prepare("SELECT body FROM operations ORDER BY updated_at").all()
+      .map((r) => JSON.parse((r as { body: string }).body));
+  }
+
+  pruneOperations(olderThan: string): void {
+    this.db.prepare("DELETE FROM operations WHERE updated_at < ?").run(olderThan);
+  }
+
+  // --- server config ---
+
+  serverConfig(): Record<string, string> {
+    const rows = this.db.prepare("SELECT key, value FROM server_config").all() as {
+      key: string;
+      value: string;
+    }[];
+    return Object.fromEntries(rows.map((r) => [r.key, r.value]));
+  }
+
+  setServerConfig(config: Record<string, string>): void {
+    this.transaction(() => {
+      this.db.exec("DELETE FROM server_config");
+      const ins = this.db.prepare("INSERT INTO server_config (key, value) VALUES (?, ?)");
+      for (const [k, v] of Object.entries(config)) ins.run(k, v);
+    });
+  }
+}

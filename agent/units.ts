@@ -1,0 +1,39 @@
+const UNITS: Record<string, number> = {
+  B: 1,
+  kB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  PB: 1e15,
+  EB: 1e18,
+  KiB: 2 ** 10,
+  MiB: 2 ** 20,
+  GiB: 2 ** 30,
+  TiB: 2 ** 40,
+  PiB: 2 ** 50,
+  EiB: 2 ** 60,
+};
+
+/** Parses an Incus byte size ("64MiB", "1GB", "512", "1.5GiB") into bytes, or undefined. */
+export function parseByteSize(value: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(value.trim());
+  if (!m) return undefined;
+  const unit = m[2] === "" ? "B" : m[2];
+  const factor = UNITS[unit];
+  if (factor === undefined) return undefined;
+  return Math.floor(Number(m[1]) * factor);
+}
+
+/** Parses a CPU set ("0-2,4") into sorted CPU ids, or undefined. */
+export function parseCpuSet(value: string): number[] | undefined {
+  const ids = new Set<number>();
+  for (const part of value.split(",")) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (!m) return undefined;
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    if (to < from) return undefined;
+    for (let i = from; i <= to; i++) ids.add(i);
+  }
+  return [...ids].sort((a, b) => a - b);
+}

@@ -1,0 +1,39 @@
+/** The Hono app serving the Incus /1.0 API. */
+import { Hono } from "hono";
+import type { Agent } from "../agent/agent.ts";
+import { errorBody, toHttpError } from "./envelope.ts";
+import { eventRoutes } from "./routes/events.ts";
+import { execRoutes } from "./routes/exec.ts";
+import { imageRoutes } from "./routes/images.ts";
+import { instanceRoutes } from "./routes/instances.ts";
+import { operationRoutes } from "./routes/operations.ts";
+import { serverRoutes } from "./routes/server.ts";
+
+export function createApp(agent: Agent): Hono {
+  const app = new Hono();
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    const ms = (performance.now() - started).toFixed(1);
+    agent.log(`${c.req.method} ${new URL(c.req.url).pathname} ${c.res.status} ${ms}ms`);
+  });
+  for (
+    const routes of [
+      serverRoutes,
+      instanceRoutes,
+      execRoutes,
+      operationRoutes,
+      eventRoutes,
+      imageRoutes,
+    ]
+  ) {
+    app.route("/", routes(agent));
+  }
+  app.notFound((c) => c.json(errorBody("not found", 404), 404));
+  app.onError((err, c) => {
+    const { status, message } = toHttpError(err);
+    if (status >= 500) agent.log(`error: ${err instanceof Error ? err.stack : err}`);
+    return c.json(errorBody(message, status), status as 400);
+  });
+  return app;
+}

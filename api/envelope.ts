@@ -1,0 +1,64 @@
+/** The Incus response envelope: sync, async (operation) and error bodies. */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { z } from "zod";
+import { DomainError, messageOf } from "../agent/errors.ts";
+import type { OperationBody } from "../agent/operations.ts";
+
+export function sync(c: Context, metadata: unknown, opts: { status?: number; etag?: string } = {}) {
+  if (opts.etag) c.header("ETag", `"${opts.etag}"`);
+  return c.json({
+    type: "sync",
+    status: "Success",
+    status_code: 200,
+    operation: "",
+    error_code: 0,
+    error: "",
+    metadata,
+  }, (opts.status ?? 200) as ContentfulStatusCode);
+}
+
+export function async(c: Context, op: OperationBody) {
+  const url = `/1.0/operations/${op.id}`;
+  c.header("Location", url);
+  return c.json({
+    type: "async",
+    status: "Operation created",
+    status_code: 100,
+    operation: url,
+    error_code: 0,
+    error: "",
+    metadata: op,
+  }, 202);
+}
+
+export function errorBody(message: string, code: number) {
+  return {
+    type: "error",
+    status: "",
+    status_code: 0,
+    operation: "",
+    error_code: code,
+    error: message,
+    metadata: null,
+  };
+}
+
+/** Maps any thrown value to an HTTP status and message; the one place errors become HTTP. */
+export function toHttpError(err: unknown): { status: number; message: string } {
+  if (err instanceof DomainError) return { status: err.status, message: err.message };
+  if (err instanceof z.ZodError) return { status: 400, message: zodMessage(err) };
+  return { status: 500, message: messageOf(err) };
+}
+
+export function zodMessage(err: z.ZodError): string {
+  const issue = err.issues[0];
+  if (!issue) return "Invalid request";
+  const path = issue.path.join(".");
+  if (issue.code === "unrecognized_keys") {
+    return `Unknown field${issue.keys.length > 1 ? "s" : ""} ${
+      issue.keys.map((k) => `"${path ? `${path}.` : ""}${k}"`).join(", ")
+    }`;
+  }
+  return path ? `Invalid field "${path}": ${issue.message}` : `Invalid request: ${issue.message}`;
+}

@@ -1,0 +1,184 @@
+/** `/1.0/instances*`: list, create, get, update, delete, state. */
+import { Hono } from "hono";
+import type { Agent } from "../../agent/agent.ts";
+import { BadRequest, NotFound } from "../../agent/errors.ts";
+import type { InstanceRecord } from "../../agent/store.ts";
+import { parseBody, recursion } from "../body.ts";
+import { async, sync } from "../envelope.ts";
+import {
+  InstancePatchSchema,
+  InstancePutSchema,
+  InstancesPostSchema,
+  InstanceStatePutSchema,
+} from "../schemas.ts";
+import { fullInstanceView, instanceView, stateView } from "../views.ts";
+
+export function resources(name: string) {
+  return { containers: [`/1.0/containers/${name}`], instances: [`/1.0/instances/${name}`] };
+}
+
+export function instanceRoutes(agent: Agent): Hono {
+  const app = new Hono();
+  const { instances, operations } = agent;
+
+  const view = async (inst: InstanceRecord, depth: number) =>
+    depth >= 2
+      ? fullInstanceView(inst, await instances.state(inst))
+      : instanceView(inst, await instances.status(inst));
+
+  app.get("/1.0/instances", async (c) => {
+    const depth = recursion(c);
+    const list = instances.list();
+    if (depth === 0) return sync(c, list.map((i) => `/1.0/instances/${i.name}`));
+    return sync(c, await Promise.all(list.map((i) => view(i, depth))));
+  });
+
+  app.post("/1.0/instances", async (c) => {
+    const body = await parseBody(c, InstancesPostSchema);
+    if (body.source.type !== "image") {
+      throw new BadRequest(
+        `Instance source type "${body.source.type}" is not supported yet: use "image"`,
+      );
+    }
+    const image = body.source.alias ?? body.source.fingerprint;
+    if (!image) throw new BadRequest("source needs an alias or a fingerprint");
+    if (body.source.server) {
+      throw new BadRequest("Remote image servers are not supported yet: import the image first");
+    }
+    const work = instances.prepareCreate({
+      name: body.name,
+      type: body.type === "" ? "container" : body.type,
+      image,
+      config: body.config,
+      devices: body.devices,
+      profiles: body.profiles,
+      description: body.description,
+      ephemeral: body.ephemeral,
+    });
+    const op = operations.start({
+      description: "Creating instance",
+      resources: resources(body.name),
+      run: async () => {
+        await work();
+        if (body.start) {
+          await (await instances.prepareState(body.name, {
+            action: "start",
+            force: false,
+            timeout: -1,
+          }))();
+        }
+      },
+    });
+    return async(c, op);
+  });
+
+  app.get("/1.0/instances/:name", async (c) => {
+    const inst = instances.get(c.req.param("name"));
+    const depth = Math.max(1, recursion(c) >= 1 ? 2 : 1);
+    return sync(c, await view(inst, depth), { etag: instances.etag(inst) });
+  });
+
+  app.put("/1.0/instances/:name", async (c) => {
+    const name = c.req.param("name");
+    const body = await parseBody(c, InstancePutSchema);
+    instances.get(name);
+    if (body.restore !== undefined) {
+      throw new BadRequest("Snapshots are not supported yet");
+    }
+    // The update is checked and applied before answering, so a bad key is a 400 and a key that
+    // cannot change live is a 409; the operation records the finished work.
+    await instances.update(name, body, c.req.header("if-match"));
+    return async(
+      c,
+      operations.start({
+        description: "Updating instance",
+        resources: resources(name),
+        run: async () => {},
+      }),
+    );
+  });
+
+  app.patch("/1.0/instances/:name", async (c) => {
+    const name = c.req.param("name");
+    const body = await parseBody(c, InstancePatchSchema);
+    instances.get(name);
+    await instances.patch(name, body, c.req.header("if-match"));
+    return sync(c, {});
+  });
+
+  app.delete("/1.0/instances/:name", async (c) => {
+    const name = c.req.param("name");
+    const work = await instances.prepareDelete(name);
+    return async(
+      c,
+      operations.start({ description: "Deleting instance", resources: resources(name), run: work }),
+    );
+  });
+
+  app.get("/1.0/instances/:name/state", async (c) => {
+    const inst = instances.get(c.req.param("name"));
+    return sync(c, stateView(await instances.state(inst)));
+  });
+
+  app.put("/1.0/instances/:name/state", async (c) => {
+    const name = c.req.param("name");
+    const body = await parseBody(c, InstanceStatePutSchema);
+    if (body.stateful) throw new BadRequest("Stateful stop/start is not supported");
+    const work = await instances.prepareState(name, body);
+    const verbs = {
+      start: "Starting",
+      stop: "Stopping",
+      restart: "Restarting",
+      freeze: "Freezing",
+      unfreeze: "Unfreezing",
+    };
+    return async(
+      c,
+      operations.start({
+        description: `${verbs[body.action]} instance`,
+        resources: resources(name),
+        run: work,
+      }),
+    );
+  });
+
+  app.get("/1.0/instances/:name/logs", async (c) => {
+    const name = c.req.param("name");
+    instances.get(name);
+    const files: string[] = [];
+    try {
+      for await (const e of Deno.readDir(agent.paths.instanceLogs(name))) {
+        files.push(`/1.0/instances/${name}/logs/${e.name}`);
+      }
+    } catch { /* no logs yet */ }
+    return sync(c, files.sort());
+  });
+
+  app.get("/1.0/instances/:name/logs/:file", async (c) => {
+    const { name, file } = c.req.param();
+    instances.get(name);
+    if (!/^[\w.-]+$/.test(file) || file.startsWith(".")) {
+      throw new BadRequest(`Invalid log file name "${file}"`);
+    }
+    try {
+      const data = await Deno.readFile(`${agent.paths.instanceLogs(name)}/${file}`);
+      return c.body(data, 200, { "Content-Type": "application/octet-stream" });
+    } catch {
+      throw new NotFound(`Log file "${file}" not found`);
+    }
+  });
+
+  app.delete("/1.0/instances/:name/logs/:file", async (c) => {
+    const { name, file } = c.req.param();
+    instances.get(name);
+    if (!/^[\w.-]+$/.test(file) || file.startsWith(".")) {
+      throw new BadRequest(`Invalid log file name "${file}"`);
+    }
+    await Deno.remove(`${agent.paths.instanceLogs(name)}/${file}`).catch(() => {
+      throw new NotFound(`Log file "${file}" not found`);
+    });
+    return sync(c, {});
+  });
+
+  return app;
+}

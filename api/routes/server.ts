@@ -1,0 +1,93 @@
+/** `GET/PUT/PATCH /1.0`: server info and server config. */
+import { Hono } from "hono";
+import { arch, hostname, release } from "node:os";
+import type { Agent } from "../../agent/agent.ts";
+import { VERSION } from "../../agent/agent.ts";
+import { parseBody } from "../body.ts";
+import { sync } from "../envelope.ts";
+import { ServerPutSchema } from "../schemas.ts";
+
+/** Exactly the API extensions outpost implements. */
+export const API_EXTENSIONS = [
+  "etag",
+  "patch",
+  "container_last_used_at",
+  "container_exec_recording",
+  "container_exec_user_group_cwd",
+  "container_cpu_time",
+  "operation_description",
+  "event_lifecycle",
+  "entity_description",
+  "id_map",
+  "instances",
+  "image_types",
+];
+
+function architectures(): string[] {
+  return arch() === "x64" ? ["x86_64", "i686"] : arch() === "arm64" ? ["aarch64"] : [arch()];
+}
+
+function osRelease(): { name: string; version: string } {
+  try {
+    const text = Deno.readTextFileSync("/etc/os-release");
+    const get = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?`, "m").exec(text)?.[1] ?? "";
+    return { name: get("NAME"), version: get("VERSION_ID") };
+  } catch {
+    return { name: "", version: "" };
+  }
+}
+
+export function serverRoutes(agent: Agent): Hono {
+  const app = new Hono();
+  const os = osRelease();
+  const info = () => {
+    const drivers = agent.drivers.infos().filter((d) => d.available);
+    return {
+      config: agent.serverConfig(),
+      api_extensions: API_EXTENSIONS,
+      api_status: "stable",
+      api_version: "1.0",
+      auth: "trusted",
+      public: false,
+      auth_methods: ["tls"],
+      environment: {
+        addresses: [],
+        architectures: architectures(),
+        certificate: "",
+        certificate_fingerprint: "",
+        driver: drivers.map((d) => d.name).join(" | "),
+        driver_version: drivers.map((d) => d.version).join(" | "),
+        firewall: "",
+        kernel: "Linux",
+        kernel_architecture: architectures()[0],
+        kernel_features: {},
+        kernel_version: release(),
+        os_name: os.name,
+        os_version: os.version,
+        project: "default",
+        server: "outpost",
+        server_clustered: false,
+        server_event_mode: "full-mesh",
+        server_name: hostname(),
+        server_pid: Deno.pid,
+        server_version: VERSION,
+        storage: "dir",
+        storage_version: "1",
+        storage_supported_drivers: [{ Name: "dir", Version: "1", Remote: false }],
+      },
+    };
+  };
+  app.get("/1.0", (c) => sync(c, info()));
+  app.put("/1.0", async (c) => {
+    const body = await parseBody(c, ServerPutSchema);
+    agent.setServerConfig(body.config);
+    return sync(c, {});
+  });
+  app.patch("/1.0", async (c) => {
+    const body = await parseBody(c, ServerPutSchema);
+    agent.setServerConfig({ ...agent.serverConfig(), ...body.config });
+    return sync(c, {});
+  });
+  app.get("/", (c) => sync(c, ["/1.0"]));
+  return app;
+}

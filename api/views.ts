@@ -1,0 +1,79 @@
+/** Shapes domain records as the Incus API objects clients expect. */
+import type { ImageStore } from "../agent/images.ts";
+import type { ImageRecord, InstanceRecord } from "../agent/store.ts";
+import type { InstanceRuntime, PowerState } from "../drivers/driver.ts";
+
+export const STATUS_CODES: Record<PowerState, number> = {
+  Running: 103,
+  Stopped: 102,
+  Frozen: 110,
+  Error: 112,
+};
+
+export function instanceView(inst: InstanceRecord, status: PowerState) {
+  return {
+    architecture: inst.architecture,
+    config: inst.config,
+    devices: inst.devices,
+    ephemeral: inst.ephemeral,
+    profiles: inst.profiles,
+    stateful: false,
+    description: inst.description,
+    created_at: inst.created_at,
+    expanded_config: inst.config,
+    expanded_devices: inst.devices,
+    name: inst.name,
+    status,
+    status_code: STATUS_CODES[status],
+    last_used_at: inst.last_used_at,
+    location: "none",
+    type: inst.type,
+    project: "default",
+  };
+}
+
+export function stateView(rt: InstanceRuntime) {
+  return {
+    status: rt.status,
+    status_code: STATUS_CODES[rt.status],
+    disk: {},
+    memory: rt.memory,
+    network: rt.network,
+    pid: rt.pid,
+    processes: rt.processes,
+    cpu: rt.cpu,
+  };
+}
+
+export function fullInstanceView(inst: InstanceRecord, rt: InstanceRuntime) {
+  return {
+    ...instanceView(inst, rt.status),
+    state: stateView(rt),
+    snapshots: null,
+    backups: null,
+  };
+}
+
+export function imageView(image: ImageRecord, images: ImageStore) {
+  return {
+    aliases: images.aliasesOf(image.fingerprint).map((a) => ({
+      name: a.name,
+      description: a.description,
+    })),
+    architecture: image.architecture,
+    auto_update: false,
+    cached: false,
+    created_at: image.created_at,
+    expires_at: "1970-01-01T00:00:00Z",
+    filename: image.filename,
+    fingerprint: image.fingerprint,
+    last_used_at: image.last_used_at,
+    profiles: ["default"],
+    properties: image.properties,
+    public: image.public,
+    size: image.size,
+    type: image.type,
+    uploaded_at: image.uploaded_at,
+    project: "default",
+  };
+}

@@ -1,0 +1,184 @@
+/** `outpost image ...`: build, import, list, delete, alias. */
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { basename, join } from "node:path";
+import { type CliContext, UsageError } from "./context.ts";
+import { type Column, formatBytes, parseFormat, renderList } from "./format.ts";
+
+interface ImageJson {
+  fingerprint: string;
+  aliases: { name: string; description: string }[];
+  properties: Record<string, string>;
+  architecture: string;
+  type: string;
+  size: number;
+  uploaded_at: string;
+}
+
+const COLUMNS: Column<ImageJson>[] = [
+  { header: "ALIAS", value: (i) => i.aliases.map((a) => a.name).join("\n") },
+  { header: "FINGERPRINT", value: (i) => i.fingerprint.slice(0, 12) },
+  { header: "DESCRIPTION", value: (i) => i.properties.description ?? "" },
+  { header: "ARCHITECTURE", value: (i) => i.architecture },
+  {
+    header: "TYPE",
+    value: (i) => (i.type === "virtual-machine" ? "VIRTUAL-MACHINE" : "CONTAINER"),
+  },
+  { header: "SIZE", value: (i) => formatBytes(i.size) },
+  { header: "UPLOAD DATE", value: (i) => i.uploaded_at.replace("T", " ").slice(0, 19) },
+];
+
+/** A stream of the file that reports upload progress on stderr. */
+function withProgress(file: Deno.FsFile, total: number, label: string): ReadableStream<Uint8Array> {
+  let sent = 0;
+  let lastShown = -1;
+  const tty = Deno.stderr.isTerminal();
+  const enc = new TextEncoder();
+  return file.readable.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctl) {
+        sent += chunk.length;
+        const pct = total > 0 ? Math.floor((sent / total) * 100) : 100;
+        // Show progress for uploads that take a while (> 8 MiB); on a pipe, one line per 25%.
+        if (
+          total > 8 * 2 ** 20 &&
+          (tty ? pct !== lastShown : Math.floor(pct / 25) !== Math.floor(lastShown / 25))
+        ) {
+          lastShown = pct;
+          const line = `${label}: ${pct}% (${formatBytes(sent)}/${formatBytes(total)})`;
+          Deno.stderr.writeSync(enc.encode(tty ? `\r${line}` : `${line}\n`));
+        }
+        ctl.enqueue(chunk);
+      },
+      flush() {
+        if (tty && lastShown >= 0) Deno.stderr.writeSync(enc.encode("\n"));
+      },
+    }),
+  );
+}
+
+async function importFile(ctx: CliContext, path: string, aliases: string[]): Promise<string> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path);
+  } catch {
+    throw new UsageError(`Cannot read image file "${path}"`);
+  }
+  const size = (await file.stat()).size;
+  const op = await ctx.client.run("POST", "/1.0/images", {
+    raw: withProgress(file, size, "Uploading image"),
+    headers: { "X-Incus-filename": basename(path) },
+  }) as { metadata: { fingerprint: string } };
+  const fingerprint = op.metadata.fingerprint;
+  for (const alias of aliases) {
+    await ctx.client.run("POST", "/1.0/images/aliases", {
+      body: { name: alias, target: fingerprint },
+    });
+  }
+  return fingerprint;
+}
+
+async function resolve(ctx: CliContext, ref: string): Promise<string> {
+  try {
+    const a = await ctx.client.get<{ target: string }>(
+      `/1.0/images/aliases/${encodeURIComponent(ref)}`,
+    );
+    return a.target;
+  } catch {
+    const img = await ctx.client.get<ImageJson>(`/1.0/images/${encodeURIComponent(ref)}`);
+    return img.fingerprint;
+  }
+}
+
+export function imageCommand(ctx: CliContext): CommandUnknownOpts {
+  const image = new Command("image").description("Manage images");
+
+  image.command("build")
+    .description("Build a test image offline from host packages and import it (kinds: busybox)")
+    .argument("<kind>", "What to build: busybox")
+    .option("--alias <name>", "Alias for the new image (default: the kind)")
+    .option("--output <file>", "Also keep the built tarball at this path")
+    .action(async (kind, opts) => {
+      if (kind !== "busybox") throw new UsageError(`Unknown image kind "${kind}": use busybox`);
+      const { buildBusyboxImage } = await import("../agent/image_build/busybox.ts");
+      const dir = await Deno.makeTempDir({ prefix: "outpost-image-" });
+      try {
+        const out = opts.output ?? join(dir, "busybox.tar.gz");
+        console.error(`Building ${kind} image`);
+        const built = await buildBusyboxImage({ outFile: out });
+        const fp = await importFile(ctx, built.file, [opts.alias ?? kind]);
+        console.log(`Image imported with fingerprint: ${fp}`);
+      } finally {
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    });
+
+  image.command("import")
+    .description("Import an image tarball (metadata.yaml + rootfs/)")
+    .argument("<file>", "Image tarball")
+    .option(
+      "--alias <name>",
+      "Alias for the image (repeatable)",
+      (v: string, p: string[] = []) => [...p, v],
+    )
+    .action(async (file, opts) => {
+      const fp = await importFile(ctx, file, opts.alias ?? []);
+      console.log(`Image imported with fingerprint: ${fp}`);
+    });
+
+  image.command("list")
+    .alias("ls")
+    .description("List images")
+    .option("-f, --format <format>", "Output format: table, json, yaml, csv, compact", "table")
+    .action(async (opts) => {
+      const format = parseFormat(opts.format);
+      const all = await ctx.client.get<ImageJson[]>("/1.0/images?recursion=1");
+      Deno.stdout.writeSync(new TextEncoder().encode(renderList(format, all, COLUMNS, all)));
+    });
+
+  image.command("delete")
+    .alias("rm")
+    .description("Delete images (by alias or fingerprint)")
+    .argument("<images...>", "Aliases or fingerprints")
+    .action(async (refs) => {
+      for (const ref of refs) {
+        const fp = await resolve(ctx, ref);
+        await ctx.client.run("DELETE", `/1.0/images/${fp}`);
+      }
+    });
+
+  const alias = image.command("alias").description("Manage image aliases");
+  alias.command("create")
+    .description("Create an alias for an image")
+    .argument("<alias>", "New alias")
+    .argument("<image>", "Fingerprint (or another alias)")
+    .action(async (name, ref) => {
+      const target = await resolve(ctx, ref);
+      await ctx.client.run("POST", "/1.0/images/aliases", { body: { name, target } });
+    });
+  alias.command("delete")
+    .alias("rm")
+    .description("Delete an alias")
+    .argument("<alias>", "Alias")
+    .action(async (name) => {
+      await ctx.client.run("DELETE", `/1.0/images/aliases/${encodeURIComponent(name)}`);
+    });
+  alias.command("list")
+    .alias("ls")
+    .description("List aliases")
+    .action(async () => {
+      const all = await ctx.client.get<{ name: string; target: string; description: string }[]>(
+        "/1.0/images/aliases?recursion=1",
+      );
+      Deno.stdout.writeSync(new TextEncoder().encode(renderList(
+        "table",
+        all,
+        [
+          { header: "ALIAS", value: (a) => a.name },
+          { header: "FINGERPRINT", value: (a) => a.target.slice(0, 12) },
+          { header: "DESCRIPTION", value: (a) => a.description },
+        ],
+      )));
+    });
+
+  return image;
+}

@@ -1,0 +1,236 @@
+/** Instance commands: launch, init, list, info, start, stop, restart, pause, resume, delete. */
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import type { Operation } from "../api/client.ts";
+import { type CliContext, collect, parseIntOption, parseKeyValues } from "./context.ts";
+import { type Column, formatBytes, formatDuration, parseFormat, renderList } from "./format.ts";
+
+interface InstanceState {
+  status: string;
+  pid: number;
+  processes: number;
+  memory: { usage: number; usage_peak: number };
+  cpu: { usage: number };
+  network: Record<
+    string,
+    {
+      addresses: { family: string; address: string; scope: string }[];
+      counters: { bytes_received: number; bytes_sent: number };
+    }
+  >;
+}
+
+export interface InstanceJson {
+  name: string;
+  status: string;
+  type: string;
+  architecture: string;
+  created_at: string;
+  last_used_at: string;
+  description: string;
+  config: Record<string, string>;
+  devices: Record<string, Record<string, string>>;
+  profiles: string[];
+  state?: InstanceState;
+}
+
+function addresses(state: InstanceState | undefined, family: "inet" | "inet6"): string {
+  if (!state) return "";
+  return Object.entries(state.network ?? {})
+    .flatMap(([dev, n]) =>
+      n.addresses.filter((a) => a.family === family && a.scope === "global").map((a) =>
+        `${a.address} (${dev})`
+      )
+    )
+    .join("\n");
+}
+
+const COLUMNS: Column<InstanceJson>[] = [
+  { header: "NAME", value: (i) => i.name },
+  { header: "STATE", value: (i) => i.status.toUpperCase() },
+  { header: "IPV4", value: (i) => addresses(i.state, "inet") },
+  { header: "IPV6", value: (i) => addresses(i.state, "inet6") },
+  {
+    header: "TYPE",
+    value: (i) => (i.type === "virtual-machine" ? "VIRTUAL-MACHINE" : "CONTAINER"),
+  },
+  { header: "PID", value: (i) => (i.state && i.state.pid > 0 ? String(i.state.pid) : "") },
+];
+
+async function create(
+  ctx: CliContext,
+  image: string,
+  name: string,
+  opts: { config?: string[]; description?: string; ephemeral?: boolean },
+  start: boolean,
+): Promise<void> {
+  const body = {
+    name,
+    type: "container",
+    source: { type: "image", alias: image },
+    config: parseKeyValues(opts.config ?? []),
+    devices: {},
+    profiles: [],
+    description: opts.description ?? "",
+    ephemeral: opts.ephemeral ?? false,
+  };
+  console.error(`Creating ${name}`);
+  await ctx.client.run("POST", "/1.0/instances", { body });
+  if (start) {
+    console.error(`Starting ${name}`);
+    await changeState(ctx, name, { action: "start" });
+  }
+}
+
+async function changeState(
+  ctx: CliContext,
+  name: string,
+  body: { action: string; force?: boolean; timeout?: number },
+): Promise<Operation> {
+  return await ctx.client.run("PUT", `/1.0/instances/${encodeURIComponent(name)}/state`, {
+    body: { force: false, timeout: -1, ...body },
+  }) as Operation;
+}
+
+function createOptions<T extends Command<[string, string]>>(cmd: T) {
+  return cmd
+    .option(
+      "-c, --config <key=value>",
+      "Config key/value to apply to the new instance (repeatable)",
+      collect,
+    )
+    .option("-d, --description <text>", "Instance description")
+    .option("-e, --ephemeral", "Delete the instance when it stops");
+}
+
+export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
+  const launch = createOptions(
+    new Command("launch")
+      .description("Create and start an instance from an image")
+      .argument("<image>", "Image alias or fingerprint")
+      .argument("<name>", "Instance name"),
+  ).action(async (image, name, opts) => await create(ctx, image, name, opts, true));
+
+  const init = createOptions(
+    new Command("init")
+      .description("Create an instance from an image without starting it")
+      .argument("<image>", "Image alias or fingerprint")
+      .argument("<name>", "Instance name"),
+  ).action(async (image, name, opts) => await create(ctx, image, name, opts, false));
+
+  const list = new Command("list")
+    .alias("ls")
+    .description("List instances")
+    .option("-f, --format <format>", "Output format: table, json, yaml, csv, compact", "table")
+    .action(async (opts) => {
+      const format = parseFormat(opts.format);
+      const all = await ctx.client.get<InstanceJson[]>("/1.0/instances?recursion=2");
+      Deno.stdout.writeSync(new TextEncoder().encode(renderList(format, all, COLUMNS, all)));
+    });
+
+  const info = new Command("info")
+    .description("Show an instance's details and live state")
+    .argument("<name>", "Instance name")
+    .action(async (name) => {
+      const i = await ctx.client.get<InstanceJson>(
+        `/1.0/instances/${encodeURIComponent(name)}?recursion=1`,
+      );
+      const lines = [
+        `Name: ${i.name}`,
+        `Status: ${i.status.toUpperCase()}`,
+        `Type: ${i.type === "virtual-machine" ? "virtual-machine" : "container"}`,
+        `Architecture: ${i.architecture}`,
+      ];
+      if (i.state && i.state.pid > 0) lines.push(`PID: ${i.state.pid}`);
+      lines.push(`Created: ${i.created_at}`);
+      if (!i.last_used_at.startsWith("1970")) lines.push(`Last Used: ${i.last_used_at}`);
+      if (i.description) lines.push(`Description: ${i.description}`);
+      if (i.state && i.state.pid > 0) {
+        lines.push("", "Resources:", `  Processes: ${i.state.processes}`);
+        lines.push(
+          `  CPU usage:`,
+          `    CPU usage (in seconds): ${formatDuration(i.state.cpu.usage / 1e9)}`,
+        );
+        lines.push(
+          `  Memory usage:`,
+          `    Memory (current): ${formatBytes(i.state.memory.usage)}`,
+          `    Memory (peak): ${formatBytes(i.state.memory.usage_peak)}`,
+        );
+        const nets = Object.entries(i.state.network ?? {});
+        if (nets.length > 0) {
+          lines.push("  Network usage:");
+          for (const [dev, n] of nets) {
+            lines.push(`    ${dev}:`);
+            for (const a of n.addresses) {
+              lines.push(
+                `      ${a.family === "inet" ? "IPv4" : "IPv6"}: ${a.address} (${a.scope})`,
+              );
+            }
+            lines.push(
+              `      Bytes received: ${formatBytes(n.counters.bytes_received)}`,
+              `      Bytes sent: ${formatBytes(n.counters.bytes_sent)}`,
+            );
+          }
+        }
+      }
+      console.log(lines.join("\n"));
+    });
+
+  const stateCommand = (verb: string, action: string, help: string) =>
+    new Command(verb)
+      .description(help)
+      .argument("<names...>", "Instance names")
+      .action(async (names) => {
+        for (const name of names) await changeState(ctx, name, { action });
+      });
+
+  const stopCommand = (verb: string, action: string, help: string) =>
+    new Command(verb)
+      .description(help)
+      .argument("<names...>", "Instance names")
+      .option("-f, --force", "Kill the instance instead of a clean shutdown")
+      .option(
+        "--timeout <seconds>",
+        "Seconds to wait for a clean shutdown before killing (default 30)",
+        parseIntOption("timeout"),
+      )
+      .action(async (names, opts) => {
+        for (const name of names) {
+          await changeState(ctx, name, {
+            action,
+            force: Boolean(opts.force),
+            timeout: opts.timeout ?? -1,
+          });
+        }
+      });
+
+  const remove = new Command("delete")
+    .alias("rm")
+    .description("Delete instances")
+    .argument("<names...>", "Instance names")
+    .option("-f, --force", "Stop running instances first (forcefully)")
+    .action(async (names, opts) => {
+      for (const name of names) {
+        const path = `/1.0/instances/${encodeURIComponent(name)}`;
+        if (opts.force) {
+          const inst = await ctx.client.get<InstanceJson>(path);
+          if (inst.status !== "Stopped") {
+            await changeState(ctx, name, { action: "stop", force: true });
+          }
+        }
+        await ctx.client.run("DELETE", path);
+      }
+    });
+
+  return [
+    launch,
+    init,
+    list,
+    info,
+    stateCommand("start", "start", "Start instances"),
+    stopCommand("stop", "stop", "Stop instances (cleanly, killed after --timeout)"),
+    stopCommand("restart", "restart", "Restart instances"),
+    stateCommand("pause", "freeze", "Pause (freeze) instances"),
+    stateCommand("resume", "unfreeze", "Resume (unfreeze) paused instances"),
+    remove,
+  ];
+}

@@ -1,0 +1,45 @@
+/** The `outpost` command line: one module per command group, assembled here. */
+import { Command } from "@commander-js/extra-typings";
+import { VERSION } from "../agent/agent.ts";
+import { configCommand } from "./config.ts";
+import { CliContext } from "./context.ts";
+import { execCommand } from "./exec.ts";
+import { imageCommand } from "./images.ts";
+import { instanceCommands } from "./instances.ts";
+
+export function buildProgram(): { program: Command; ctx: CliContext } {
+  const program = new Command("outpost")
+    .description(
+      "outpost: system containers (LXC) on this host, driven through an Incus-compatible API",
+    )
+    .version(VERSION)
+    .option(
+      "--state-dir <dir>",
+      "The daemon's state dir (env OUTPOST_DIR, default /var/lib/outpost)",
+    )
+    .showHelpAfterError()
+    .exitOverride();
+  const ctx = new CliContext(() => program.opts().stateDir);
+
+  program.command("daemon")
+    .description("Run the outpost daemon in the foreground (serves DIR/unix.socket)")
+    .action(async () => {
+      const { runDaemon } = await import("../agent/daemon.ts");
+      await runDaemon({ stateDir: ctx.stateDir });
+    });
+
+  for (
+    const cmd of [...instanceCommands(ctx), execCommand(ctx), configCommand(ctx), imageCommand(ctx)]
+  ) {
+    program.addCommand(cmd);
+  }
+  // Subcommands report errors the same way as the program (main.ts prints them).
+  const propagate = (cmd: Command | ReturnType<Command["command"]>) => {
+    for (const sub of cmd.commands) {
+      sub.exitOverride().showHelpAfterError(false);
+      propagate(sub as Command);
+    }
+  };
+  propagate(program);
+  return { program, ctx };
+}

@@ -1,0 +1,283 @@
+/** System containers through the host's LXC tools, kept under the daemon's own LXC path. */
+import { existsSync, lstatSync } from "node:fs";
+import { join } from "node:path";
+import { availableParallelism, totalmem } from "node:os";
+import { isTrue } from "../../agent/config_keys.ts";
+import { InvalidState } from "../../agent/errors.ts";
+import type { InstanceRecord } from "../../agent/store.ts";
+import type {
+  Driver,
+  DriverInfo,
+  ExecRequest,
+  ExecResult,
+  InstanceRuntime,
+  PowerState,
+  StopOptions,
+} from "../driver.ts";
+import type { Runner } from "../runner.ts";
+import { hostLayout, limitSettings, limitsFromConfig, readUsage } from "./cgroups.ts";
+import { lxcConfig } from "./config.ts";
+import { hostIdMap, type IdMap, idmapJson, shiftTree } from "./idmap.ts";
+import { readNetwork } from "./network.ts";
+
+const SECCOMP_PROFILES = ["/usr/share/lxc/config/common.seccomp"];
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export class LxcDriver implements Driver {
+  readonly type = "container" as const;
+  #info: DriverInfo = { name: "lxc", version: "", available: false, error: "not probed" };
+  #idmap?: IdMap;
+
+  constructor(readonly lxcPath: string, private runner: Runner) {}
+
+  /** Probes the LXC tools once (the registry calls this at start-up). */
+  async probe(): Promise<DriverInfo> {
+    try {
+      const r = await this.runner.run(["lxc-start", "--version"]);
+      this.#info = { name: "lxc", version: r.stdout.trim(), available: true, error: "" };
+    } catch (err) {
+      this.#info = {
+        name: "lxc",
+        version: "",
+        available: false,
+        error: err instanceof Error ? err.message : String(err),
+      };
+    }
+    return this.#info;
+  }
+
+  info(): DriverInfo {
+    return this.#info;
+  }
+
+  dir(name: string): string {
+    return join(this.lxcPath, name);
+  }
+
+  rootfs(name: string): string {
+    return join(this.dir(name), "rootfs");
+  }
+
+  #hostIdMap(): IdMap {
+    this.#idmap ??= hostIdMap();
+    return this.#idmap;
+  }
+
+  #lxc(tool: string, name: string, ...args: string[]): string[] {
+    return [tool, "-P", this.lxcPath, "-n", name, ...args];
+  }
+
+  async create(inst: InstanceRecord, image: { rootfsTarball: string }): Promise<void> {
+    const dir = this.dir(inst.name);
+    await Deno.mkdir(dir, { recursive: true, mode: 0o711 });
+    const unpack = join(dir, ".unpack");
+    try {
+      await Deno.mkdir(unpack);
+      await this.runner.run([
+        "tar",
+        "-xf",
+        image.rootfsTarball,
+        "-C",
+        unpack,
+        "--numeric-owner",
+        "-p",
+        "--xattrs-include=*",
+        "--exclude=dev/*",
+      ]);
+      const unpacked = join(unpack, "rootfs");
+      if (!existsSync(unpacked)) throw new Error("The image has no rootfs/ directory");
+      await Deno.rename(unpacked, this.rootfs(inst.name));
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw err;
+    } finally {
+      await Deno.remove(unpack, { recursive: true }).catch(() => {});
+    }
+    await Deno.writeTextFile(join(this.rootfs(inst.name), "etc", "hostname"), `${inst.name}\n`)
+      .catch(() => {});
+    inst.config["volatile.last_state.idmap"] = "[]";
+    this.#shiftForConfig(inst);
+    await this.#writeConfig(inst);
+  }
+
+  /** Shifts the rootfs when the wanted id map differs from the one it was last shifted to. */
+  #shiftForConfig(inst: InstanceRecord): void {
+    const want = isTrue(inst.config["security.privileged"]) ? undefined : this.#hostIdMap();
+    const wantJson = want ? idmapJson(want) : "[]";
+    const have = inst.config["volatile.last_state.idmap"] ?? "[]";
+    if (have !== wantJson) {
+      const base = (json: string, uid: boolean) =>
+        (JSON.parse(json) as { Isuid: boolean; Hostid: number }[]).find((e) => e.Isuid === uid)
+          ?.Hostid ?? 0;
+      shiftTree(
+        this.rootfs(inst.name),
+        base(wantJson, true) - base(have, true),
+        base(wantJson, false) - base(have, false),
+      );
+      inst.config["volatile.last_state.idmap"] = wantJson;
+    }
+    inst.config["volatile.idmap.current"] = wantJson;
+  }
+
+  async #writeConfig(inst: InstanceRecord): Promise<void> {
+    const text = lxcConfig({
+      name: inst.name,
+      dir: this.dir(inst.name),
+      config: inst.config,
+      idmap: this.#hostIdMap(),
+      layout: hostLayout(),
+      seccompProfile: SECCOMP_PROFILES.find((p) => existsSync(p)),
+      host: { cpus: availableParallelism(), memory: totalmem() },
+    });
+    await Deno.writeTextFile(join(this.dir(inst.name), "config"), text);
+  }
+
+  async start(inst: InstanceRecord): Promise<void> {
+    const status = await this.status(inst);
+    if (status !== "Stopped") {
+      throw new InvalidState(`Instance "${inst.name}" is already ${status.toLowerCase()}`);
+    }
+    this.#shiftForConfig(inst);
+    await this.#writeConfig(inst);
+    const log = join(this.dir(inst.name), "lxc.log");
+    await Deno.writeTextFile(log, "");
+    const r = await this.runner.run(this.#lxc("lxc-start", inst.name), { allowFailure: true });
+    if (r.code !== 0) {
+      const detail = (await Deno.readTextFile(log).catch(() => "")).trim().split("\n")
+        .filter((l) => l.includes("ERROR")).slice(-3).map((l) => l.replace(/^.* - /, "")).join(
+          "; ",
+        );
+      throw new Error(`Failed to start container "${inst.name}"${detail ? `: ${detail}` : ""}`);
+    }
+    await this.runner.run(this.#lxc("lxc-wait", inst.name, "-s", "RUNNING", "-t", "10"));
+  }
+
+  async stop(inst: InstanceRecord, opts: StopOptions): Promise<void> {
+    const status = await this.status(inst);
+    if (status === "Stopped") return;
+    if (opts.force) {
+      await this.runner.run(this.#lxc("lxc-stop", inst.name, "-k"));
+      return;
+    }
+    if (status === "Frozen") await this.unfreeze(inst);
+    await this.runner.run(this.#lxc("lxc-stop", inst.name, "-t", String(opts.timeout)));
+  }
+
+  async freeze(inst: InstanceRecord): Promise<void> {
+    await this.runner.run(this.#lxc("lxc-freeze", inst.name));
+  }
+
+  async unfreeze(inst: InstanceRecord): Promise<void> {
+    await this.runner.run(this.#lxc("lxc-unfreeze", inst.name));
+  }
+
+  async delete(inst: InstanceRecord): Promise<void> {
+    if ((await this.status(inst)) !== "Stopped") {
+      await this.runner.run(this.#lxc("lxc-stop", inst.name, "-k"), { allowFailure: true });
+    }
+    await Deno.remove(this.dir(inst.name), { recursive: true }).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+  }
+
+  async #info2(name: string): Promise<{ status: PowerState; pid: number }> {
+    if (!existsSync(join(this.dir(name), "config"))) return { status: "Error", pid: -1 };
+    const r = await this.runner.run(this.#lxc("lxc-info", name, "-s", "-p", "-H"), {
+      allowFailure: true,
+    });
+    const state = /State:\s+(\S+)/.exec(r.stdout)?.[1] ?? (r.stdout.split("\n")[0] ?? "").trim();
+    const pid = Number(/PID:\s+(\d+)/.exec(r.stdout)?.[1] ?? r.stdout.split("\n")[1] ?? -1);
+    const status: PowerState = state === "RUNNING"
+      ? "Running"
+      : state === "FROZEN" || state === "FREEZING"
+      ? "Frozen"
+      : state === "STOPPED"
+      ? "Stopped"
+      : r.code === 0
+      ? "Running"
+      : "Error";
+    return { status, pid: status === "Stopped" ? -1 : Number.isFinite(pid) ? pid : -1 };
+  }
+
+  async status(inst: InstanceRecord): Promise<PowerState> {
+    return (await this.#info2(inst.name)).status;
+  }
+
+  async state(inst: InstanceRecord): Promise<InstanceRuntime> {
+    const { status, pid } = await this.#info2(inst.name);
+    const runtime: InstanceRuntime = {
+      status,
+      pid,
+      processes: 0,
+      memory: { usage: 0, usage_peak: 0, swap_usage: 0, swap_usage_peak: 0 },
+      cpu: { usage: 0 },
+      network: {},
+    };
+    if (pid > 0) {
+      try {
+        const u = readUsage(pid);
+        runtime.processes = u.processes;
+        runtime.memory = {
+          usage: u.memory,
+          usage_peak: u.memoryPeak,
+          swap_usage: u.swap,
+          swap_usage_peak: 0,
+        };
+        runtime.cpu = { usage: u.cpuNs };
+      } catch { /* the container stopped while we read it */ }
+      runtime.network = await readNetwork(this.runner, pid);
+    }
+    return runtime;
+  }
+
+  async exec(inst: InstanceRecord, req: ExecRequest): Promise<ExecResult> {
+    if ((await this.status(inst)) !== "Running") {
+      throw new InvalidState(`Instance "${inst.name}" is not running`);
+    }
+    const uid = req.user ?? 0;
+    const env: Record<string, string> = {
+      PATH: DEFAULT_PATH,
+      HOME: uid === 0 ? "/root" : "/",
+      USER: uid === 0 ? "root" : "",
+      LANG: "C.UTF-8",
+      ...req.environment,
+    };
+    const argv = this.#lxc("lxc-attach", inst.name, "--clear-env");
+    if (req.user !== undefined) argv.push("-u", String(req.user));
+    if (req.group !== undefined) argv.push("-g", String(req.group));
+    for (const [k, v] of Object.entries(env)) if (v !== "") argv.push("-v", `${k}=${v}`);
+    argv.push("--");
+    const cwd = req.cwd ?? env.HOME;
+    if (this.#hasShell(inst.name)) {
+      argv.push("/bin/sh", "-c", 'cd -- "$0" 2>/dev/null || cd /; exec "$@"', cwd);
+    }
+    argv.push(...req.command);
+    const r = await this.runner.run(argv, { allowFailure: true, cwd: "/" });
+    return { code: r.code, stdout: r.raw.stdout, stderr: r.raw.stderr };
+  }
+
+  #hasShell(name: string): boolean {
+    try {
+      lstatSync(join(this.rootfs(name), "bin", "sh"));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async applyLimits(inst: InstanceRecord): Promise<void> {
+    await this.#writeConfig(inst);
+    if ((await this.status(inst)) === "Stopped") return;
+    const settings = limitSettings(hostLayout(), limitsFromConfig(inst.config));
+    for (const s of settings) {
+      const r = await this.runner.run(this.#lxc("lxc-cgroup", inst.name, s.key, s.value), {
+        allowFailure: true,
+      });
+      if (r.code !== 0) {
+        throw new Error(
+          `Could not apply ${s.key}=${s.value} to "${inst.name}": ${r.stderr.trim()}`,
+        );
+      }
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The one place drivers run host commands. Tests and benchmarks can observe every argv through
+ * `onRun`, and failures carry the command's stderr in a readable message.
+ */
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** The undecoded output, for commands whose output is data (exec). */
+  raw: { stdout: Uint8Array; stderr: Uint8Array };
+}
+
+export interface RunOptions {
+  stdin?: string | Uint8Array;
+  env?: Record<string, string>;
+  clearEnv?: boolean;
+  /** Don't throw on a non-zero exit code. */
+  allowFailure?: boolean;
+  signal?: AbortSignal;
+  cwd?: string;
+}
+
+export class CommandError extends Error {
+  constructor(readonly argv: string[], readonly result: RunResult) {
+    const why = (result.stderr.trim() || result.stdout.trim()).split("\n").slice(-3).join("; ");
+    super(`${argv[0]} failed (exit ${result.code})${why ? `: ${why}` : ""}`);
+  }
+}
+
+export type RunHook = (argv: string[]) => void;
+
+export class Runner {
+  #hooks = new Set<RunHook>();
+  calls = 0;
+
+  /** Observes every command (for tests and benchmarks); returns the unsubscribe function. */
+  onRun(hook: RunHook): () => void {
+    this.#hooks.add(hook);
+    return () => this.#hooks.delete(hook);
+  }
+
+  async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+    this.calls++;
+    for (const h of this.#hooks) h(argv);
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(argv[0], {
+        args: argv.slice(1),
+        stdin: opts.stdin === undefined ? "null" : "piped",
+        stdout: "piped",
+        stderr: "piped",
+        env: opts.env,
+        clearEnv: opts.clearEnv,
+        signal: opts.signal,
+        cwd: opts.cwd,
+      }).spawn();
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) {
+        throw new Error(`Command "${argv[0]}" not found: is it installed?`);
+      }
+      throw err;
+    }
+    if (opts.stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      await w.write(
+        typeof opts.stdin === "string" ? new TextEncoder().encode(opts.stdin) : opts.stdin,
+      )
+        .catch(() => {});
+      await w.close().catch(() => {});
+    }
+    const out = await child.output();
+    const dec = new TextDecoder();
+    const result = {
+      code: out.code,
+      stdout: dec.decode(out.stdout),
+      stderr: dec.decode(out.stderr),
+      raw: { stdout: out.stdout, stderr: out.stderr },
+    };
+    if (result.code !== 0 && !opts.allowFailure) throw new CommandError(argv, result);
+    return result;
+  }
+}
