@@ -199,8 +199,14 @@ export class Store {
 
   putImage(r: ImageRecord): void {
     this.db.prepare(
-      `INSERT OR REPLACE INTO images (fingerprint, type, architecture, filename, size, properties,
-         public, created_at, uploaded_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      // An upsert, not INSERT OR REPLACE: a replace deletes the row and cascades to its aliases.
+      `INSERT INTO images (fingerprint, type, architecture, filename, size, properties,
+         public, created_at, uploaded_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(fingerprint) DO UPDATE SET type = excluded.type,
+         architecture = excluded.architecture, filename = excluded.filename, size = excluded.size,
+         properties = excluded.properties, public = excluded.public,
+         created_at = excluded.created_at, uploaded_at = excluded.uploaded_at,
+         last_used_at = excluded.last_used_at`,
     ).run(
       r.fingerprint,
       r.type,

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs outpost on this Debian/Ubuntu host from a source checkout, as root. Idempotent.
+#   ./install.sh [--state-dir DIR] [--no-image]
+# Installs apt packages and Deno, copies the agent to /opt/outpost, puts an `outpost` launcher on
+# PATH, starts the daemon as a service (systemd unit, or a supervised background process where
+# systemd is not PID 1) and builds the busybox image.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")" && pwd)
+PREFIX=${OUTPOST_PREFIX:-/opt/outpost}
+BIN=${OUTPOST_BIN:-/usr/local/bin/outpost}
+STATE_DIR=${OUTPOST_DIR:-/var/lib/outpost}
+BUILD_IMAGE=1
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --state-dir) STATE_DIR=$2; shift 2 ;;
+    --no-image) BUILD_IMAGE=0; shift ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown option $1" >&2; exit 1 ;;
+  esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (LXC containers need it)" >&2
+  exit 1
+fi
+
+# shellcheck source=scripts/host-deps.sh
+. "$SRC/scripts/host-deps.sh"
+apt_install $OUTPOST_APT_PACKAGES
+ensure_deno
+
+# The agent: a copy of the checkout's sources with its pinned npm modules.
+if [ "$SRC" != "$PREFIX" ]; then
+  mkdir -p "$PREFIX"
+  tar -C "$SRC" --exclude=./node_modules --exclude=./.git --exclude=./dist -cf - . | tar -C "$PREFIX" -xf -
+fi
+ensure_modules "$PREFIX"
+
+# The launcher: `deno run` of the installed entry point with narrowed permissions (the same set
+# `deno task compile` bakes into the release binary).
+cat > "$BIN" <<LAUNCHER
+#!/bin/sh
+exec "$DENO" run --quiet --no-prompt --allow-read --allow-write --allow-run --allow-env --allow-net --allow-sys "$PREFIX/main.ts" "\$@"
+LAUNCHER
+chmod 0755 "$BIN"
+
+# The service.
+mkdir -p "$STATE_DIR"
+if [ "$(cat /proc/1/comm 2>/dev/null)" = "systemd" ]; then
+  cat > /etc/systemd/system/outpost.service <<UNIT
+[Unit]
+Description=outpost daemon (LXC containers through an Incus-compatible API)
+After=network.target
+
+[Service]
+Environment=OUTPOST_DIR=$STATE_DIR
+ExecStart=$BIN daemon
+KillMode=process
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl daemon-reload
+  systemctl enable outpost.service >/dev/null
+  systemctl restart outpost.service
+else
+  SUPERVISOR="$PREFIX/scripts/supervise.sh"
+  if [ -f "$STATE_DIR/supervisor.pid" ] && kill -0 "$(cat "$STATE_DIR/supervisor.pid")" 2>/dev/null; then
+    kill "$(cat "$STATE_DIR/supervisor.pid")" 2>/dev/null || true
+    sleep 0.5
+  fi
+  if [ -f "$STATE_DIR/daemon.pid" ] && kill -0 "$(cat "$STATE_DIR/daemon.pid")" 2>/dev/null; then
+    kill "$(cat "$STATE_DIR/daemon.pid")" 2>/dev/null || true
+  fi
+  OUTPOST_DIR="$STATE_DIR" setsid "$SUPERVISOR" "$BIN" "$STATE_DIR" </dev/null >/dev/null 2>&1 &
+fi
+
+# Wait for the API.
+for _ in $(seq 1 100); do
+  if OUTPOST_DIR="$STATE_DIR" "$BIN" list --format csv >/dev/null 2>&1; then break; fi
+  sleep 0.1
+done
+if ! OUTPOST_DIR="$STATE_DIR" "$BIN" list --format csv >/dev/null; then
+  echo "install.sh: the daemon did not come up; see $STATE_DIR/daemon.log" >&2
+  exit 1
+fi
+
+if [ "$BUILD_IMAGE" = 1 ] && ! OUTPOST_DIR="$STATE_DIR" "$BIN" image alias list | grep -q '| busybox '; then
+  OUTPOST_DIR="$STATE_DIR" "$BIN" image build busybox --alias busybox
+fi
+echo "outpost is installed: try 'outpost launch busybox c1 && outpost exec c1 -- echo hi'"

@@ -1,0 +1,39 @@
+# Sourced by install.sh and tests/run.sh: installs what outpost needs on a Debian/Ubuntu host.
+# Everything comes from Debian's packages and the npm registry, so a fresh machine works offline
+# from any other source.
+
+OUTPOST_DENO_VERSION=2.9.6
+OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux tar gzip xz-utils ca-certificates"
+
+# apt_install PKG...: installs the packages that are missing (one apt-get update at most).
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "outpost: installing ${missing[*]}" >&2
+  if [ -z "${OUTPOST_APT_UPDATED:-}" ]; then
+    apt-get update -q >/dev/null
+    OUTPOST_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_deno: Deno from npm, pinned; sets DENO to its path.
+ensure_deno() {
+  DENO=$(command -v deno || true)
+  if [ -n "$DENO" ] && "$DENO" --version 2>/dev/null | head -1 | grep -q "deno $OUTPOST_DENO_VERSION"; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+  echo "outpost: installing deno $OUTPOST_DENO_VERSION from npm" >&2
+  npm install -g --silent "deno@$OUTPOST_DENO_VERSION" >/dev/null 2>&1 || npm install -g "deno@$OUTPOST_DENO_VERSION"
+  hash -r
+  DENO=$(command -v deno)
+}
+
+# ensure_modules DIR: the npm dependencies pinned by deno.lock, installed into DIR/node_modules.
+ensure_modules() {
+  (cd "$1" && "$DENO" install --frozen >/dev/null)
+}
