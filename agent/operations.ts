@@ -102,7 +102,6 @@ export class Operations {
   start(spec: OperationSpec): OperationBody {
     const op = new Operation(spec);
     this.#ops.set(op.body.id, op);
-    this.#publish(op);
     op.set("running");
     this.#publish(op);
     const ctx: OperationContext = {

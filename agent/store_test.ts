@@ -190,21 +190,16 @@ Deno.test("Store deletes an image's aliases with the image", () =>
     assert.deepEqual(store.listAliases().map((a) => a.name), ["keep"]);
   }));
 
-// BUG: putImage() uses INSERT OR REPLACE, which deletes the old row first; with foreign keys on,
-// the delete cascades to the image's aliases. ImageStore.markUsed() calls putImage() after every
-// instance create, so launching from an alias silently deletes that alias.
-Deno.test({
-  name: "Store.putImage() updates an image without dropping its aliases",
-  ignore: true,
-  fn: () =>
-    withStore((store) => {
-      store.putImage(image);
-      store.putAlias({ name: "busybox", target: FP, description: "" });
-      store.putImage({ ...image, last_used_at: "2024-06-01T00:00:00.000Z" });
-      assert.equal(store.getImage(FP)?.last_used_at, "2024-06-01T00:00:00.000Z");
-      assert.deepEqual(store.listAliases().map((a) => a.name), ["busybox"]);
-    }),
-});
+// Regression: putImage() once used INSERT OR REPLACE, whose delete cascaded to the image's
+// aliases, so ImageStore.markUsed() after a launch from an alias silently deleted the alias.
+Deno.test("Store.putImage() updates an image without dropping its aliases", () =>
+  withStore((store) => {
+    store.putImage(image);
+    store.putAlias({ name: "busybox", target: FP, description: "" });
+    store.putImage({ ...image, last_used_at: "2024-06-01T00:00:00.000Z" });
+    assert.equal(store.getImage(FP)?.last_used_at, "2024-06-01T00:00:00.000Z");
+    assert.deepEqual(store.listAliases().map((a) => a.name), ["busybox"]);
+  }));
 
 Deno.test("Store reports a damaged row as a clear error", () =>
   withStore((store) => {
