@@ -19,10 +19,13 @@ export function parseByteSize(value: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(value.trim());
   if (!m) return undefined;
   const unit = m[2] === "" ? "B" : m[2];
+  if (!Object.hasOwn(UNITS, unit)) return undefined;
   const factor = UNITS[unit];
-  if (factor === undefined) return undefined;
   return Math.floor(Number(m[1]) * factor);
 }
+
+/** CPU ids above this are refused: no host has that many, and ranges stay cheap to expand. */
+const MAX_CPU_ID = 8191;
 
 /** Parses a CPU set ("0-2,4") into sorted CPU ids, or undefined. */
 export function parseCpuSet(value: string): number[] | undefined {
@@ -32,7 +35,7 @@ export function parseCpuSet(value: string): number[] | undefined {
     if (!m) return undefined;
     const from = Number(m[1]);
     const to = m[2] === undefined ? from : Number(m[2]);
-    if (to < from) return undefined;
+    if (to < from || to > MAX_CPU_ID) return undefined;
     for (let i = from; i <= to; i++) ids.add(i);
   }
   return [...ids].sort((a, b) => a - b);

@@ -42,18 +42,14 @@ export function findRange(text: string, user = "root"): IdRange | undefined {
   return undefined;
 }
 
-/** A range that overlaps no existing entry, for appending to the file. */
+/** A base past every existing entry, so the appended range overlaps none. */
 export function freeBase(text: string): number {
   let end = DEFAULT_BASE;
   for (const line of text.split("\n")) {
     const [, start, count] = line.trim().split(":");
     const s = Number(start);
     const c = Number(count);
-    if (
-      Number.isInteger(s) && Number.isInteger(c) && s + c > end && s < DEFAULT_BASE + DEFAULT_SIZE
-    ) {
-      end = s + c;
-    }
+    if (Number.isInteger(s) && Number.isInteger(c) && s + c > end) end = s + c;
   }
   return end;
 }

@@ -1,0 +1,224 @@
+import assert from "node:assert/strict";
+import type { Hono } from "hono";
+import { Agent } from "../agent/agent.ts";
+import { createApp } from "./app.ts";
+
+interface Envelope {
+  type: "sync" | "async" | "error";
+  status: string;
+  status_code: number;
+  operation: string;
+  error_code: number;
+  error: string;
+  metadata: unknown;
+}
+
+/** Runs `fn` against the app of a real Agent on a fresh state dir, removed afterwards. */
+async function withApp(fn: (app: Hono, agent: Agent) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "outpost-api-" });
+  let agent: Agent | undefined;
+  try {
+    agent = new Agent(dir, () => {});
+    await agent.init();
+    await fn(createApp(agent), agent);
+  } finally {
+    agent?.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Sends a request; a non-string `body` is sent as JSON. */
+async function call(
+  app: Hono,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: Envelope }> {
+  const init: RequestInit = { method };
+  if (body !== undefined) {
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+    init.headers = { "content-type": "application/json" };
+  }
+  const res = await app.request(path, init);
+  return { status: res.status, body: await res.json() };
+}
+
+/** Asserts an Incus error envelope with `code` whose message contains every part. */
+function assertError(
+  res: { status: number; body: Envelope },
+  code: number,
+  ...parts: string[]
+): void {
+  assert.equal(res.status, code, `status of ${JSON.stringify(res.body)}`);
+  assert.equal(res.body.type, "error");
+  assert.equal(res.body.error_code, code);
+  assert.equal(res.body.metadata, null);
+  for (const part of parts) {
+    assert.ok(res.body.error.includes(part), `"${res.body.error}" should contain "${part}"`);
+  }
+}
+
+const source = { type: "image", alias: "busybox" };
+
+Deno.test("GET /1.0 answers the server info in a sync envelope", () =>
+  withApp(async (app) => {
+    const res = await call(app, "GET", "/1.0");
+    assert.equal(res.status, 200);
+    assert.equal(res.body.type, "sync");
+    assert.equal(res.body.status, "Success");
+    assert.equal(res.body.status_code, 200);
+    assert.equal(res.body.error_code, 0);
+    const meta = res.body.metadata as {
+      api_version: string;
+      api_extensions: unknown;
+      environment: { server: string; server_version: string };
+      config: Record<string, string>;
+    };
+    assert.equal(meta.api_version, "1.0");
+    assert.equal(meta.environment.server, "outpost");
+    assert.ok(Array.isArray(meta.api_extensions));
+    assert.ok((meta.api_extensions as unknown[]).every((e) => typeof e === "string"));
+    assert.deepEqual(meta.config, {});
+  }));
+
+Deno.test("an unknown endpoint is a 404 error envelope", () =>
+  withApp(async (app) => {
+    assertError(await call(app, "GET", "/1.0/nonsense"), 404);
+    assertError(await call(app, "GET", "/2.0"), 404);
+  }));
+
+Deno.test("GET /1.0/instances is an empty list on a new daemon", () =>
+  withApp(async (app) => {
+    const res = await call(app, "GET", "/1.0/instances");
+    assert.equal(res.status, 200);
+    assert.equal(res.body.type, "sync");
+    assert.deepEqual(res.body.metadata, []);
+  }));
+
+Deno.test("GET /1.0/instances/{name} of a missing instance is a 404 naming it", () =>
+  withApp(async (app) => {
+    assertError(await call(app, "GET", "/1.0/instances/nope"), 404, '"nope"', "not found");
+  }));
+
+Deno.test("POST /1.0/instances refuses a body that is not JSON", () =>
+  withApp(async (app) => {
+    assertError(await call(app, "POST", "/1.0/instances", "{not json"), 400, "Invalid JSON");
+    assertError(await call(app, "POST", "/1.0/instances", "[1]"), 400, "JSON object");
+  }));
+
+Deno.test("POST /1.0/instances refuses an unknown field, naming it", () =>
+  withApp(async (app) => {
+    assertError(
+      await call(app, "POST", "/1.0/instances", { name: "c1", source, colour: "red" }),
+      400,
+      '"colour"',
+    );
+    assertError(
+      await call(app, "POST", "/1.0/instances", { name: "c1", source: { ...source, x: 1 } }),
+      400,
+      '"source.x"',
+    );
+  }));
+
+Deno.test("POST /1.0/instances refuses an invalid instance name, naming it", () =>
+  withApp(async (app) => {
+    assertError(
+      await call(app, "POST", "/1.0/instances", { name: "1-bad_name", source }),
+      400,
+      '"1-bad_name"',
+    );
+    assertError(await call(app, "POST", "/1.0/instances", { source }), 400, "name");
+  }));
+
+Deno.test("POST /1.0/instances refuses an unknown config key, naming it", () =>
+  withApp(async (app) => {
+    assertError(
+      await call(app, "POST", "/1.0/instances", { name: "c1", source, config: { "x": "1" } }),
+      400,
+      'Unknown config key "x"',
+    );
+    assertError(
+      await call(app, "POST", "/1.0/instances", {
+        name: "c1",
+        source,
+        config: { "limits.memory": "lots" },
+      }),
+      400,
+      '"limits.memory"',
+    );
+  }));
+
+Deno.test("POST /1.0/instances from a missing image is a 404 naming the image", () =>
+  withApp(async (app, agent) => {
+    assertError(
+      await call(app, "POST", "/1.0/instances", { name: "c1", source }),
+      404,
+      '"busybox"',
+    );
+    assertError(
+      await call(app, "POST", "/1.0/instances", {
+        name: "c1",
+        source: { type: "image", fingerprint: "abc123" },
+      }),
+      404,
+      '"abc123"',
+    );
+    // Nothing was created and no operation started.
+    assert.deepEqual(agent.instances.list(), []);
+    assert.deepEqual(agent.operations.list(), []);
+  }));
+
+Deno.test("PUT /1.0/instances/{name}/state refuses an unknown action", () =>
+  withApp(async (app) => {
+    assertError(
+      await call(app, "PUT", "/1.0/instances/c1/state", { action: "dance" }),
+      400,
+      "action must be one of",
+    );
+  }));
+
+Deno.test("GET /1.0/operations/{id} of an unknown id is a 404", () =>
+  withApp(async (app) => {
+    assertError(await call(app, "GET", "/1.0/operations/unknown"), 404, '"unknown"');
+    assertError(await call(app, "GET", "/1.0/operations/unknown/wait?timeout=0"), 404);
+    assertError(await call(app, "DELETE", "/1.0/operations/unknown"), 404);
+  }));
+
+Deno.test("GET /1.0/images is an empty list on a new daemon", () =>
+  withApp(async (app) => {
+    const res = await call(app, "GET", "/1.0/images");
+    assert.equal(res.status, 200);
+    assert.equal(res.body.type, "sync");
+    assert.deepEqual(res.body.metadata, []);
+    assert.deepEqual((await call(app, "GET", "/1.0/images?recursion=1")).body.metadata, []);
+    assert.deepEqual((await call(app, "GET", "/1.0/images/aliases")).body.metadata, []);
+  }));
+
+Deno.test("POST /1.0/images/aliases to a missing image is a 404", () =>
+  withApp(async (app, agent) => {
+    assertError(
+      await call(app, "POST", "/1.0/images/aliases", { name: "web", target: "deadbeef" }),
+      404,
+      '"deadbeef"',
+    );
+    assert.deepEqual(agent.images.listAliases(), []);
+  }));
+
+Deno.test("GET /1.0/images/{fp} of a missing image is a 404", () =>
+  withApp(async (app) => {
+    assertError(await call(app, "GET", "/1.0/images/deadbeef"), 404, '"deadbeef"');
+    assertError(await call(app, "GET", "/1.0/images/aliases/nope"), 404, '"nope"');
+  }));
+
+Deno.test("PUT /1.0 refuses an unknown server key, naming it", () =>
+  withApp(async (app) => {
+    assertError(
+      await call(app, "PUT", "/1.0", { config: { "core.bogus": "1" } }),
+      400,
+      '"core.bogus"',
+    );
+    const ok = await call(app, "PATCH", "/1.0", { config: { "user.owner": "ops" } });
+    assert.equal(ok.status, 200);
+    const info = await call(app, "GET", "/1.0");
+    assert.deepEqual((info.body.metadata as { config: unknown }).config, { "user.owner": "ops" });
+  }));
