@@ -39,10 +39,11 @@ fi
 ensure_modules "$PREFIX"
 
 # The launcher: `deno run` of the installed entry point with narrowed permissions (the same set
-# `deno task compile` bakes into the release binary).
+# `deno task compile` bakes into the release binary; scripts/permissions.ts reads it).
+PERMISSIONS=$("$DENO" run --quiet --allow-read "$PREFIX/scripts/permissions.ts")
 cat > "$BIN" <<LAUNCHER
 #!/bin/sh
-exec "$DENO" run --quiet --no-prompt --allow-read --allow-write --allow-run --allow-env --allow-net --allow-sys "$PREFIX/main.ts" "\$@"
+exec "$DENO" run --quiet --no-prompt $PERMISSIONS "$PREFIX/main.ts" "\$@"
 LAUNCHER
 chmod 0755 "$BIN"
 

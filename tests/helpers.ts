@@ -5,9 +5,12 @@
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ApiClient } from "../api/client.ts";
+import { permissionFlags } from "../scripts/permissions.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 const MAIN = join(ROOT, "main.ts");
+/** The daemon and the CLI run with the release's narrowed permissions, as installed. */
+const RUN = ["run", "--quiet", "--no-prompt", ...permissionFlags(), MAIN];
 
 export interface CliResult {
   code: number;
@@ -67,7 +70,7 @@ export class TestDaemon {
   async spawn(): Promise<void> {
     const log = await Deno.open(this.#logFile, { append: true, create: true, write: true });
     this.proc = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "daemon", "--state-dir", this.dir],
+      args: [...RUN, "daemon", "--state-dir", this.dir],
       stdout: "null",
       stderr: "piped",
     }).spawn();
@@ -107,7 +110,7 @@ export class TestDaemon {
   /** Runs the real CLI against this daemon. */
   async cli(...args: string[]): Promise<CliResult> {
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "--state-dir", this.dir, ...args],
+      args: [...RUN, "--state-dir", this.dir, ...args],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -86,7 +86,9 @@ async function findStaticBusybox(path?: string): Promise<string> {
     }
     return path;
   }
-  for (const candidate of DEFAULT_BUSYBOX_PATHS) {
+  // PATH order first: that is the path Deno's `--allow-run=busybox` grants.
+  const onPath = (Deno.env.get("PATH") ?? "").split(":").filter(Boolean).map((d) => `${d}/busybox`);
+  for (const candidate of [...onPath, ...DEFAULT_BUSYBOX_PATHS]) {
     if (await isStaticElf(candidate)) return candidate;
   }
   throw new Error(NO_STATIC_BUSYBOX);

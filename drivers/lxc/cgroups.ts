@@ -2,10 +2,11 @@
  * cgroup v1 (legacy/hybrid) and v2 (unified) support: which hierarchy holds each controller,
  * the LXC keys for limits, and usage counters read straight from cgroupfs.
  */
-import { readFileSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseByteSize, parseCpuSet } from "../../agent/units.ts";
+import { readHostFile, readHostFiles } from "../hostfs.ts";
+import type { Runner } from "../runner.ts";
 
 export type Controller = "memory" | "pids" | "cpuset" | "cpuacct" | "cpu" | "freezer" | "devices";
 
@@ -44,12 +45,21 @@ export function parseLayout(
   return layout;
 }
 
-let cached: CgroupLayout | undefined;
-export function hostLayout(): CgroupLayout {
-  cached ??= parseLayout(
-    readFileSync("/proc/self/mountinfo", "utf8"),
-    (m) => readFileSync(join(m, "cgroup.controllers"), "utf8"),
-  );
+let cached: Promise<CgroupLayout> | undefined;
+
+/** The host's cgroup layout, read once. */
+export function hostLayout(runner: Runner): Promise<CgroupLayout> {
+  cached ??= (async () => {
+    const mountinfo = await readHostFile(runner, "/proc/self/mountinfo") ?? "";
+    const v2mount = /^\S+ \S+ \S+ \S+ (\S+) .* - cgroup2 /m.exec(mountinfo)?.[1];
+    const controllers = v2mount
+      ? await readHostFile(runner, join(v2mount, "cgroup.controllers"))
+      : undefined;
+    return parseLayout(mountinfo, () => {
+      if (controllers === undefined) throw new Error("no cgroup.controllers");
+      return controllers;
+    });
+  })();
   return cached;
 }
 
@@ -143,34 +153,36 @@ export function limitConfigLines(layout: CgroupLayout, limits: Limits): string[]
     .map((s) => `lxc.${s.version === 1 ? "cgroup" : "cgroup2"}.${s.key} = ${s.value}`);
 }
 
-/** Paths of a process's cgroups, per controller (v1) and unified (v2). */
-function cgroupPaths(pid: number): { v1: Map<string, string>; v2?: string } {
+/** Paths of a process's cgroups, per controller (v1) and unified (v2), from /proc/PID/cgroup. */
+export function parseProcCgroup(text: string): { v1: Map<string, string>; v2?: string } {
   const v1 = new Map<string, string>();
   let v2: string | undefined;
-  for (const line of readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n")) {
+  for (const line of text.trim().split("\n")) {
     const [, ctrls, path] = line.split(":");
+    if (path === undefined) continue;
     if (ctrls === "") v2 = path;
     else for (const c of ctrls.split(",")) v1.set(c, path);
   }
   return { v1, v2 };
 }
 
-function readNumber(path: string): number | undefined {
-  try {
-    const n = Number(readFileSync(path, "utf8").trim());
-    return Number.isFinite(n) ? n : undefined;
-  } catch {
-    return undefined;
+/** The path of a cgroup file of the process whose cgroups are `paths`, for either version. */
+function cgroupFile(
+  layout: CgroupLayout,
+  paths: { v1: Map<string, string>; v2?: string },
+  c: Controller,
+  v1name: string,
+  v2name: string,
+): string | undefined {
+  const v = versionOf(layout, c);
+  if (v === 1) {
+    const p = paths.v1.get(c);
+    return p === undefined || v1name === "" ? undefined : join(layout.v1[c]!, p, v1name);
   }
-}
-
-function readKeyed(path: string, key: string): number | undefined {
-  try {
-    const line = readFileSync(path, "utf8").split("\n").find((l) => l.startsWith(`${key} `));
-    return line ? Number(line.split(" ")[1]) : undefined;
-  } catch {
-    return undefined;
+  if (v === 2 && paths.v2 !== undefined && v2name !== "") {
+    return join(layout.v2!.mount, paths.v2, v2name);
   }
+  return undefined;
 }
 
 export interface Usage {
@@ -181,52 +193,55 @@ export interface Usage {
   processes: number;
 }
 
-/** Usage counters of the cgroup holding `pid` (a container's init). */
-export function readUsage(pid: number, layout = hostLayout()): Usage {
-  const paths = cgroupPaths(pid);
-  const file = (c: Controller, v1name: string, v2name: string): string | undefined => {
-    const v = versionOf(layout, c);
-    if (v === 1) {
-      const p = paths.v1.get(c);
-      return p === undefined ? undefined : join(layout.v1[c]!, p, v1name);
-    }
-    if (v === 2 && paths.v2 !== undefined) return join(layout.v2!.mount, paths.v2, v2name);
-    return undefined;
+const num = (text: string | undefined): number | undefined => {
+  if (text === undefined) return undefined;
+  const n = Number(text.trim());
+  return Number.isFinite(n) ? n : undefined;
+};
+
+/** Usage counters of the cgroup holding `pid` (a container's init), in two host reads. */
+export async function readUsage(runner: Runner, pid: number): Promise<Usage> {
+  const layout = await hostLayout(runner);
+  const paths = parseProcCgroup(await readHostFile(runner, `/proc/${pid}/cgroup`) ?? "");
+  const files = {
+    memory: cgroupFile(layout, paths, "memory", "memory.usage_in_bytes", "memory.current"),
+    peak: cgroupFile(layout, paths, "memory", "memory.max_usage_in_bytes", "memory.peak"),
+    swap: cgroupFile(layout, paths, "memory", "memory.memsw.usage_in_bytes", "memory.swap.current"),
+    cpuacct: cgroupFile(layout, paths, "cpuacct", "cpuacct.usage", ""),
+    cpustat: cgroupFile(layout, paths, "cpu", "", "cpu.stat"),
+    pids: cgroupFile(layout, paths, "pids", "pids.current", "pids.current"),
   };
-  const v = (c: Controller) => versionOf(layout, c);
-  const memFile = file("memory", "memory.usage_in_bytes", "memory.current");
-  const peakFile = file("memory", "memory.max_usage_in_bytes", "memory.peak");
-  const swapFile = file("memory", "memory.memsw.usage_in_bytes", "memory.swap.current");
-  const memory = memFile ? readNumber(memFile) ?? 0 : 0;
-  let swap = swapFile ? readNumber(swapFile) ?? 0 : 0;
-  if (v("memory") === 1 && swap > 0) swap = Math.max(0, swap - memory);
-  let cpuNs = 0;
-  if (v("cpuacct") === 1) cpuNs = readNumber(file("cpuacct", "cpuacct.usage", "")!) ?? 0;
-  else {
-    const stat = file("cpu", "", "cpu.stat");
-    cpuNs = stat ? (readKeyed(stat, "usage_usec") ?? 0) * 1000 : 0;
-  }
-  const pidsFile = file("pids", "pids.current", "pids.current");
+  const keys = Object.keys(files) as (keyof typeof files)[];
+  const wanted = keys.filter((k) => files[k] !== undefined);
+  const texts = await readHostFiles(runner, wanted.map((k) => files[k]!));
+  const read = (k: keyof typeof files) => {
+    const i = wanted.indexOf(k);
+    return i < 0 ? undefined : texts[i];
+  };
+  const memory = num(read("memory")) ?? 0;
+  let swap = num(read("swap")) ?? 0;
+  // v1 reports memory+swap together.
+  if (versionOf(layout, "memory") === 1 && swap > 0) swap = Math.max(0, swap - memory);
+  const usec = /^usage_usec (\d+)/m.exec(read("cpustat") ?? "")?.[1];
   return {
     memory,
-    memoryPeak: peakFile ? readNumber(peakFile) ?? memory : memory,
+    memoryPeak: num(read("peak")) ?? memory,
     swap,
-    cpuNs,
-    processes: pidsFile ? readNumber(pidsFile) ?? 0 : 0,
+    cpuNs: num(read("cpuacct")) ?? (usec ? Number(usec) * 1000 : 0),
+    processes: num(read("pids")) ?? 0,
   };
 }
 
-/** Current value of a cgroup file of `pid`'s cgroup (for tests and `state`). */
-export function readCgroupFile(
+/** The current value of one cgroup file of `pid`'s cgroup (for `state` and tests). */
+export async function readCgroupFile(
+  runner: Runner,
   pid: number,
   c: Controller,
-  name: string,
-  layout = hostLayout(),
-): string {
-  const paths = cgroupPaths(pid);
-  const v = versionOf(layout, c);
-  const path = v === 1
-    ? join(layout.v1[c]!, paths.v1.get(c) ?? "/", name)
-    : join(layout.v2!.mount, paths.v2 ?? "/", name);
-  return readFileSync(path, "utf8").trim();
+  v1name: string,
+  v2name = v1name,
+): Promise<string | undefined> {
+  const layout = await hostLayout(runner);
+  const paths = parseProcCgroup(await readHostFile(runner, `/proc/${pid}/cgroup`) ?? "");
+  const file = cgroupFile(layout, paths, c, v1name, v2name);
+  return file === undefined ? undefined : (await readHostFile(runner, file))?.trim();
 }

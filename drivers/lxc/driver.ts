@@ -3,7 +3,7 @@ import { existsSync, lstatSync } from "node:fs";
 import { join } from "node:path";
 import { availableParallelism, totalmem } from "node:os";
 import { isTrue } from "../../agent/config_keys.ts";
-import { InvalidState } from "../../agent/errors.ts";
+import { Conflict, InvalidState } from "../../agent/errors.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
 import type {
   Driver,
@@ -69,6 +69,11 @@ export class LxcDriver implements Driver {
 
   async create(inst: InstanceRecord, image: { rootfsTarball: string }): Promise<void> {
     const dir = this.dir(inst.name);
+    if (existsSync(dir)) {
+      throw new Conflict(
+        `Storage for "${inst.name}" already exists in ${this.lxcPath}: remove it first`,
+      );
+    }
     await Deno.mkdir(dir, { recursive: true, mode: 0o711 });
     const unpack = join(dir, ".unpack");
     try {
@@ -87,17 +92,17 @@ export class LxcDriver implements Driver {
       const unpacked = join(unpack, "rootfs");
       if (!existsSync(unpacked)) throw new Error("The image has no rootfs/ directory");
       await Deno.rename(unpacked, this.rootfs(inst.name));
+      await Deno.remove(unpack, { recursive: true });
+      await Deno.writeTextFile(join(this.rootfs(inst.name), "etc", "hostname"), `${inst.name}\n`)
+        .catch(() => {});
+      inst.config["volatile.last_state.idmap"] = "[]";
+      this.#shiftForConfig(inst);
+      await this.#writeConfig(inst);
     } catch (err) {
+      // A failed create leaves nothing behind.
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw err;
-    } finally {
-      await Deno.remove(unpack, { recursive: true }).catch(() => {});
     }
-    await Deno.writeTextFile(join(this.rootfs(inst.name), "etc", "hostname"), `${inst.name}\n`)
-      .catch(() => {});
-    inst.config["volatile.last_state.idmap"] = "[]";
-    this.#shiftForConfig(inst);
-    await this.#writeConfig(inst);
   }
 
   /** Shifts the rootfs when the wanted id map differs from the one it was last shifted to. */
@@ -125,7 +130,7 @@ export class LxcDriver implements Driver {
       dir: this.dir(inst.name),
       config: inst.config,
       idmap: this.#hostIdMap(),
-      layout: hostLayout(),
+      layout: await hostLayout(this.runner),
       seccompProfile: SECCOMP_PROFILES.find((p) => existsSync(p)),
       host: { cpus: availableParallelism(), memory: totalmem() },
     });
@@ -215,7 +220,7 @@ export class LxcDriver implements Driver {
     };
     if (pid > 0) {
       try {
-        const u = readUsage(pid);
+        const u = await readUsage(this.runner, pid);
         runtime.processes = u.processes;
         runtime.memory = {
           usage: u.memory,
@@ -268,7 +273,7 @@ export class LxcDriver implements Driver {
   async applyLimits(inst: InstanceRecord): Promise<void> {
     await this.#writeConfig(inst);
     if ((await this.status(inst)) === "Stopped") return;
-    const settings = limitSettings(hostLayout(), limitsFromConfig(inst.config));
+    const settings = limitSettings(await hostLayout(this.runner), limitsFromConfig(inst.config));
     for (const s of settings) {
       const r = await this.runner.run(this.#lxc("lxc-cgroup", inst.name, s.key, s.value), {
         allowFailure: true,
