@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs outpost on this Debian/Ubuntu host from a source checkout, as root. Idempotent.
 #   ./install.sh [--state-dir DIR] [--no-image]
+# Environment: OUTPOST_PREFIX (default /opt/outpost), OUTPOST_BIN (default /usr/local/bin/outpost),
+# OUTPOST_SERVICE=systemd|supervise (default: systemd where it is PID 1).
 # Installs apt packages and Deno, copies the agent to /opt/outpost, puts an `outpost` launcher on
 # PATH, starts the daemon as a service (systemd unit, or a supervised background process where
 # systemd is not PID 1) and builds the busybox image.
@@ -16,7 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --state-dir) STATE_DIR=$2; shift 2 ;;
     --no-image) BUILD_IMAGE=0; shift ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -33,7 +35,7 @@ ensure_deno
 
 # The agent: a copy of the checkout's sources with its pinned npm modules.
 if [ "$SRC" != "$PREFIX" ]; then
-  mkdir -p "$PREFIX"
+  mkdir -p "$PREFIX" "$(dirname "$BIN")"
   tar -C "$SRC" --exclude=./node_modules --exclude=./.git --exclude=./dist -cf - . | tar -C "$PREFIX" -xf -
 fi
 ensure_modules "$PREFIX"
@@ -49,7 +51,11 @@ chmod 0755 "$BIN"
 
 # The service.
 mkdir -p "$STATE_DIR"
-if [ "$(cat /proc/1/comm 2>/dev/null)" = "systemd" ]; then
+SERVICE=${OUTPOST_SERVICE:-}
+if [ -z "$SERVICE" ]; then
+  if [ "$(cat /proc/1/comm 2>/dev/null)" = "systemd" ]; then SERVICE=systemd; else SERVICE=supervise; fi
+fi
+if [ "$SERVICE" = systemd ]; then
   cat > /etc/systemd/system/outpost.service <<UNIT
 [Unit]
 Description=outpost daemon (LXC containers through an Incus-compatible API)

@@ -1,6 +1,6 @@
 /** System containers through the host's LXC tools, kept under the daemon's own LXC path. */
-import { existsSync, lstatSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, lstatSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { availableParallelism, totalmem } from "node:os";
 import { isTrue } from "../../agent/config_keys.ts";
 import { Conflict, InvalidState } from "../../agent/errors.ts";
@@ -19,6 +19,21 @@ import { hostLayout, limitSettings, limitsFromConfig, readUsage } from "./cgroup
 import { lxcConfig } from "./config.ts";
 import { hostIdMap, type IdMap, idmapJson, shiftTree } from "./idmap.ts";
 import { readNetwork } from "./network.ts";
+
+/**
+ * An unprivileged container's root (a high uid on the host) must be able to reach its rootfs:
+ * every directory above it needs the "others may search" bit.
+ */
+function checkSearchable(path: string): void {
+  for (let dir = dirname(path);; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) {
+      throw new InvalidState(
+        `Unprivileged containers cannot reach ${path}: run "chmod o+x ${dir}" (or use security.privileged=true)`,
+      );
+    }
+    if (dir === "/") return;
+  }
+}
 
 const SECCOMP_PROFILES = ["/usr/share/lxc/config/common.seccomp"];
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -143,6 +158,7 @@ export class LxcDriver implements Driver {
       throw new InvalidState(`Instance "${inst.name}" is already ${status.toLowerCase()}`);
     }
     this.#shiftForConfig(inst);
+    if (!isTrue(inst.config["security.privileged"])) checkSearchable(this.rootfs(inst.name));
     await this.#writeConfig(inst);
     const log = join(this.dir(inst.name), "lxc.log");
     await Deno.writeTextFile(log, "");

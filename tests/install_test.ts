@@ -1,0 +1,76 @@
+/**
+ * `./install.sh` end to end, into temp locations: the launcher, the supervised daemon, the
+ * busybox image, and the README's first commands through the installed `outpost`.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ROOT, uniqueName } from "./helpers.ts";
+
+async function sh(cmd: string, args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(cmd, {
+    args,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+async function killPidfile(file: string): Promise<void> {
+  const pid = Number((await Deno.readTextFile(file).catch(() => "")).trim());
+  if (pid > 0) {
+    try {
+      Deno.kill(pid, "SIGTERM");
+    } catch { /* gone */ }
+  }
+}
+
+Deno.test("install.sh installs a working outpost: launch, exec exit code, list, stop, delete", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "outpost-install-" });
+  await Deno.chmod(tmp, 0o711); // as /var/lib: unprivileged containers must reach their rootfs
+  const prefix = join(tmp, "opt");
+  const bin = join(tmp, "bin", "outpost");
+  const state = join(tmp, "state");
+  const env = { OUTPOST_PREFIX: prefix, OUTPOST_BIN: bin, OUTPOST_SERVICE: "supervise" };
+  const name = uniqueName("i");
+  try {
+    const install = await sh(join(ROOT, "install.sh"), ["--state-dir", state], env);
+    assert.equal(install.code, 0, install.stderr);
+    // Idempotent: a second run succeeds and keeps the one image.
+    const again = await sh(join(ROOT, "install.sh"), ["--state-dir", state], env);
+    assert.equal(again.code, 0, again.stderr);
+
+    const launcher = await Deno.readTextFile(bin);
+    assert.doesNotMatch(launcher, /--allow-all|-A /, "the launcher narrows permissions");
+    const outpost = (...args: string[]) => sh(bin, args, { OUTPOST_DIR: state });
+
+    const images = JSON.parse((await outpost("image", "list", "--format", "json")).stdout);
+    assert.equal(images.length, 1);
+    assert.equal(images[0].aliases[0].name, "busybox");
+
+    assert.equal((await outpost("launch", "busybox", name)).code, 0);
+    const exec = await outpost("exec", name, "--", "sh", "-c", "exit 3");
+    assert.equal(exec.code, 3);
+    const list = JSON.parse((await outpost("list", "--format", "json")).stdout);
+    assert.equal(list[0].name, name);
+    assert.equal(list[0].status, "Running");
+    assert.ok(list[0].state.pid > 0);
+    assert.equal((await outpost("stop", name, "--timeout", "10")).code, 0);
+    assert.equal((await outpost("delete", name)).code, 0);
+    assert.equal(JSON.parse((await outpost("list", "--format", "json")).stdout).length, 0);
+
+    const bad = await outpost("launch", "busybox", name, "-c", "nope=1");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /Unknown config key "nope"/);
+  } finally {
+    await sh("lxc-stop", ["-P", join(state, "containers"), "-n", name, "-k"]);
+    await killPidfile(join(state, "supervisor.pid"));
+    await new Promise((r) => setTimeout(r, 300));
+    await killPidfile(join(state, "daemon.pid"));
+    await new Promise((r) => setTimeout(r, 300));
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
