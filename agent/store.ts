@@ -45,6 +45,20 @@ const MIGRATIONS: string[] = [
      key TEXT PRIMARY KEY,
      value TEXT NOT NULL
    );`,
+  // 2: snapshots, each a copy of its instance's writable fields at the time it was taken
+  `CREATE TABLE snapshots (
+     instance TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE ON UPDATE CASCADE,
+     name TEXT NOT NULL,
+     architecture TEXT NOT NULL,
+     description TEXT NOT NULL DEFAULT '',
+     config TEXT NOT NULL,
+     devices TEXT NOT NULL,
+     profiles TEXT NOT NULL,
+     ephemeral INTEGER NOT NULL DEFAULT 0,
+     created_at TEXT NOT NULL,
+     expires_at TEXT NOT NULL,
+     PRIMARY KEY (instance, name)
+   );`,
 ];
 
 const stringMap = z.record(z.string(), z.string());
@@ -88,6 +102,20 @@ const ImageRowSchema = z.object({
   last_used_at: z.string(),
 });
 export type ImageRecord = z.infer<typeof ImageRowSchema>;
+
+const SnapshotRowSchema = z.object({
+  instance: z.string(),
+  name: z.string(),
+  architecture: z.string(),
+  description: z.string(),
+  config: json(stringMap),
+  devices: json(z.record(z.string(), DeviceSchema)),
+  profiles: json(z.array(z.string())),
+  ephemeral: z.number().transform((n) => n !== 0),
+  created_at: z.string(),
+  expires_at: z.string(),
+});
+export type SnapshotRecord = z.infer<typeof SnapshotRowSchema>;
 
 const AliasRowSchema = z.object({ name: z.string(), target: z.string(), description: z.string() });
 export type AliasRecord = z.infer<typeof AliasRowSchema>;
@@ -177,6 +205,48 @@ export class Store {
 
   deleteInstance(name: string): void {
     this.db.prepare("DELETE FROM instances WHERE name = ?").run(name);
+  }
+
+  // --- snapshots ---
+
+  listSnapshots(instance: string): SnapshotRecord[] {
+    return this.db.prepare("SELECT * FROM snapshots WHERE instance = ? ORDER BY created_at, name")
+      .all(instance).map((r) => SnapshotRowSchema.parse(r));
+  }
+
+  getSnapshot(instance: string, name: string): SnapshotRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM snapshots WHERE instance = ? AND name = ?")
+      .get(instance, name);
+    return row ? SnapshotRowSchema.parse(row) : undefined;
+  }
+
+  putSnapshot(r: SnapshotRecord): void {
+    this.db.prepare(
+      `INSERT INTO snapshots (instance, name, architecture, description, config, devices, profiles,
+         ephemeral, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(instance, name) DO UPDATE SET description = excluded.description,
+         expires_at = excluded.expires_at`,
+    ).run(
+      r.instance,
+      r.name,
+      r.architecture,
+      r.description,
+      JSON.stringify(r.config),
+      JSON.stringify(r.devices),
+      JSON.stringify(r.profiles),
+      r.ephemeral ? 1 : 0,
+      r.created_at,
+      r.expires_at,
+    );
+  }
+
+  renameSnapshot(instance: string, from: string, to: string): void {
+    this.db.prepare("UPDATE snapshots SET name = ? WHERE instance = ? AND name = ?")
+      .run(to, instance, from);
+  }
+
+  deleteSnapshot(instance: string, name: string): void {
+    this.db.prepare("DELETE FROM snapshots WHERE instance = ? AND name = ?").run(instance, name);
   }
 
   // --- images and aliases ---

@@ -1,5 +1,7 @@
 /** The small interface every instance driver implements (LXC containers, QEMU VMs). */
 import type { InstanceRecord } from "../agent/store.ts";
+import type { FileAccess } from "./files.ts";
+import type { SnapshotAccess } from "./snapshots.ts";
 
 export type PowerState = "Running" | "Stopped" | "Frozen" | "Error";
 
@@ -82,4 +84,8 @@ export interface Driver {
   exec(inst: InstanceRecord, req: ExecRequest): Promise<ExecResult>;
   /** Applies live-updatable config to a running instance. */
   applyLimits(inst: InstanceRecord): Promise<void>;
+  /** File access inside the instance, where the driver offers it. */
+  readonly files?: FileAccess;
+  /** Snapshots of the instance's storage, where the driver offers them. */
+  readonly snapshots?: SnapshotAccess;
 }
