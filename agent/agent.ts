@@ -7,6 +7,7 @@ import { EventBus } from "./events.ts";
 import { ImageStore } from "./images.ts";
 import { InstanceManager } from "./instances.ts";
 import { Operations } from "./operations.ts";
+import { SnapshotManager } from "./snapshots.ts";
 import { Paths } from "./paths.ts";
 import { Store } from "./store.ts";
 
@@ -21,6 +22,7 @@ export class Agent {
   readonly images: ImageStore;
   readonly drivers: DriverRegistry;
   readonly instances: InstanceManager;
+  readonly snapshots: SnapshotManager;
   readonly startedAt = new Date();
 
   constructor(stateDir: string, readonly log: (msg: string) => void = console.error) {
@@ -37,6 +39,7 @@ export class Agent {
     this.images = new ImageStore(this.store, this.paths, this.runner, this.events);
     this.drivers = new DriverRegistry([new LxcDriver(this.paths.containers, this.runner)]);
     this.instances = new InstanceManager(this.store, this.images, this.drivers, this.events, log);
+    this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
   }
 
   /** Probes drivers and reconciles instances; call once before serving. */

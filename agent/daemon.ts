@@ -63,10 +63,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   await Deno.chmod(agent.paths.socket, 0o660);
   await Deno.writeTextFile(agent.paths.pidfile, `${Deno.pid}\n`);
   log(`outpost daemon listening on ${agent.paths.socket} (pid ${Deno.pid})`);
+  // Expired snapshots are removed once a minute (and once at start-up).
+  const prune = async () => {
+    const { pruned, failed } = await agent.snapshots.pruneExpired();
+    for (const p of pruned) log(`snapshot ${p} expired: deleted`);
+    for (const f of failed) log(`snapshot ${f} expired but could not be deleted`);
+  };
+  void prune().catch((err) => log(`snapshot expiry: ${messageOf(err)}`));
+  const pruner = setInterval(
+    () => void prune().catch((err) => log(`snapshot expiry: ${messageOf(err)}`)),
+    60_000,
+  );
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     stopping ??= (async () => {
       log("shutting down (instances keep running)");
+      clearInterval(pruner);
       await server.shutdown();
       await Deno.remove(agent.paths.pidfile).catch(() => {});
       agent.close();

@@ -12,6 +12,11 @@ export class BadRequest extends DomainError {
   override readonly status = 400;
 }
 
+/** The caller may not do this (HTTP 403). */
+export class Forbidden extends DomainError {
+  override readonly status = 403;
+}
+
 /** The named thing does not exist (HTTP 404). */
 export class NotFound extends DomainError {
   override readonly status = 404;

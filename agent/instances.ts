@@ -24,7 +24,13 @@ import { KeyedLock } from "./locks.ts";
 import { checkInstanceName } from "./names.ts";
 import type { Device, InstanceRecord, Store } from "./store.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
-import type { ExecRequest, ExecResult, InstanceRuntime, PowerState } from "../drivers/driver.ts";
+import type {
+  ExecOptions,
+  ExecProcess,
+  ExecRequest,
+  InstanceRuntime,
+  PowerState,
+} from "../drivers/driver.ts";
 
 export interface CreateRequest {
   name: string;
@@ -332,7 +338,8 @@ export class InstanceManager {
       });
   }
 
-  async exec(name: string, req: ExecRequest): Promise<ExecResult> {
+  /** Starts a command in a running instance, with the instance's `environment.*` keys. */
+  async exec(name: string, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
     const inst = this.get(name);
     if (req.command.length === 0) throw new BadRequest("Exec needs a command");
     const driver = this.drivers.get(inst.type);
@@ -341,7 +348,7 @@ export class InstanceManager {
       if (k.startsWith("environment.")) env[k.slice("environment.".length)] = v;
     }
     this.events.lifecycle("instance-exec", `/1.0/instances/${name}`, { command: req.command });
-    return await driver.exec(inst, { ...req, environment: { ...env, ...req.environment } });
+    return await driver.exec(inst, { ...req, environment: { ...env, ...req.environment } }, opts);
   }
 
   /**

@@ -3,7 +3,7 @@
  * waited on, and reports each state change as an `operation` event.
  */
 import type { EventBus } from "./events.ts";
-import { BadRequest, messageOf, NotFound } from "./errors.ts";
+import { BadRequest, Forbidden, messageOf, NotFound } from "./errors.ts";
 import type { Store } from "./store.ts";
 
 export type OperationClass = "task" | "websocket" | "token";
@@ -46,10 +46,13 @@ export interface OperationSpec {
   metadata?: Record<string, unknown>;
   mayCancel?: boolean;
   run: (ctx: OperationContext) => Promise<Record<string, unknown> | void>;
+  /** For websocket operations: upgrades a request carrying a valid secret, else undefined. */
+  websocket?: (secret: string, req: Request) => Response | undefined;
 }
 
 class Operation {
   body: OperationBody;
+  readonly websocket?: (secret: string, req: Request) => Response | undefined;
   readonly done: Promise<void>;
   readonly abort = new AbortController();
   #resolve!: () => void;
@@ -71,6 +74,7 @@ class Operation {
       location: "none",
     };
     this.done = new Promise((r) => this.#resolve = r);
+    this.websocket = spec.websocket;
   }
 
   get finished(): boolean {
@@ -167,6 +171,16 @@ export class Operations {
       clearTimeout(timer);
     }
     return op.body;
+  }
+
+  /** Connects a websocket to a running websocket-class operation. */
+  connect(id: string, secret: string, req: Request): Response {
+    const op = this.#find(id);
+    if (op.finished) throw new BadRequest(`Operation "${id}" has finished`);
+    if (!op.websocket) throw new BadRequest(`Operation "${id}" has no websockets`);
+    const res = op.websocket(secret, req);
+    if (!res) throw new Forbidden("Invalid websocket secret");
+    return res;
   }
 
   cancel(id: string): OperationBody {

@@ -2,12 +2,15 @@
 import { Hono } from "hono";
 import type { Agent } from "../agent/agent.ts";
 import { errorBody, toHttpError } from "./envelope.ts";
+import { consoleRoutes } from "./routes/console.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { execRoutes } from "./routes/exec.ts";
+import { fileRoutes } from "./routes/files.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { serverRoutes } from "./routes/server.ts";
+import { snapshotRoutes } from "./routes/snapshots.ts";
 
 export function createApp(agent: Agent): Hono {
   const app = new Hono();
@@ -22,6 +25,9 @@ export function createApp(agent: Agent): Hono {
       serverRoutes,
       instanceRoutes,
       execRoutes,
+      consoleRoutes,
+      fileRoutes,
+      snapshotRoutes,
       operationRoutes,
       eventRoutes,
       imageRoutes,

@@ -94,3 +94,10 @@ export const ImageAliasPutSchema = z.object({
 export const ServerPutSchema = z.object({
   config: stringMap.nullish().transform((v) => v ?? {}),
 }).loose();
+
+export const ConsolePostSchema = z.object({
+  width: z.number().int().min(0).default(0),
+  height: z.number().int().min(0).default(0),
+  type: z.enum(["console", "vga"]).default("console"),
+  force: z.boolean().optional(),
+}).strict();

@@ -45,11 +45,15 @@ export function stateView(rt: InstanceRuntime) {
   };
 }
 
-export function fullInstanceView(inst: InstanceRecord, rt: InstanceRuntime) {
+export function fullInstanceView(
+  inst: InstanceRecord,
+  rt: InstanceRuntime,
+  snapshots: unknown[] | null,
+) {
   return {
     ...instanceView(inst, rt.status),
     state: stateView(rt),
-    snapshots: null,
+    snapshots,
     backups: null,
   };
 }

@@ -1,7 +1,66 @@
-/** `outpost exec NAME -- CMD...`: runs a command, forwards its output and exit code. */
+/**
+ * `outpost exec NAME -- CMD...`: runs a command over the exec websockets, as the Incus client
+ * does: an interactive PTY when stdin and stdout are terminals (raw mode, resizes on SIGWINCH),
+ * pipes otherwise (stdin streamed, stdout/stderr kept apart, signals forwarded); `-t`/`-T` force
+ * either. The command's exit code becomes outpost's.
+ */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { Operation } from "../api/client.ts";
-import { type CliContext, collect, parseIntOption, parseKeyValues } from "./context.ts";
+import { openUnixWebSocket, type WebSocket } from "../api/ws_client.ts";
+import { type CliContext, collect, parseIntOption, parseKeyValues, UsageError } from "./context.ts";
+
+const FORWARDED_SIGNALS: [Deno.Signal, number][] = [
+  ["SIGINT", 2],
+  ["SIGTERM", 15],
+  ["SIGHUP", 1],
+  ["SIGQUIT", 3],
+  ["SIGUSR1", 10],
+  ["SIGUSR2", 12],
+];
+
+function open(socket: string, opId: string, secret: string): Promise<WebSocket> {
+  const ws = openUnixWebSocket(socket, `/1.0/operations/${opId}/websocket?secret=${secret}`);
+  return new Promise((resolve, reject) => {
+    ws.once("open", () => resolve(ws));
+    ws.once(
+      "error",
+      (err: Error) => reject(new UsageError(`Exec websocket failed: ${err.message}`)),
+    );
+  });
+}
+
+/** Writes every frame of `ws` to `sink` until an empty text frame or the close. */
+function mirror(ws: WebSocket, sink: { writeSync(p: Uint8Array): number }): Promise<void> {
+  return new Promise((resolve) => {
+    ws.on("message", (data: Uint8Array, isBinary: boolean) => {
+      if (!isBinary) {
+        if (data.length === 0) resolve();
+        return;
+      }
+      const bytes = new Uint8Array(data);
+      for (let off = 0; off < bytes.length;) off += sink.writeSync(bytes.subarray(off));
+    });
+    ws.on("close", () => resolve());
+    ws.on("error", () => resolve());
+  });
+}
+
+/** Sends stdin to `ws` as binary frames, then the end-of-input marker. */
+async function pumpStdin(ws: WebSocket, endMarker: boolean): Promise<void> {
+  const buf = new Uint8Array(64 * 1024);
+  while (true) {
+    let n: number | null;
+    try {
+      n = await Deno.stdin.read(buf);
+    } catch {
+      n = null;
+    }
+    if (n === null) break;
+    if (ws.readyState !== ws.OPEN) return;
+    ws.send(buf.slice(0, n));
+  }
+  if (endMarker && ws.readyState === ws.OPEN) ws.send("");
+}
 
 export function execCommand(ctx: CliContext): CommandUnknownOpts {
   return new Command("exec")
@@ -12,30 +71,78 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
     .option("--cwd <dir>", "Working directory in the instance")
     .option("--user <uid>", "User id to run as", parseIntOption("user"))
     .option("--group <gid>", "Group id to run as", parseIntOption("group"))
+    .option("-t, --force-interactive", "Force a PTY (interactive mode)")
+    .option("-T, --force-noninteractive", "Force pipes (non-interactive mode)")
     .action(async (name, command, opts) => {
-      const path = `/1.0/instances/${encodeURIComponent(name)}`;
-      const op = await ctx.client.run("POST", `${path}/exec`, {
-        body: {
-          command,
-          environment: parseKeyValues(opts.env ?? [], "environment variable"),
-          "wait-for-websocket": false,
-          "record-output": true,
-          interactive: false,
-          cwd: opts.cwd,
-          user: opts.user,
-          group: opts.group,
-        },
-      }) as Operation;
-      const meta = op.metadata ?? {};
-      const output = (meta.output ?? {}) as Record<string, string>;
-      for (const [fd, sink] of [["1", Deno.stdout], ["2", Deno.stderr]] as const) {
-        const url = output[fd];
-        if (!url) continue;
-        const res = await ctx.client.fetch("GET", url);
-        const data = new Uint8Array(await res.arrayBuffer());
-        for (let off = 0; off < data.length;) off += sink.writeSync(data.subarray(off));
-        await ctx.client.fetch("DELETE", url).then((r) => r.body?.cancel());
+      if (opts.forceInteractive && opts.forceNoninteractive) {
+        throw new UsageError("Use either -t or -T, not both");
       }
-      ctx.exitCode = Number(meta.return ?? 0);
+      const interactive = opts.forceInteractive ??
+        (!opts.forceNoninteractive && Deno.stdin.isTerminal() && Deno.stdout.isTerminal());
+      const environment = parseKeyValues(opts.env ?? [], "environment variable");
+      const size = interactive && Deno.stdout.isTerminal() ? Deno.consoleSize() : undefined;
+      if (interactive && !environment.TERM) environment.TERM = Deno.env.get("TERM") ?? "xterm";
+
+      const env = await ctx.client.request<Operation>(
+        "POST",
+        `/1.0/instances/${encodeURIComponent(name)}/exec`,
+        {
+          body: {
+            command,
+            environment,
+            "wait-for-websocket": true,
+            "record-output": false,
+            interactive,
+            width: size?.columns ?? 0,
+            height: size?.rows ?? 0,
+            cwd: opts.cwd,
+            user: opts.user,
+            group: opts.group,
+          },
+        },
+      );
+      const op = env.metadata;
+      const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
+      const socket = ctx.client.socket;
+      const control = await open(socket, op.id, fds.control);
+      const cleanups: (() => void)[] = [];
+      let outputs: Promise<void>[];
+      try {
+        if (interactive) {
+          const io = await open(socket, op.id, fds["0"]);
+          if (Deno.stdin.isTerminal()) Deno.stdin.setRaw(true);
+          cleanups.push(() => Deno.stdin.isTerminal() && Deno.stdin.setRaw(false));
+          const onResize = () => {
+            const { columns, rows } = Deno.consoleSize();
+            control.send(JSON.stringify({
+              command: "window-resize",
+              args: { width: String(columns), height: String(rows) },
+            }));
+          };
+          if (Deno.stdout.isTerminal()) {
+            Deno.addSignalListener("SIGWINCH", onResize);
+            cleanups.push(() => Deno.removeSignalListener("SIGWINCH", onResize));
+          }
+          outputs = [mirror(io, Deno.stdout)];
+          void pumpStdin(io, false);
+        } else {
+          const stdin = await open(socket, op.id, fds["0"]);
+          const stdout = await open(socket, op.id, fds["1"]);
+          const stderr = await open(socket, op.id, fds["2"]);
+          outputs = [mirror(stdout, Deno.stdout), mirror(stderr, Deno.stderr)];
+          void pumpStdin(stdin, true);
+          for (const [sig, num] of FORWARDED_SIGNALS) {
+            const forward = () => control.send(JSON.stringify({ command: "signal", signal: num }));
+            Deno.addSignalListener(sig, forward);
+            cleanups.push(() => Deno.removeSignalListener(sig, forward));
+          }
+        }
+        const done = await ctx.client.wait(op.id);
+        await Promise.race([Promise.all(outputs), new Promise((r) => setTimeout(r, 2000))]);
+        ctx.exitCode = Number(done.metadata?.return ?? 0);
+      } finally {
+        for (const c of cleanups) c();
+        control.close();
+      }
     });
 }

@@ -2,10 +2,14 @@
 import { Command } from "@commander-js/extra-typings";
 import { VERSION } from "../agent/agent.ts";
 import { configCommand } from "./config.ts";
+import { consoleCommand } from "./console.ts";
 import { CliContext } from "./context.ts";
 import { execCommand } from "./exec.ts";
+import { fileCommand } from "./files.ts";
 import { imageCommand } from "./images.ts";
 import { instanceCommands } from "./instances.ts";
+import { monitorCommand } from "./monitor.ts";
+import { snapshotCommand } from "./snapshots.ts";
 
 export function buildProgram(): { program: Command; ctx: CliContext } {
   const program = new Command("outpost")
@@ -29,7 +33,16 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
     });
 
   for (
-    const cmd of [...instanceCommands(ctx), execCommand(ctx), configCommand(ctx), imageCommand(ctx)]
+    const cmd of [
+      ...instanceCommands(ctx),
+      execCommand(ctx),
+      consoleCommand(ctx),
+      fileCommand(ctx),
+      snapshotCommand(ctx),
+      configCommand(ctx),
+      imageCommand(ctx),
+      monitorCommand(ctx),
+    ]
   ) {
     program.addCommand(cmd);
   }

@@ -55,10 +55,28 @@ export interface ExecRequest {
   group?: number;
 }
 
-export interface ExecResult {
-  code: number;
-  stdout: Uint8Array;
-  stderr: Uint8Array;
+export interface ExecOptions {
+  /** Run under a PTY (stdout carries the terminal; there is no separate stderr). */
+  interactive: boolean;
+  width?: number;
+  height?: number;
+}
+
+/** A running command in an instance, with its standard streams. */
+export interface ExecProcess {
+  pid: number;
+  /** Closing it is end-of-input. */
+  stdin: WritableStream<Uint8Array>;
+  stdout: ReadableStream<Uint8Array>;
+  /** Absent for interactive commands. */
+  stderr?: ReadableStream<Uint8Array>;
+  resize(width: number, height: number): void;
+  /** Sends a signal to the command (not to the tool that attached it). */
+  signal(signo: number): Promise<void>;
+  /** Ends the attaching tool itself (detaches a console). */
+  kill(): void;
+  /** The exit code (128 + signal for a command killed by a signal). */
+  status: Promise<number>;
 }
 
 export interface DriverInfo {
@@ -81,9 +99,13 @@ export interface Driver {
   state(inst: InstanceRecord): Promise<InstanceRuntime>;
   /** Cheap status check, without usage counters. */
   status(inst: InstanceRecord): Promise<PowerState>;
-  exec(inst: InstanceRecord, req: ExecRequest): Promise<ExecResult>;
+  exec(inst: InstanceRecord, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess>;
   /** Applies live-updatable config to a running instance. */
   applyLimits(inst: InstanceRecord): Promise<void>;
+  /** Attaches to the instance's console (a PTY stream), where the driver offers it. */
+  console?(inst: InstanceRecord, opts: { width?: number; height?: number }): Promise<ExecProcess>;
+  /** The console output kept since the instance started. */
+  consoleLog?(inst: InstanceRecord): Promise<Uint8Array>;
   /** File access inside the instance, where the driver offers it. */
   readonly files?: FileAccess;
   /** Snapshots of the instance's storage, where the driver offers them. */

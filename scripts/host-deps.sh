@@ -3,7 +3,9 @@
 # from any other source.
 
 OUTPOST_DENO_VERSION=2.9.6
-OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux tar gzip xz-utils ca-certificates"
+OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux procps tar gzip xz-utils ca-certificates"
+# The stock LXD client: the compatibility tests drive outpost with it.
+OUTPOST_TEST_APT_PACKAGES="lxd-client"
 
 # apt_install PKG...: installs the packages that are missing (one apt-get update at most).
 apt_install() {

@@ -119,6 +119,11 @@ export class TestDaemon {
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   }
 
+  /** The CLI as one shell command line (for running it under a PTY). */
+  get cliCommandLine(): string {
+    return [Deno.execPath(), ...RUN, "--state-dir", this.dir].map((a) => `'${a}'`).join(" ");
+  }
+
   /** Runs the CLI and fails with its stderr if it exits non-zero. */
   async ok(...args: string[]): Promise<string> {
     const r = await this.cli(...args);
@@ -174,4 +179,101 @@ export async function eventually(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`Timed out waiting for ${what}`);
+}
+
+/** Whether the stock LXD client (`lxc`, Debian's lxd-client) is installed. */
+export const HAS_LXC =
+  (await new Deno.Command("sh", { args: ["-c", "command -v lxc"], stdout: "null" })
+    .output()).success;
+
+/**
+ * The stock LXD client pointed at a test daemon's socket (`LXD_DIR`), with its own HOME and a
+ * pre-made config.yml so it prints no first-run hints.
+ */
+export class StockLxc {
+  private constructor(readonly daemon: TestDaemon, readonly home: string) {}
+
+  static async for(daemon: TestDaemon): Promise<StockLxc> {
+    const home = await Deno.makeTempDir({ prefix: "outpost-lxc-home-", dir: daemon.dir });
+    await Deno.mkdir(join(home, ".config", "lxc"), { recursive: true });
+    await Deno.writeTextFile(join(home, ".config", "lxc", "config.yml"), "default-remote: local\n");
+    return new StockLxc(daemon, home);
+  }
+
+  get env(): Record<string, string> {
+    return {
+      LXD_DIR: this.daemon.dir,
+      HOME: this.home,
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    };
+  }
+
+  /** Runs `lxc ARGS` with optional stdin; never throws. */
+  async run(args: string[], stdin?: Uint8Array | string): Promise<CliResult> {
+    const child = new Deno.Command("lxc", {
+      args,
+      env: this.env,
+      clearEnv: true,
+      stdin: stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    if (stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      await w.write(typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin);
+      await w.close();
+    }
+    const out = await child.output();
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  }
+
+  /** Runs `lxc ARGS` and fails with its stderr on a non-zero exit. */
+  async ok(...args: string[]): Promise<string> {
+    const r = await this.run(args);
+    if (r.code !== 0) throw new Error(`lxc ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** Runs `lxc ARGS` under a PTY (`script`), typing `input` after `delayMs`. */
+  async tty(args: string[], input: string, delayMs = 1500): Promise<CliResult> {
+    const cmd = [
+      "stty cols 100 rows 30;",
+      "exec",
+      "lxc",
+      ...args.map((a) => `'${a.replaceAll("'", "'\\''")}'`),
+    ]
+      .join(" ");
+    return await typeInto(cmd, input, this.env, delayMs);
+  }
+}
+
+/** Runs a shell command under a PTY (`script`), typing `input` after `delayMs`. */
+export async function typeInto(
+  command: string,
+  input: string,
+  env: Record<string, string>,
+  delayMs = 1500,
+): Promise<CliResult> {
+  const child = new Deno.Command("script", {
+    args: ["-qfec", command, "/dev/null"],
+    env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await new Promise((r) => setTimeout(r, delayMs));
+  // Each line, and a ctrl+a escape and its key, go as separate writes (clients read them apart).
+  // deno-lint-ignore no-control-regex
+  for (const part of input.split(/(?<=\r)|(?=\x01)|(?<=\x01)/)) {
+    await w.write(new TextEncoder().encode(part));
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  await w.close().catch(() => {});
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }

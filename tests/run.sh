@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 . scripts/host-deps.sh
-apt_install $OUTPOST_APT_PACKAGES
+apt_install $OUTPOST_APT_PACKAGES $OUTPOST_TEST_APT_PACKAGES
 ensure_deno
 ensure_modules .
 

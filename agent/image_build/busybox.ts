@@ -232,8 +232,10 @@ function etcFiles(release: string): [string, string, number][] {
   ];
 }
 
-const INITTAB = `# busybox init: run the start-up script, then just sit in init (no console login)
+const INITTAB = `# busybox init: the start-up script, then a root shell on the console once someone
+# presses Enter there (outpost console, lxc console)
 ::sysinit:/etc/init.d/rcS
+console::askfirst:-/bin/sh
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/umount -a -r
 `;
@@ -247,9 +249,10 @@ const RCS = `#!/bin/sh
 # Start-up for a busybox system container. Must be harmless with no network.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
-mountpoint -q /proc || mount -t proc proc /proc 2>/dev/null
-mountpoint -q /tmp || mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp 2>/dev/null
-mountpoint -q /run || mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run 2>/dev/null
+mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+[ -r /proc/mounts ] || mount -t proc proc /proc 2>/dev/null
+mounted /tmp || mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp 2>/dev/null
+mounted /run || mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run 2>/dev/null
 
 if [ -s /etc/hostname ]; then
   hostname -F /etc/hostname 2>/dev/null

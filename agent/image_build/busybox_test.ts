@@ -61,7 +61,8 @@ Deno.test("buildBusyboxImage() writes a unified image with metadata and a bootab
 
     const inittab = await tar(["-xzOf", outFile, "rootfs/etc/inittab"]);
     assert.match(inittab, /^::sysinit:\/etc\/init\.d\/rcS$/m);
-    assert.doesNotMatch(inittab, /respawn|askfirst|getty/);
+    assert.match(inittab, /^console::askfirst:-\/bin\/sh$/m);
+    assert.doesNotMatch(inittab, /getty/);
     const rcS = await tar(["-xzOf", outFile, "rootfs/etc/init.d/rcS"]);
     assert.match(rcS, /^#!\/bin\/sh/);
     assert.match(rcS, /\/sys\/class\/net\/eth0/);

@@ -1,12 +1,27 @@
-/** `POST /1.0/instances/{name}/exec`: commands in an instance, with recorded output. */
+/**
+ * `POST /1.0/instances/{name}/exec`: a command over websockets (`wait-for-websocket`), with
+ * recorded output (`record-output`), or fire-and-wait; the exit code is `metadata.return`.
+ */
 import { Hono } from "hono";
 import { join } from "node:path";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest, InvalidState } from "../../agent/errors.ts";
+import { InvalidState } from "../../agent/errors.ts";
+import { ExecSession } from "../../agent/exec_session.ts";
+import type { ExecProcess } from "../../drivers/driver.ts";
 import { parseBody } from "../body.ts";
 import { async } from "../envelope.ts";
 import { ExecPostSchema } from "../schemas.ts";
 import { resources } from "./instances.ts";
+
+/** Writes a stream to a file, returning when it ends. */
+async function record(stream: ReadableStream<Uint8Array>, path: string): Promise<void> {
+  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  await stream.pipeTo(file.writable);
+}
+
+async function drain(stream: ReadableStream<Uint8Array>): Promise<void> {
+  for await (const _ of stream) { /* discarded */ }
+}
 
 export function execRoutes(agent: Agent): Hono {
   const app = new Hono();
@@ -14,42 +29,72 @@ export function execRoutes(agent: Agent): Hono {
     const name = c.req.param("name");
     const body = await parseBody(c, ExecPostSchema);
     const inst = agent.instances.get(name);
-    if (body["wait-for-websocket"]) {
-      throw new BadRequest("Websocket exec is not supported yet: use record-output");
-    }
     if ((await agent.instances.status(inst)) !== "Running") {
       throw new InvalidState(`Instance "${name}" is not running`);
     }
-    const op = agent.operations.start({
+    const interactive = body["wait-for-websocket"] && body.interactive;
+    const spawn = () =>
+      agent.instances.exec(name, {
+        command: body.command,
+        environment: body.environment,
+        cwd: body.cwd || undefined,
+        user: body.user,
+        group: body.group,
+      }, { interactive, width: body.width, height: body.height });
+    const base = {
       description: "Executing command",
       resources: resources(name),
-      metadata: { command: body.command, environment: body.environment, interactive: false },
-      run: async () => {
-        const result = await agent.instances.exec(name, {
-          command: body.command,
-          environment: body.environment,
-          cwd: body.cwd,
-          user: body.user,
-          group: body.group,
-        });
-        const metadata: Record<string, unknown> = { return: result.code };
-        if (body["record-output"]) {
+    };
+    const metadata = { command: body.command, environment: body.environment, interactive };
+
+    if (body["wait-for-websocket"]) {
+      const session = new ExecSession(interactive);
+      return async(
+        c,
+        agent.operations.start({
+          ...base,
+          class: "websocket",
+          metadata: { ...metadata, fds: session.secrets },
+          websocket: (secret, req) => session.connect(secret, req),
+          run: async (ctx) => ({ return: await session.run(spawn, ctx.signal) }),
+        }),
+      );
+    }
+
+    return async(
+      c,
+      agent.operations.start({
+        ...base,
+        metadata,
+        run: async () => {
+          const proc: ExecProcess = await spawn();
+          await proc.stdin.close().catch(() => {});
+          if (!body["record-output"]) {
+            // Drained, not cancelled: a closed pipe would kill the command with SIGPIPE.
+            await Promise.all([drain(proc.stdout), proc.stderr ? drain(proc.stderr) : undefined]);
+            return { return: await proc.status };
+          }
           const dir = agent.paths.instanceLogs(name);
           await Deno.mkdir(dir, { recursive: true });
           const id = crypto.randomUUID().slice(0, 8);
           const out = `exec_${id}.stdout`;
           const err = `exec_${id}.stderr`;
-          await Deno.writeFile(join(dir, out), result.stdout);
-          await Deno.writeFile(join(dir, err), result.stderr);
-          metadata.output = {
-            "1": `/1.0/instances/${name}/logs/${out}`,
-            "2": `/1.0/instances/${name}/logs/${err}`,
+          await Promise.all([
+            record(proc.stdout, join(dir, out)),
+            proc.stderr
+              ? record(proc.stderr, join(dir, err))
+              : Deno.writeFile(join(dir, err), new Uint8Array()),
+          ]);
+          return {
+            return: await proc.status,
+            output: {
+              "1": `/1.0/instances/${name}/logs/${out}`,
+              "2": `/1.0/instances/${name}/logs/${err}`,
+            },
           };
-        }
-        return metadata;
-      },
-    });
-    return async(c, op);
+        },
+      }),
+    );
   });
   return app;
 }

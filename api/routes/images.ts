@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../agent/errors.ts";
 import { parseBody, recursion } from "../body.ts";
+import { applyFilter } from "../filter.ts";
 import { async, sync } from "../envelope.ts";
 import { ImageAliasPostSchema, ImageAliasPutSchema } from "../schemas.ts";
 import { imageView } from "../views.ts";
@@ -15,9 +16,12 @@ export function imageRoutes(agent: Agent): Hono {
   const { images, operations } = agent;
 
   app.get("/1.0/images", (c) => {
-    const list = images.list();
-    if (recursion(c) === 0) return sync(c, list.map((i) => `/1.0/images/${i.fingerprint}`));
-    return sync(c, list.map((i) => imageView(i, images)));
+    const views = applyFilter(
+      images.list().map((i) => imageView(i, images)),
+      c.req.query("filter"),
+    );
+    if (recursion(c) === 0) return sync(c, views.map((i) => `/1.0/images/${i.fingerprint}`));
+    return sync(c, views);
   });
 
   app.post("/1.0/images", async (c) => {

@@ -4,6 +4,7 @@ import type { Agent } from "../../agent/agent.ts";
 import { BadRequest, NotFound } from "../../agent/errors.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
 import { parseBody, recursion } from "../body.ts";
+import { applyFilter } from "../filter.ts";
 import { async, sync } from "../envelope.ts";
 import {
   InstancePatchSchema,
@@ -11,6 +12,7 @@ import {
   InstancesPostSchema,
   InstanceStatePutSchema,
 } from "../schemas.ts";
+import { snapshotView } from "../../agent/snapshots.ts";
 import { fullInstanceView, instanceView, stateView } from "../views.ts";
 
 export function resources(name: string) {
@@ -21,16 +23,27 @@ export function instanceRoutes(agent: Agent): Hono {
   const app = new Hono();
   const { instances, operations } = agent;
 
-  const view = async (inst: InstanceRecord, depth: number) =>
-    depth >= 2
-      ? fullInstanceView(inst, await instances.state(inst))
-      : instanceView(inst, await instances.status(inst));
+  const view = async (inst: InstanceRecord, depth: number) => {
+    if (depth < 2) return instanceView(inst, await instances.status(inst));
+    const snapshots = agent.snapshots.list(inst.name).map(snapshotView);
+    return fullInstanceView(
+      inst,
+      await instances.state(inst),
+      snapshots.length > 0 ? snapshots : null,
+    );
+  };
 
   app.get("/1.0/instances", async (c) => {
     const depth = recursion(c);
+    const filter = c.req.query("filter");
     const list = instances.list();
-    if (depth === 0) return sync(c, list.map((i) => `/1.0/instances/${i.name}`));
-    return sync(c, await Promise.all(list.map((i) => view(i, depth))));
+    if (depth === 0 && !filter) return sync(c, list.map((i) => `/1.0/instances/${i.name}`));
+    const views = applyFilter(
+      await Promise.all(list.map((i) => view(i, Math.max(depth, 1)))),
+      filter,
+    );
+    if (depth === 0) return sync(c, views.map((v) => `/1.0/instances/${v.name}`));
+    return sync(c, views);
   });
 
   app.post("/1.0/instances", async (c) => {
@@ -82,8 +95,18 @@ export function instanceRoutes(agent: Agent): Hono {
     const name = c.req.param("name");
     const body = await parseBody(c, InstancePutSchema);
     instances.get(name);
-    if (body.restore !== undefined) {
-      throw new BadRequest("Snapshots are not supported yet");
+    if (body.restore) {
+      const work = agent.snapshots.prepareRestore(name, body.restore);
+      return async(
+        c,
+        operations.start({
+          description: "Restoring snapshot",
+          resources: resources(name),
+          run: async () => {
+            await work();
+          },
+        }),
+      );
     }
     // The update is checked and applied before answering, so a bad key is a 400 and a key that
     // cannot change live is a 409; the operation records the finished work.
@@ -140,6 +163,17 @@ export function instanceRoutes(agent: Agent): Hono {
         run: work,
       }),
     );
+  });
+
+  // Backups are listed (there are none yet) so clients that read them, such as `lxc info`, work;
+  // creating one is refused until the backup capability lands.
+  app.get("/1.0/instances/:name/backups", (c) => {
+    instances.get(c.req.param("name"));
+    return sync(c, []);
+  });
+  app.post("/1.0/instances/:name/backups", (c) => {
+    instances.get(c.req.param("name"));
+    throw new BadRequest("Instance backups are not supported yet");
   });
 
   app.get("/1.0/instances/:name/logs", async (c) => {

@@ -18,6 +18,12 @@ export function operationRoutes(agent: Agent): Hono {
   });
   app.get("/1.0/operations/:id", (c) => sync(c, agent.operations.get(c.req.param("id"))));
   app.delete("/1.0/operations/:id", (c) => sync(c, agent.operations.cancel(c.req.param("id"))));
+  app.get("/1.0/operations/:id/websocket", (c) => {
+    if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
+      throw new BadRequest("This endpoint needs a websocket upgrade");
+    }
+    return agent.operations.connect(c.req.param("id"), c.req.query("secret") ?? "", c.req.raw);
+  });
   app.get("/1.0/operations/:id/wait", async (c) => {
     const raw = c.req.query("timeout") ?? "-1";
     const timeout = Number(raw);

@@ -21,6 +21,18 @@ export const API_EXTENSIONS = [
   "id_map",
   "instances",
   "image_types",
+  "api_filtering",
+  "container_full",
+  "container_backup",
+  "console",
+  "directory_manipulation",
+  "file_delete",
+  "file_append",
+  "file_symlinks",
+  "instance_file_head",
+  "snapshot_expiry",
+  "snapshot_expiry_creation",
+  "container_exec_signal_handling",
 ];
 
 function architectures(): string[] {

@@ -8,8 +8,9 @@ import type { InstanceRecord } from "../../agent/store.ts";
 import type {
   Driver,
   DriverInfo,
+  ExecOptions,
+  ExecProcess,
   ExecRequest,
-  ExecResult,
   InstanceRuntime,
   PowerState,
   StopOptions,
@@ -18,7 +19,10 @@ import type { Runner } from "../runner.ts";
 import { hostLayout, limitSettings, limitsFromConfig, readUsage } from "./cgroups.ts";
 import { lxcConfig } from "./config.ts";
 import { hostIdMap, type IdMap, idmapJson, shiftTree } from "./idmap.ts";
+import { attachPlan, execEnvironment, spawnPiped, spawnPty } from "./attach.ts";
+import { LxcFiles } from "./files.ts";
 import { readNetwork } from "./network.ts";
+import { LxcSnapshots } from "./snapshots.ts";
 
 /**
  * An unprivileged container's root (a high uid on the host) must be able to reach its rootfs:
@@ -36,14 +40,19 @@ function checkSearchable(path: string): void {
 }
 
 const SECCOMP_PROFILES = ["/usr/share/lxc/config/common.seccomp"];
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export class LxcDriver implements Driver {
   readonly type = "container" as const;
   #info: DriverInfo = { name: "lxc", version: "", available: false, error: "not probed" };
   #idmap?: IdMap;
 
-  constructor(readonly lxcPath: string, private runner: Runner) {}
+  readonly files: LxcFiles;
+  readonly snapshots: LxcSnapshots;
+
+  constructor(readonly lxcPath: string, private runner: Runner) {
+    this.files = new LxcFiles((name) => this.rootfs(name));
+    this.snapshots = new LxcSnapshots((name) => this.dir(name), runner);
+  }
 
   /** Probes the LXC tools once (the registry calls this at start-up). */
   async probe(): Promise<DriverInfo> {
@@ -251,30 +260,46 @@ export class LxcDriver implements Driver {
     return runtime;
   }
 
-  async exec(inst: InstanceRecord, req: ExecRequest): Promise<ExecResult> {
+  async exec(inst: InstanceRecord, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
     if ((await this.status(inst)) !== "Running") {
       throw new InvalidState(`Instance "${inst.name}" is not running`);
     }
-    const uid = req.user ?? 0;
-    const env: Record<string, string> = {
-      PATH: DEFAULT_PATH,
-      HOME: uid === 0 ? "/root" : "/",
-      USER: uid === 0 ? "root" : "",
-      LANG: "C.UTF-8",
-      ...req.environment,
-    };
-    const argv = this.#lxc("lxc-attach", inst.name, "--clear-env");
-    if (req.user !== undefined) argv.push("-u", String(req.user));
-    if (req.group !== undefined) argv.push("-g", String(req.group));
-    for (const [k, v] of Object.entries(env)) if (v !== "") argv.push("-v", `${k}=${v}`);
-    argv.push("--");
-    const cwd = req.cwd ?? env.HOME;
-    if (this.#hasShell(inst.name)) {
-      argv.push("/bin/sh", "-c", 'cd -- "$0" 2>/dev/null || cd /; exec "$@"', cwd);
+    const env = execEnvironment(req, opts.interactive);
+    const { argv, cwd } = attachPlan(
+      this.lxcPath,
+      inst.name,
+      req,
+      env,
+      this.#hasShell(inst.name),
+      (p) => {
+        try {
+          return statSync(p).isDirectory();
+        } catch {
+          return false;
+        }
+      },
+    );
+    return opts.interactive
+      ? await spawnPty(this.runner, argv, cwd, opts)
+      : spawnPiped(this.runner, argv, cwd);
+  }
+
+  async console(
+    inst: InstanceRecord,
+    opts: { width?: number; height?: number },
+  ): Promise<ExecProcess> {
+    if ((await this.status(inst)) !== "Running") {
+      throw new InvalidState(`Instance "${inst.name}" is not running`);
     }
-    argv.push(...req.command);
-    const r = await this.runner.run(argv, { allowFailure: true, cwd: "/" });
-    return { code: r.code, stdout: r.raw.stdout, stderr: r.raw.stderr };
+    // lxc-console's own escape (ctrl+_ q) is one nobody types: clients detach by closing.
+    const argv = this.#lxc("lxc-console", inst.name, "-t", "0", "-e", "_");
+    return await spawnPty(this.runner, argv, "/", { interactive: true, ...opts });
+  }
+
+  async consoleLog(inst: InstanceRecord): Promise<Uint8Array> {
+    return await Deno.readFile(join(this.dir(inst.name), "console.log")).catch(() =>
+      new Uint8Array()
+    );
   }
 
   #hasShell(name: string): boolean {

@@ -1,0 +1,120 @@
+/**
+ * `outpost console NAME`: attaches the terminal to an instance's console (detach with ctrl+a q;
+ * ctrl+a a sends a literal ctrl+a). `--show-log` prints the console output kept since start.
+ */
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import type { Operation } from "../api/client.ts";
+import { openUnixWebSocket, type WebSocket } from "../api/ws_client.ts";
+import { type CliContext, UsageError } from "./context.ts";
+
+const CTRL_A = 0x01;
+
+/** Splits typed input into bytes to send and a detach request (ctrl+a q). */
+export class EscapeFilter {
+  #pending = false;
+
+  feed(input: Uint8Array): { send: Uint8Array; detach: boolean } {
+    const out: number[] = [];
+    for (const b of input) {
+      if (this.#pending) {
+        this.#pending = false;
+        if (b === 0x71 /* q */) return { send: new Uint8Array(out), detach: true };
+        if (b === CTRL_A || b === 0x61 /* a */) out.push(CTRL_A);
+        else out.push(CTRL_A, b);
+      } else if (b === CTRL_A) {
+        this.#pending = true;
+      } else {
+        out.push(b);
+      }
+    }
+    return { send: new Uint8Array(out), detach: false };
+  }
+}
+
+function open(socket: string, opId: string, secret: string): Promise<WebSocket> {
+  const ws = openUnixWebSocket(socket, `/1.0/operations/${opId}/websocket?secret=${secret}`);
+  return new Promise((resolve, reject) => {
+    ws.once("open", () => resolve(ws));
+    ws.once(
+      "error",
+      (err: Error) => reject(new UsageError(`Console websocket failed: ${err.message}`)),
+    );
+  });
+}
+
+export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
+  return new Command("console")
+    .description("Attach to an instance's console (detach with ctrl+a q)")
+    .argument("<name>", "Instance name")
+    .option("--show-log", "Print the console log instead of attaching")
+    .action(async (name, opts) => {
+      const path = `/1.0/instances/${encodeURIComponent(name)}/console`;
+      if (opts.showLog) {
+        const res = await ctx.client.fetch("GET", path);
+        if (!res.ok) {
+          const env = await res.json().catch(() => ({}));
+          throw new UsageError(env.error ?? `HTTP ${res.status}`);
+        }
+        const data = new Uint8Array(await res.arrayBuffer());
+        for (let off = 0; off < data.length;) off += Deno.stdout.writeSync(data.subarray(off));
+        return;
+      }
+      const tty = Deno.stdin.isTerminal();
+      const size = Deno.stdout.isTerminal() ? Deno.consoleSize() : { columns: 80, rows: 24 };
+      const env = await ctx.client.request<Operation>("POST", path, {
+        body: { width: size.columns, height: size.rows, type: "console" },
+      });
+      const op = env.metadata;
+      const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
+      const control = await open(ctx.client.socket, op.id, fds.control);
+      const io = await open(ctx.client.socket, op.id, fds["0"]);
+      console.error("To detach from the console, press: <ctrl>+a q");
+      if (tty) Deno.stdin.setRaw(true);
+      const onResize = () => {
+        const { columns, rows } = Deno.consoleSize();
+        control.send(
+          JSON.stringify({
+            command: "window-resize",
+            args: { width: String(columns), height: String(rows) },
+          }),
+        );
+      };
+      if (Deno.stdout.isTerminal()) Deno.addSignalListener("SIGWINCH", onResize);
+      try {
+        const closed = new Promise<void>((resolve) => {
+          io.on("message", (data: Uint8Array, isBinary: boolean) => {
+            if (!isBinary) return;
+            const bytes = new Uint8Array(data);
+            for (let off = 0; off < bytes.length;) {
+              off += Deno.stdout.writeSync(bytes.subarray(off));
+            }
+          });
+          io.on("close", () => resolve());
+          io.on("error", () => resolve());
+        });
+        const typed = (async () => {
+          const filter = new EscapeFilter();
+          const buf = new Uint8Array(4096);
+          while (true) {
+            const n = await Deno.stdin.read(buf).catch(() => null);
+            if (n === null) {
+              // End of input (a pipe): keep showing output until the console closes.
+              await closed;
+              return;
+            }
+            const { send, detach } = filter.feed(buf.subarray(0, n));
+            if (send.length > 0 && io.readyState === io.OPEN) io.send(send);
+            if (detach) return;
+          }
+        })();
+        await Promise.race([typed, closed]);
+      } finally {
+        if (tty) Deno.stdin.setRaw(false);
+        if (Deno.stdout.isTerminal()) Deno.removeSignalListener("SIGWINCH", onResize);
+        io.close();
+        control.close();
+      }
+      await ctx.client.wait(op.id).catch(() => {});
+      console.error("");
+    });
+}
