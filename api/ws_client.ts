@@ -8,3 +8,19 @@ export { WebSocket };
 export function openUnixWebSocket(socket: string, path: string): WebSocket {
   return new WebSocket(`ws+unix://${socket}:${path}`);
 }
+
+/** Connects to one websocket of an operation (`fds` secret), failing with a clear message. */
+export function openOperationSocket(
+  socket: string,
+  opId: string,
+  secret: string,
+): Promise<WebSocket> {
+  const ws = openUnixWebSocket(socket, `/1.0/operations/${opId}/websocket?secret=${secret}`);
+  return new Promise((resolve, reject) => {
+    ws.once("open", () => resolve(ws));
+    ws.once(
+      "error",
+      (err: Error) => reject(new Error(`Operation websocket failed: ${err.message}`)),
+    );
+  });
+}

@@ -4,7 +4,7 @@
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { Operation } from "../api/client.ts";
-import { openUnixWebSocket, type WebSocket } from "../api/ws_client.ts";
+import { openOperationSocket } from "../api/ws_client.ts";
 import { type CliContext, UsageError } from "./context.ts";
 
 const CTRL_A = 0x01;
@@ -31,17 +31,6 @@ export class EscapeFilter {
   }
 }
 
-function open(socket: string, opId: string, secret: string): Promise<WebSocket> {
-  const ws = openUnixWebSocket(socket, `/1.0/operations/${opId}/websocket?secret=${secret}`);
-  return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(ws));
-    ws.once(
-      "error",
-      (err: Error) => reject(new UsageError(`Console websocket failed: ${err.message}`)),
-    );
-  });
-}
-
 export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
   return new Command("console")
     .description("Attach to an instance's console (detach with ctrl+a q)")
@@ -66,8 +55,8 @@ export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
       });
       const op = env.metadata;
       const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
-      const control = await open(ctx.client.socket, op.id, fds.control);
-      const io = await open(ctx.client.socket, op.id, fds["0"]);
+      const control = await openOperationSocket(ctx.client.socket, op.id, fds.control);
+      const io = await openOperationSocket(ctx.client.socket, op.id, fds["0"]);
       console.error("To detach from the console, press: <ctrl>+a q");
       if (tty) Deno.stdin.setRaw(true);
       const onResize = () => {

@@ -6,7 +6,7 @@
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { Operation } from "../api/client.ts";
-import { openUnixWebSocket, type WebSocket } from "../api/ws_client.ts";
+import { openOperationSocket, type WebSocket } from "../api/ws_client.ts";
 import { type CliContext, collect, parseIntOption, parseKeyValues, UsageError } from "./context.ts";
 
 const FORWARDED_SIGNALS: [Deno.Signal, number][] = [
@@ -17,17 +17,6 @@ const FORWARDED_SIGNALS: [Deno.Signal, number][] = [
   ["SIGUSR1", 10],
   ["SIGUSR2", 12],
 ];
-
-function open(socket: string, opId: string, secret: string): Promise<WebSocket> {
-  const ws = openUnixWebSocket(socket, `/1.0/operations/${opId}/websocket?secret=${secret}`);
-  return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(ws));
-    ws.once(
-      "error",
-      (err: Error) => reject(new UsageError(`Exec websocket failed: ${err.message}`)),
-    );
-  });
-}
 
 /** Writes every frame of `ws` to `sink` until an empty text frame or the close. */
 function mirror(ws: WebSocket, sink: { writeSync(p: Uint8Array): number }): Promise<void> {
@@ -104,12 +93,12 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
       const op = env.metadata;
       const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
       const socket = ctx.client.socket;
-      const control = await open(socket, op.id, fds.control);
+      const control = await openOperationSocket(socket, op.id, fds.control);
       const cleanups: (() => void)[] = [];
       let outputs: Promise<void>[];
       try {
         if (interactive) {
-          const io = await open(socket, op.id, fds["0"]);
+          const io = await openOperationSocket(socket, op.id, fds["0"]);
           if (Deno.stdin.isTerminal()) Deno.stdin.setRaw(true);
           cleanups.push(() => Deno.stdin.isTerminal() && Deno.stdin.setRaw(false));
           const onResize = () => {
@@ -126,9 +115,9 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
           outputs = [mirror(io, Deno.stdout)];
           void pumpStdin(io, false);
         } else {
-          const stdin = await open(socket, op.id, fds["0"]);
-          const stdout = await open(socket, op.id, fds["1"]);
-          const stderr = await open(socket, op.id, fds["2"]);
+          const stdin = await openOperationSocket(socket, op.id, fds["0"]);
+          const stdout = await openOperationSocket(socket, op.id, fds["1"]);
+          const stderr = await openOperationSocket(socket, op.id, fds["2"]);
           outputs = [mirror(stdout, Deno.stdout), mirror(stderr, Deno.stderr)];
           void pumpStdin(stdin, true);
           for (const [sig, num] of FORWARDED_SIGNALS) {
