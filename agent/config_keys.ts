@@ -102,7 +102,17 @@ const NAMESPACES: Namespace[] = [
 export const SERVER_NAMESPACES: Namespace[] = [
   { prefix: "user.", scope: "any", live: true, doc: "Free-form user data" },
 ];
-export const SERVER_KEYS: ConfigKey[] = [];
+export const SERVER_KEYS: ConfigKey[] = [
+  {
+    key: "core.vm_accel",
+    schema: z.enum(["auto", "kvm", "tcg"], { error: "expected auto, kvm or tcg" }),
+    scope: "vm",
+    live: true,
+    default: "auto",
+    doc:
+      "VM acceleration: `kvm` (refuse VMs without a usable KVM), `tcg` (software emulation), or `auto` (KVM when a probe guest runs, else TCG)",
+  },
+];
 
 function fitsType(scope: Scope, type: InstanceType): boolean {
   return scope === "any" || (scope === "vm") === (type === "virtual-machine");

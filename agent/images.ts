@@ -13,13 +13,41 @@ import { checkAliasName } from "./names.ts";
 import type { Paths } from "./paths.ts";
 import type { AliasRecord, ImageRecord, Store } from "./store.ts";
 
-const MetadataSchema = z.object({
+/** How a VM image boots: a kernel (+ initrd) given directly, or its disk through UEFI. */
+const BootSchema = z.object({
+  kernel: z.string(),
+  initrd: z.string().optional(),
+  cmdline: z.string().default(""),
+}).strict();
+
+// Loose: image producers add keys of their own (Incus ignores unknown ones too).
+const MetadataSchema = z.looseObject({
   architecture: z.string(),
   creation_date: z.number().int(),
   properties: z.record(z.string(), z.coerce.string()).default({}),
   templates: z.unknown().optional(),
+  /** outpost's extension for VM images with a kernel to boot directly. */
+  boot: BootSchema.optional(),
 });
 export type ImageMetadata = z.infer<typeof MetadataSchema>;
+
+/** What a driver needs to create an instance from an image. */
+export interface ImageSource {
+  /** The image file (a unified tarball). */
+  file: string;
+  /** VM images: the unpacked directory holding `rootfs.img` (and the boot files). */
+  dir?: string;
+  /** VM images that boot a kernel directly: absolute paths inside `dir`. */
+  boot?: { kernel: string; initrd?: string; cmdline: string };
+}
+
+/** A tarball's member paths (without `./`), and whether it spells them `./x`. */
+type Members = Set<string> & { dotted: boolean };
+
+/** A path inside an image must stay inside it. */
+function safeMember(path: string): boolean {
+  return !path.startsWith("/") && !path.split("/").includes("..");
+}
 
 export interface ImportOptions {
   filename?: string;
@@ -75,6 +103,28 @@ export class ImageStore {
     return this.paths.image(fingerprint);
   }
 
+  /** The unpacked directory of a VM image. */
+  dir(fingerprint: string): string {
+    return `${this.paths.image(fingerprint)}.d`;
+  }
+
+  /** What a driver needs to create an instance from this image. */
+  async source(image: ImageRecord): Promise<ImageSource> {
+    if (image.type === "container") return { file: this.file(image.fingerprint) };
+    const dir = this.dir(image.fingerprint);
+    const meta = MetadataSchema.parse(
+      parseYaml(await Deno.readTextFile(join(dir, "metadata.yaml"))),
+    );
+    const boot = meta.boot
+      ? {
+        kernel: join(dir, meta.boot.kernel),
+        initrd: meta.boot.initrd ? join(dir, meta.boot.initrd) : undefined,
+        cmdline: meta.boot.cmdline,
+      }
+      : undefined;
+    return { file: this.file(image.fingerprint), dir, boot };
+  }
+
   /** Imports a unified image tarball from a stream; returns the stored record. */
   async import(body: ReadableStream<Uint8Array>, opts: ImportOptions = {}): Promise<ImageRecord> {
     await Deno.mkdir(this.paths.images, { recursive: true });
@@ -100,13 +150,30 @@ export class ImageStore {
         throw new Conflict(`Image "${fingerprint.slice(0, 12)}" already exists`);
       }
       const meta = await this.#readMetadata(tmp);
-      const hasRootfs = await this.#hasMember(tmp, "rootfs");
-      if (!hasRootfs) throw new BadRequest("Invalid image: no rootfs/ directory in the tarball");
+      const members = await this.#members(tmp);
+      const type = members.has("rootfs.img")
+        ? "virtual-machine"
+        : [...members].some((m) => m === "rootfs" || m.startsWith("rootfs/"))
+        ? "container"
+        : undefined;
+      if (!type) {
+        throw new BadRequest(
+          "Invalid image: the tarball has neither rootfs/ (a container) nor rootfs.img (a VM)",
+        );
+      }
+      if (meta.boot) {
+        for (const f of [meta.boot.kernel, meta.boot.initrd].filter((f) => f !== undefined)) {
+          if (!safeMember(f) || !members.has(f)) {
+            throw new BadRequest(`Invalid image: boot file "${f}" is not in the tarball`);
+          }
+        }
+      }
+      if (type === "virtual-machine") await this.#unpackVm(tmp, this.dir(fingerprint), members);
       await Deno.rename(tmp, this.paths.image(fingerprint));
       const now = new Date().toISOString();
       const record: ImageRecord = {
         fingerprint,
-        type: "container",
+        type,
         architecture: meta.architecture,
         filename: opts.filename ?? `${fingerprint.slice(0, 12)}.tar.gz`,
         size,
@@ -146,20 +213,69 @@ export class ImageStore {
     throw new BadRequest("Invalid image: not a tarball with metadata.yaml at its top level");
   }
 
-  async #hasMember(file: string, dir: string): Promise<boolean> {
+  /** The tarball's member paths, without a leading `./` or trailing `/`. */
+  async #members(file: string): Promise<Members> {
     const r = await this.runner.run(["tar", "-tf", file], { allowFailure: true });
-    return r.stdout.split("\n").some((l) =>
-      l === `${dir}/` || l === `./${dir}/` || l.startsWith(`${dir}/`) || l.startsWith(`./${dir}/`)
+    const lines = r.stdout.split("\n").filter(Boolean);
+    const names = new Set(lines.map((l) => l.replace(/^\.\//, "").replace(/\/$/, "")));
+    return Object.assign(names, { dotted: lines[0]?.startsWith("./") ?? false });
+  }
+
+  /** Unpacks a VM image's disk, boot files and metadata once, at import. */
+  async #unpackVm(file: string, dir: string, members: Members): Promise<void> {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.mkdir(dir, { recursive: true });
+    const wanted = [...members].filter((m) =>
+      m === "metadata.yaml" || m === "rootfs.img" || m.startsWith("boot/")
     );
+    const prefix = members.dotted ? "./" : ""; // tar wants members spelled as listed
+    try {
+      await this.runner.run([
+        "tar",
+        "-xf",
+        file,
+        "-C",
+        dir,
+        "--no-same-owner",
+        ...wanted.map((m) => prefix + m),
+      ]);
+      const info = await this.runner.run([
+        "qemu-img",
+        "info",
+        "--output=json",
+        join(dir, "rootfs.img"),
+      ]);
+      const format = JSON.parse(info.stdout).format;
+      if (format !== "qcow2" && format !== "raw") {
+        throw new BadRequest(`Invalid image: rootfs.img is ${format}, not qcow2 or raw`);
+      }
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw err;
+    }
   }
 
   async delete(fingerprint: string): Promise<void> {
     const image = this.get(fingerprint);
+    if (image.type === "virtual-machine") {
+      // A VM's disk is an overlay on the image's: the image must outlive its VMs.
+      const user = this.store.listInstances().find((i) =>
+        i.config["volatile.base_image"] === image.fingerprint
+      );
+      if (user) {
+        throw new Conflict(
+          `Image "${
+            image.fingerprint.slice(0, 12)
+          }" backs the disk of VM "${user.name}": delete the VM first`,
+        );
+      }
+    }
     this.store.transaction(() => {
       for (const a of this.aliasesOf(image.fingerprint)) this.store.deleteAlias(a.name);
       this.store.deleteImage(image.fingerprint);
     });
     await Deno.remove(this.paths.image(image.fingerprint)).catch(() => {});
+    await Deno.remove(this.dir(image.fingerprint), { recursive: true }).catch(() => {});
     this.events.lifecycle("image-deleted", `/1.0/images/${image.fingerprint}`);
   }
 

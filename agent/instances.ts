@@ -162,7 +162,7 @@ export class InstanceManager {
           created_at: now,
           last_used_at: "1970-01-01T00:00:00Z",
         };
-        await driver.create(inst, { rootfsTarball: this.images.file(image.fingerprint) });
+        await driver.create(inst, await this.images.source(image));
         try {
           this.store.putInstance(inst);
         } catch (err) {
@@ -220,6 +220,7 @@ export class InstanceManager {
             await driver.stop(cur, { force: req.force, timeout });
             this.#setPower(cur, "STOPPED");
             this.events.lifecycle(req.force ? "instance-stopped" : "instance-shutdown", source);
+            if (cur.ephemeral) await this.#deleteNow(cur);
             break;
           case "restart":
             await driver.stop(cur, { force: req.force, timeout });
@@ -330,12 +331,14 @@ export class InstanceManager {
     if (status === "Running" || status === "Frozen") {
       throw new InvalidState(`Instance "${name}" is running: stop it first or pass --force`);
     }
-    return () =>
-      this.locks.run(name, async () => {
-        await driver.delete(this.get(name));
-        this.store.deleteInstance(name);
-        this.events.lifecycle("instance-deleted", `/1.0/instances/${name}`);
-      });
+    return () => this.locks.run(name, () => this.#deleteNow(this.get(name)));
+  }
+
+  /** Removes a stopped instance's storage and record (callers hold its lock). */
+  async #deleteNow(inst: InstanceRecord): Promise<void> {
+    await this.drivers.get(inst.type).delete(inst);
+    this.store.deleteInstance(inst.name);
+    this.events.lifecycle("instance-deleted", `/1.0/instances/${inst.name}`);
   }
 
   /** Starts a command in a running instance, with the instance's `environment.*` keys. */

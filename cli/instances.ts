@@ -60,12 +60,12 @@ async function create(
   ctx: CliContext,
   image: string,
   name: string,
-  opts: { config?: string[]; description?: string; ephemeral?: boolean },
+  opts: { config?: string[]; description?: string; ephemeral?: boolean; vm?: boolean },
   start: boolean,
 ): Promise<void> {
   const body = {
     name,
-    type: "container",
+    type: opts.vm ? "virtual-machine" : "container",
     source: { type: "image", alias: image },
     config: parseKeyValues(opts.config ?? []),
     devices: {},
@@ -79,6 +79,48 @@ async function create(
     console.error(`Starting ${name}`);
     await changeState(ctx, name, { action: "start" });
   }
+}
+
+interface DriverJson {
+  name: string;
+  version: string;
+  available: boolean;
+  error: string;
+  details?: Record<string, string>;
+}
+
+/** `outpost info` without an instance: the server, and with --resources its host and drivers. */
+async function serverInfo(ctx: CliContext, resources: boolean): Promise<string> {
+  const server = await ctx.client.get<{ environment: Record<string, unknown> }>("/1.0");
+  const env = server.environment;
+  const lines = [
+    `Server: ${env.server} ${env.server_version} on ${env.server_name}`,
+    `Kernel: ${env.kernel} ${env.kernel_version} (${env.kernel_architecture})`,
+    `Drivers: ${env.driver}`,
+  ];
+  if (!resources) return lines.join("\n");
+  const res = await ctx.client.get<{
+    cpu: { total: number; sockets: { name: string }[] };
+    memory: { total: number; used: number };
+    instance_drivers: DriverJson[];
+  }>("/1.0/resources");
+  lines.push(
+    "",
+    "CPU:",
+    `  Threads: ${res.cpu.total}`,
+    `  Model: ${res.cpu.sockets[0]?.name ?? ""}`,
+    "Memory:",
+    `  Total: ${formatBytes(res.memory.total)}`,
+    `  Used: ${formatBytes(res.memory.used)}`,
+    "Instance drivers:",
+  );
+  for (const d of res.instance_drivers) {
+    lines.push(
+      `  ${d.name}: ${d.available ? `available (${d.version})` : `unavailable: ${d.error}`}`,
+    );
+    for (const [k, v] of Object.entries(d.details ?? {})) lines.push(`    ${k}: ${v}`);
+  }
+  return lines.join("\n");
 }
 
 async function changeState(
@@ -99,7 +141,8 @@ function createOptions<T extends Command<[string, string]>>(cmd: T) {
       collect,
     )
     .option("-d, --description <text>", "Instance description")
-    .option("-e, --ephemeral", "Delete the instance when it stops");
+    .option("-e, --ephemeral", "Delete the instance when it stops")
+    .option("--vm", "Create a virtual machine (QEMU) instead of a container");
 }
 
 export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
@@ -128,9 +171,14 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
     });
 
   const info = new Command("info")
-    .description("Show an instance's details and live state")
-    .argument("<name>", "Instance name")
-    .action(async (name) => {
+    .description("Show an instance's details and live state (without NAME: the server's)")
+    .argument("[name]", "Instance name")
+    .option("--resources", "With no NAME: also the host's CPU, memory and instance drivers")
+    .action(async (name, opts) => {
+      if (name === undefined) {
+        console.log(await serverInfo(ctx, Boolean(opts.resources)));
+        return;
+      }
       const i = await ctx.client.get<InstanceJson>(
         `/1.0/instances/${encodeURIComponent(name)}?recursion=1`,
       );

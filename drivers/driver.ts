@@ -1,4 +1,5 @@
 /** The small interface every instance driver implements (LXC containers, QEMU VMs). */
+import type { ImageSource } from "../agent/images.ts";
 import type { InstanceRecord } from "../agent/store.ts";
 import type { FileAccess } from "./files.ts";
 import type { SnapshotAccess } from "./snapshots.ts";
@@ -84,13 +85,15 @@ export interface DriverInfo {
   version: string;
   available: boolean;
   error: string;
+  /** Driver-specific facts for `GET /1.0` and `info --resources` (e.g. VM acceleration). */
+  details?: Record<string, string>;
 }
 
 export interface Driver {
   readonly type: InstanceRecord["type"];
   info(): DriverInfo;
-  /** Creates the instance's storage from an unpacked image. */
-  create(inst: InstanceRecord, image: { rootfsTarball: string }): Promise<void>;
+  /** Creates the instance's storage from an image. */
+  create(inst: InstanceRecord, image: ImageSource): Promise<void>;
   start(inst: InstanceRecord): Promise<void>;
   stop(inst: InstanceRecord, opts: StopOptions): Promise<void>;
   freeze(inst: InstanceRecord): Promise<void>;

@@ -218,3 +218,18 @@ Deno.test("security.privileged=true runs the container as host root", async () =
     await d.cleanup();
   }
 });
+
+Deno.test("an ephemeral container is deleted when it stops", async () => {
+  const d = await TestDaemon.start();
+  try {
+    await d.importBusybox();
+    const name = uniqueName("e");
+    await d.ok("launch", "busybox", name, "--ephemeral");
+    assert.equal((await listed(d)).find((i) => i.name === name)?.status, "Running");
+    await d.ok("stop", name, "--force");
+    assert.equal((await listed(d)).some((i) => i.name === name), false);
+    assert.equal((await d.lxcState(name)).state, "");
+  } finally {
+    await d.cleanup();
+  }
+});

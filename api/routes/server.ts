@@ -1,6 +1,6 @@
 /** `GET/PUT/PATCH /1.0`: server info and server config. */
 import { Hono } from "hono";
-import { arch, hostname, release } from "node:os";
+import { arch, availableParallelism, cpus, freemem, hostname, release, totalmem } from "node:os";
 import type { Agent } from "../../agent/agent.ts";
 import { VERSION } from "../../agent/agent.ts";
 import { parseBody } from "../body.ts";
@@ -86,6 +86,14 @@ export function serverRoutes(agent: Agent): Hono {
         storage: "dir",
         storage_version: "1",
         storage_supported_drivers: [{ Name: "dir", Version: "1", Remote: false }],
+        instance_drivers: Object.fromEntries(
+          agent.drivers.infos().map((d) => [d.name, {
+            version: d.version,
+            available: d.available,
+            error: d.error,
+            ...d.details,
+          }]),
+        ),
       },
     };
   };
@@ -99,6 +107,18 @@ export function serverRoutes(agent: Agent): Hono {
     const body = await parseBody(c, ServerPutSchema);
     agent.setServerConfig({ ...agent.serverConfig(), ...body.config });
     return sync(c, {});
+  });
+  app.get("/1.0/resources", (c) => {
+    const list = cpus();
+    return sync(c, {
+      cpu: {
+        architecture: architectures()[0],
+        total: availableParallelism(),
+        sockets: [{ name: list[0]?.model ?? "", cores: list.length }],
+      },
+      memory: { total: totalmem(), used: totalmem() - freemem() },
+      instance_drivers: agent.drivers.infos(),
+    });
   });
   app.get("/", (c) => sync(c, ["/1.0"]));
   return app;

@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { availableParallelism, totalmem } from "node:os";
 import { isTrue } from "../../agent/config_keys.ts";
 import { Conflict, InvalidState } from "../../agent/errors.ts";
+import type { ImageSource } from "../../agent/images.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
 import type {
   Driver,
@@ -91,7 +92,7 @@ export class LxcDriver implements Driver {
     return [tool, "-P", this.lxcPath, "-n", name, ...args];
   }
 
-  async create(inst: InstanceRecord, image: { rootfsTarball: string }): Promise<void> {
+  async create(inst: InstanceRecord, image: ImageSource): Promise<void> {
     const dir = this.dir(inst.name);
     if (existsSync(dir)) {
       throw new Conflict(
@@ -105,7 +106,7 @@ export class LxcDriver implements Driver {
       await this.runner.run([
         "tar",
         "-xf",
-        image.rootfsTarball,
+        image.file,
         "-C",
         unpack,
         "--numeric-owner",
