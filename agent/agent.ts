@@ -1,5 +1,6 @@
 /** The daemon's core, assembled once: store, events, operations, images, instances, drivers. */
 import { LxcDriver } from "../drivers/lxc/driver.ts";
+import { QemuDriver } from "../drivers/qemu/driver.ts";
 import { DriverRegistry } from "../drivers/registry.ts";
 import { Runner } from "../drivers/runner.ts";
 import { checkServerKey } from "./config_keys.ts";
@@ -37,7 +38,16 @@ export class Agent {
     this.store = new Store(this.paths.database);
     this.operations = new Operations(this.events, this.store, log);
     this.images = new ImageStore(this.store, this.paths, this.runner, this.events);
-    this.drivers = new DriverRegistry([new LxcDriver(this.paths.containers, this.runner)]);
+    this.drivers = new DriverRegistry([
+      new LxcDriver(this.paths.containers, this.runner),
+      new QemuDriver({
+        path: this.paths.vms,
+        runner: this.runner,
+        serverConfig: () => this.store.serverConfig(),
+        probeCache: this.paths.kvmProbe,
+        log,
+      }),
+    ]);
     this.instances = new InstanceManager(this.store, this.images, this.drivers, this.events, log);
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
   }

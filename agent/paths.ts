@@ -20,6 +20,14 @@ export class Paths {
   get containers(): string {
     return join(this.root, "containers");
   }
+  /** Virtual machines: one directory each (disk overlay, sockets, logs). */
+  get vms(): string {
+    return join(this.root, "virtual-machines");
+  }
+  /** The cached result of the KVM usability probe. */
+  get kvmProbe(): string {
+    return join(this.root, "kvm-probe.json");
+  }
   get images(): string {
     return join(this.root, "images");
   }

@@ -93,19 +93,29 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
   const image = new Command("image").description("Manage images");
 
   image.command("build")
-    .description("Build a test image offline from host packages and import it (kinds: busybox)")
-    .argument("<kind>", "What to build: busybox")
+    .description(
+      "Build a test image offline from Debian packages and import it (busybox: a container; vm-busybox: a VM with the Debian kernel and qemu-guest-agent)",
+    )
+    .argument("<kind>", "What to build: busybox or vm-busybox")
     .option("--alias <name>", "Alias for the new image (default: the kind)")
     .option("--output <file>", "Also keep the built tarball at this path")
     .action(async (kind, opts) => {
-      if (kind !== "busybox") throw new UsageError(`Unknown image kind "${kind}": use busybox`);
-      const { buildBusyboxImage } = await import("../agent/image_build/busybox.ts");
+      if (kind !== "busybox" && kind !== "vm-busybox") {
+        throw new UsageError(`Unknown image kind "${kind}": use busybox or vm-busybox`);
+      }
       const dir = await Deno.makeTempDir({ prefix: "outpost-image-" });
       try {
-        const out = opts.output ?? join(dir, "busybox.tar.gz");
+        const out = opts.output ?? join(dir, `${kind}.tar.gz`);
         console.error(`Building ${kind} image`);
-        const built = await buildBusyboxImage({ outFile: out });
-        const fp = await importFile(ctx, built.file, [opts.alias ?? kind]);
+        const file = kind === "busybox"
+          ? (await (await import("../agent/image_build/busybox.ts")).buildBusyboxImage({
+            outFile: out,
+          })).file
+          : (await (await import("../agent/image_build/vm_busybox.ts")).buildVmBusyboxImage({
+            outFile: out,
+            progress: (msg) => console.error(msg),
+          })).file;
+        const fp = await importFile(ctx, file, [opts.alias ?? kind]);
         console.log(`Image imported with fingerprint: ${fp}`);
       } finally {
         await Deno.remove(dir, { recursive: true }).catch(() => {});

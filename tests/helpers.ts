@@ -41,6 +41,30 @@ export function busyboxTarball(): Promise<string> {
   return imageTarball;
 }
 
+let vmImage: Promise<string> | undefined;
+
+/** The VM test image (Debian kernel + busybox + qemu-guest-agent), built once per test process. */
+export function vmTarball(): Promise<string> {
+  vmImage ??= (async () => {
+    const { buildVmBusyboxImage } = await import("../agent/image_build/vm_busybox.ts");
+    const dir = await Deno.makeTempDir({ prefix: "outpost-test-vm-image-" });
+    const built = await buildVmBusyboxImage({ outFile: join(dir, "vm-busybox.tar.gz") });
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch { /* already gone */ }
+    });
+    return built.file;
+  })();
+  return vmImage;
+}
+
+/** Whether QEMU is installed (VM tests are skipped, reported as ignored, without it). */
+export const HAS_QEMU = (await new Deno.Command("sh", {
+  args: ["-c", "command -v qemu-system-x86_64 && command -v qemu-img"],
+  stdout: "null",
+}).output()).success;
+
 export class TestDaemon {
   proc?: Deno.ChildProcess;
   api: ApiClient;
@@ -68,13 +92,15 @@ export class TestDaemon {
 
   /** Starts the daemon process and waits until its API answers. */
   async spawn(): Promise<void> {
-    const log = await Deno.open(this.#logFile, { append: true, create: true, write: true });
-    this.proc = new Deno.Command(Deno.execPath(), {
-      args: [...RUN, "daemon", "--state-dir", this.dir],
+    // The shell appends stderr to the log and then becomes the daemon (same pid, for kill -9).
+    const quoted = [Deno.execPath(), ...RUN, "daemon", "--state-dir", this.dir]
+      .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+    this.proc = new Deno.Command("sh", {
+      args: ["-c", `exec ${quoted} 2>>'${this.#logFile}'`],
+      stdin: "null",
       stdout: "null",
-      stderr: "piped",
+      stderr: "null",
     }).spawn();
-    this.proc.stderr.pipeTo(log.writable).catch(() => {});
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       try {
@@ -137,6 +163,10 @@ export class TestDaemon {
     await this.ok("image", "import", await busyboxTarball(), "--alias", alias);
   }
 
+  async importVmImage(alias = "vm"): Promise<void> {
+    await this.ok("image", "import", await vmTarball(), "--alias", alias);
+  }
+
   /** The state of a container as LXC itself reports it (not through outpost). */
   async lxcState(name: string): Promise<{ state: string; pid: number }> {
     const out = await new Deno.Command("lxc-info", {
@@ -150,10 +180,21 @@ export class TestDaemon {
     return { state, pid };
   }
 
-  /** Kills every container under this daemon's LXC path, stops the daemon, removes the dir. */
+  /** Kills every container and VM this daemon made, stops the daemon, removes the dir. */
   async cleanup(): Promise<void> {
     this.api.close();
     await this.stop().catch(() => {});
+    const vms = join(this.dir, "virtual-machines");
+    if (existsSync(vms)) {
+      for (const name of readdirSync(vms)) {
+        const pid = Number(
+          (await Deno.readTextFile(join(vms, name, "qemu.pid")).catch(() => "")).trim(),
+        );
+        if (pid > 0) {
+          await new Deno.Command("kill", { args: ["-9", String(pid)], stderr: "null" }).output();
+        }
+      }
+    }
     if (existsSync(this.lxcPath)) {
       for (const name of readdirSync(this.lxcPath)) {
         await new Deno.Command("lxc-stop", {

@@ -1,0 +1,448 @@
+/**
+ * Virtual machines through QEMU: a qcow2 overlay on the image's disk, a daemonized QEMU per VM
+ * (it outlives the daemon), one long-lived QMP connection per VM for lifecycle, the guest agent
+ * for exec and files, and a serial console on a unix socket whose log keeps the boot.
+ */
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import { BadRequest, InvalidState, messageOf } from "../../agent/errors.ts";
+import type { ImageSource } from "../../agent/images.ts";
+import type { InstanceRecord } from "../../agent/store.ts";
+import { parseByteSize, parseCpuSet } from "../../agent/units.ts";
+import type {
+  DriverInfo,
+  ExecOptions,
+  ExecProcess,
+  ExecRequest,
+  InstanceRuntime,
+  PowerState,
+  StopOptions,
+} from "../driver.ts";
+import { readHostFiles } from "../hostfs.ts";
+import type { ProbedDriver } from "../registry.ts";
+import type { Runner } from "../runner.ts";
+import { type Accel, qemuArgs, vmPaths } from "./args.ts";
+import { type AccelProbe, probeKvm, resolveAccel } from "./accel.ts";
+import { QgaClient } from "./qga.ts";
+import { QmpClient } from "./qmp.ts";
+import { QgaFiles } from "./files.ts";
+import { consoleProcess, guestExecProcess } from "./guest_exec.ts";
+import { guestNetwork } from "./network.ts";
+
+export const QEMU = "qemu-system-x86_64";
+const OVMF_CODE = ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"];
+const OVMF_VARS = ["/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"];
+/** Guest RAM when `limits.memory` is unset. */
+const DEFAULT_MEMORY_MIB = 512;
+
+interface BootFile {
+  kind: "kernel" | "uefi";
+  cmdline?: string;
+}
+
+export interface QemuDriverOptions {
+  /** Where VM directories live (`STATE/virtual-machines`). */
+  path: string;
+  runner: Runner;
+  /** The server config (`core.vm_accel`). */
+  serverConfig: () => Record<string, string>;
+  /** Where the KVM probe result is cached. */
+  probeCache: string;
+  log?: (msg: string) => void;
+}
+
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await Deno.link(from, to);
+  } catch {
+    await Deno.copyFile(from, to);
+  }
+}
+
+export class QemuDriver implements ProbedDriver {
+  readonly type = "virtual-machine" as const;
+  readonly files: QgaFiles;
+  #info: DriverInfo = { name: "qemu", version: "", available: false, error: "not probed" };
+  #accel?: Promise<AccelProbe>;
+  #accelResult?: AccelProbe;
+  #qmp = new Map<string, Promise<QmpClient | undefined>>();
+  #qga = new Map<string, QgaClient>();
+  #runner: Runner;
+
+  constructor(private opts: QemuDriverOptions) {
+    this.#runner = opts.runner;
+    this.files = new QgaFiles((inst) => this.guestAgent(inst));
+  }
+
+  async probe(): Promise<DriverInfo> {
+    try {
+      const r = await this.#runner.run([QEMU, "--version"]);
+      const version = /version (\S+)/.exec(r.stdout)?.[1] ?? r.stdout.split("\n")[0];
+      await this.#runner.run(["qemu-img", "--version"]);
+      this.#info = { name: "qemu", version, available: true, error: "" };
+      await Deno.mkdir(this.opts.path, { recursive: true, mode: 0o700 });
+      // The KVM probe runs in the background: start-up is not held up, a VM start waits for it.
+      this.#accel = probeKvm({ runner: this.#runner, qemu: QEMU, cacheFile: this.opts.probeCache })
+        .then((p) => {
+          this.#accelResult = p;
+          this.opts.log?.(
+            `KVM ${p.usable ? "usable" : `unusable: ${p.reason}`} (probe ${p.ms} ms)`,
+          );
+          return p;
+        });
+    } catch (err) {
+      this.#info = { name: "qemu", version: "", available: false, error: messageOf(err) };
+    }
+    return this.#info;
+  }
+
+  info(): DriverInfo {
+    const probe = this.#accelResult;
+    const mode = this.#mode();
+    const resolved = probe ? resolveAccel(mode, probe) : undefined;
+    return {
+      ...this.#info,
+      details: this.#info.available
+        ? {
+          vm_accel: mode,
+          kvm: probe ? (probe.usable ? "usable" : `unusable: ${probe.reason}`) : "probing",
+          accelerator: resolved
+            ? ("accel" in resolved ? resolved.accel : `none: ${resolved.error}`)
+            : "probing",
+        }
+        : undefined,
+    };
+  }
+
+  #mode(): "auto" | "kvm" | "tcg" {
+    const m = this.opts.serverConfig()["core.vm_accel"];
+    return m === "kvm" || m === "tcg" ? m : "auto";
+  }
+
+  /** The accelerator a VM starts with now, or a Conflict naming why none is usable. */
+  async accelerator(): Promise<Accel> {
+    const probe = await (this.#accel ?? Promise.reject(new Error("QEMU is unavailable")));
+    const r = resolveAccel(this.#mode(), probe);
+    if ("error" in r) throw new InvalidState(r.error);
+    return r.accel;
+  }
+
+  dir(name: string): string {
+    return join(this.opts.path, name);
+  }
+
+  #paths(name: string) {
+    return vmPaths(this.dir(name));
+  }
+
+  async create(inst: InstanceRecord, image: ImageSource): Promise<void> {
+    if (!image.dir) throw new BadRequest("The image has no VM disk (rootfs.img)");
+    const dir = this.dir(inst.name);
+    if (existsSync(dir)) {
+      throw new InvalidState(`Storage for VM "${inst.name}" already exists: ${dir}`);
+    }
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    try {
+      const base = join(image.dir, "rootfs.img");
+      const info = JSON.parse(
+        (await this.#runner.run(["qemu-img", "info", "--output=json", base])).stdout,
+      );
+      await this.#runner.run([
+        "qemu-img",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        base,
+        "-F",
+        info.format,
+        join(dir, "disk.qcow2"),
+      ]);
+      let boot: BootFile;
+      if (image.boot) {
+        // The VM keeps its own kernel and initrd (hard links where possible): they stay with it
+        // whatever happens to the image.
+        await linkOrCopy(image.boot.kernel, join(dir, "kernel"));
+        if (image.boot.initrd) await linkOrCopy(image.boot.initrd, join(dir, "initrd"));
+        boot = { kind: "kernel", cmdline: image.boot.cmdline };
+      } else {
+        const vars = OVMF_VARS.find((f) => existsSync(f));
+        if (!vars || !OVMF_CODE.some((f) => existsSync(f))) {
+          throw new InvalidState(
+            "The image boots through UEFI, but OVMF is not installed (apt-get install ovmf)",
+          );
+        }
+        await Deno.copyFile(vars, join(dir, "OVMF_VARS.fd"));
+        boot = { kind: "uefi" };
+      }
+      await Deno.writeTextFile(join(dir, "boot.json"), JSON.stringify(boot));
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The open QMP connection to a running VM, reattaching after a daemon restart. */
+  #client(name: string): Promise<QmpClient | undefined> {
+    const existing = this.#qmp.get(name);
+    if (existing) return existing;
+    const connecting = (async () => {
+      const p = this.#paths(name);
+      if (!existsSync(p.qmp)) return undefined;
+      try {
+        const client = await QmpClient.connect(p.qmp, { timeoutMs: 2000 });
+        client.closed.then(() => {
+          this.#qmp.delete(name);
+          this.#qga.get(name)?.close();
+          this.#qga.delete(name);
+        });
+        return client;
+      } catch {
+        return undefined; // a stale socket: QEMU is gone
+      }
+    })();
+    this.#qmp.set(name, connecting);
+    connecting.then((c) => {
+      if (!c) this.#qmp.delete(name);
+    });
+    return connecting;
+  }
+
+  async status(inst: InstanceRecord): Promise<PowerState> {
+    if (!existsSync(join(this.dir(inst.name), "disk.qcow2"))) return "Error";
+    const qmp = await this.#client(inst.name);
+    if (!qmp) return "Stopped";
+    try {
+      const st = await qmp.execute<{ status: string; running: boolean }>(
+        "query-status",
+        undefined,
+        {
+          timeoutMs: 2000,
+        },
+      );
+      if (st.running) return "Running";
+      if (st.status === "paused") return "Frozen";
+      if (st.status === "shutdown") return "Stopped";
+      return "Running";
+    } catch {
+      return "Stopped";
+    }
+  }
+
+  #spec(inst: InstanceRecord, accel: Accel) {
+    const dir = this.dir(inst.name);
+    const boot: BootFile = JSON.parse(Deno.readTextFileSync(join(dir, "boot.json")));
+    const cpu = inst.config["limits.cpu"];
+    const cpus = !cpu
+      ? 1
+      : /^\d+$/.test(cpu)
+      ? Math.max(1, Number(cpu))
+      : Math.max(1, parseCpuSet(cpu)?.length ?? 1);
+    const mem = inst.config["limits.memory"];
+    const memoryMiB = !mem
+      ? DEFAULT_MEMORY_MIB
+      : mem.endsWith("%")
+      ? Math.floor((Deno.systemMemoryInfo().total * Number(mem.slice(0, -1))) / 100 / 2 ** 20)
+      : Math.floor((parseByteSize(mem) ?? DEFAULT_MEMORY_MIB * 2 ** 20) / 2 ** 20);
+    return {
+      name: inst.name,
+      uuid: inst.config["volatile.uuid"] ?? crypto.randomUUID(),
+      dir,
+      accel,
+      cpu: accel === "tcg" ? "max" : "host",
+      cpus: Math.min(cpus, availableParallelism() * 4),
+      memoryMiB: Math.max(64, memoryMiB),
+      disk: join(dir, "disk.qcow2"),
+      boot: boot.kind === "kernel"
+        ? {
+          kind: "kernel" as const,
+          kernel: join(dir, "kernel"),
+          initrd: existsSync(join(dir, "initrd")) ? join(dir, "initrd") : undefined,
+          cmdline: boot.cmdline ?? "",
+        }
+        : {
+          kind: "uefi" as const,
+          code: OVMF_CODE.find((f) => existsSync(f))!,
+          vars: join(dir, "OVMF_VARS.fd"),
+        },
+    };
+  }
+
+  async start(inst: InstanceRecord): Promise<void> {
+    const status = await this.status(inst);
+    if (status !== "Stopped") {
+      throw new InvalidState(`Instance "${inst.name}" is already ${status.toLowerCase()}`);
+    }
+    const accel = await this.accelerator();
+    const p = this.#paths(inst.name);
+    for (const f of [p.qmp, p.qga, p.console, p.pid]) await Deno.remove(f).catch(() => {});
+    // A fresh boot log per start (the console log keeps what the guest printed since then).
+    await Deno.writeFile(p.consoleLog, new Uint8Array());
+    const r = await this.#runner.run(qemuArgs(this.#spec(inst, accel)), { allowFailure: true });
+    if (r.code !== 0) {
+      const log = await Deno.readTextFile(p.log).catch(() => "");
+      const why = (r.stderr.trim() || log.trim()).split("\n").slice(-2).join("; ");
+      throw new Error(`QEMU failed to start VM "${inst.name}": ${why}`);
+    }
+    inst.config["volatile.vm.accel"] = accel;
+    const qmp = await this.#client(inst.name);
+    if (!qmp) throw new Error(`QEMU started VM "${inst.name}" but its QMP socket does not answer`);
+  }
+
+  async #pid(name: string): Promise<number> {
+    const text = await Deno.readTextFile(this.#paths(name).pid).catch(() => "");
+    const pid = Number(text.trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : -1;
+  }
+
+  async stop(inst: InstanceRecord, opts: StopOptions): Promise<void> {
+    const qmp = await this.#client(inst.name);
+    if (!qmp) return;
+    // Read now: QEMU removes its pid file as it exits.
+    const pid = await this.#pid(inst.name);
+    if (!opts.force) {
+      const status = await this.status(inst);
+      if (status === "Frozen") await qmp.execute("cont").catch(() => {});
+      await qmp.execute("system_powerdown").catch(() => {});
+      // QEMU exits when the guest powers off (no -no-shutdown): its QMP connection closes.
+      const timeoutMs = opts.timeout < 0 ? 2 ** 31 - 1 : opts.timeout * 1000;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = await Promise.race([
+        qmp.closed.then(() => false),
+        new Promise<boolean>((r) => timer = setTimeout(() => r(true), timeoutMs)),
+      ]);
+      clearTimeout(timer);
+      if (!timedOut) return await this.#reap(inst.name, pid);
+      this.opts.log?.(`VM ${inst.name} did not power off within ${opts.timeout} s: forcing`);
+    }
+    await qmp.quit();
+    await this.#reap(inst.name, pid);
+  }
+
+  /** Whether a process runs (a zombie, dead but not yet reaped by PID 1, does not). */
+  async #alive(pid: number): Promise<boolean> {
+    const [stat] = await readHostFiles(this.#runner, [`/proc/${pid}/stat`]);
+    if (stat === undefined) return false;
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  }
+
+  /** Waits until the QEMU process is gone (it may take a moment after QMP closes). */
+  async #reap(name: string, pid: number): Promise<void> {
+    for (let i = 0; i < 100 && pid > 0; i++) {
+      if (!(await this.#alive(pid))) break;
+      if (i === 50) await this.#runner.run(["kill", "-9", String(pid)], { allowFailure: true });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const p = this.#paths(name);
+    for (const f of [p.qmp, p.qga, p.console, p.pid]) await Deno.remove(f).catch(() => {});
+  }
+
+  async freeze(inst: InstanceRecord): Promise<void> {
+    const qmp = await this.#client(inst.name);
+    if (!qmp) throw new InvalidState(`Instance "${inst.name}" is not running`);
+    await qmp.execute("stop");
+  }
+
+  async unfreeze(inst: InstanceRecord): Promise<void> {
+    const qmp = await this.#client(inst.name);
+    if (!qmp) throw new InvalidState(`Instance "${inst.name}" is not running`);
+    await qmp.execute("cont");
+  }
+
+  async delete(inst: InstanceRecord): Promise<void> {
+    if ((await this.status(inst)) !== "Stopped") await this.stop(inst, { force: true, timeout: 0 });
+    await Deno.remove(this.dir(inst.name), { recursive: true }).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+  }
+
+  async state(inst: InstanceRecord): Promise<InstanceRuntime> {
+    const status = await this.status(inst);
+    const runtime: InstanceRuntime = {
+      status,
+      pid: -1,
+      processes: -1,
+      memory: { usage: 0, usage_peak: 0, swap_usage: 0, swap_usage_peak: 0 },
+      cpu: { usage: 0 },
+      network: {},
+    };
+    if (status === "Stopped" || status === "Error") return runtime;
+    const pid = await this.#pid(inst.name);
+    runtime.pid = pid;
+    if (pid > 0) {
+      const [statusText, stat] = await readHostFiles(this.#runner, [
+        `/proc/${pid}/status`,
+        `/proc/${pid}/stat`,
+      ]);
+      const kb = (key: string) =>
+        Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(statusText ?? "")?.[1] ?? 0);
+      runtime.memory = {
+        usage: kb("VmRSS") * 1024,
+        usage_peak: kb("VmHWM") * 1024,
+        swap_usage: kb("VmSwap") * 1024,
+        swap_usage_peak: 0,
+      };
+      // utime and stime (fields 14 and 15) are in clock ticks (100 per second on Linux).
+      const fields = (stat ?? "").slice((stat ?? "").lastIndexOf(")") + 2).split(" ");
+      runtime.cpu = { usage: (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 10_000_000 };
+    }
+    if (status === "Running") {
+      const qga = await this.guestAgent(inst, 500).catch(() => undefined);
+      if (qga) {
+        runtime.network = await guestNetwork(qga).catch(() => ({}));
+      }
+    }
+    return runtime;
+  }
+
+  /** The guest agent of a running VM (waits up to `timeoutMs` for it to answer). */
+  async guestAgent(inst: InstanceRecord, timeoutMs = 10_000): Promise<QgaClient> {
+    if ((await this.status(inst)) !== "Running") {
+      throw new InvalidState(`Instance "${inst.name}" is not running`);
+    }
+    let qga = this.#qga.get(inst.name);
+    if (!qga) {
+      qga = new QgaClient(this.#paths(inst.name).qga);
+      this.#qga.set(inst.name, qga);
+    }
+    try {
+      await qga.waitReady(timeoutMs);
+    } catch {
+      throw new InvalidState(
+        `The guest agent of VM "${inst.name}" is not answering (is qemu-guest-agent running in the guest?)`,
+      );
+    }
+    return qga;
+  }
+
+  async exec(inst: InstanceRecord, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
+    if (opts.interactive) {
+      throw new BadRequest(
+        `Interactive exec in a VM is not supported: the guest agent cannot give a PTY; use "outpost console ${inst.name}"`,
+      );
+    }
+    const qga = await this.guestAgent(inst);
+    return guestExecProcess(qga, req);
+  }
+
+  async console(inst: InstanceRecord): Promise<ExecProcess> {
+    if ((await this.status(inst)) === "Stopped") {
+      throw new InvalidState(`Instance "${inst.name}" is not running`);
+    }
+    return await consoleProcess(this.#paths(inst.name).console);
+  }
+
+  async consoleLog(inst: InstanceRecord): Promise<Uint8Array> {
+    return await Deno.readFile(this.#paths(inst.name).consoleLog).catch(() => new Uint8Array());
+  }
+
+  async applyLimits(inst: InstanceRecord): Promise<void> {
+    if ((await this.status(inst)) !== "Stopped") {
+      throw new InvalidState(
+        `Limits of VM "${inst.name}" apply when it starts: stop it first, then change them`,
+      );
+    }
+  }
+}
