@@ -3,6 +3,7 @@
  * next to the same work done by hand, and the ratio (outpost / raw). Containers always; VMs when
  * QEMU and the VM test image are available (`--vm`, or OUTPOST_BENCH_VM=1).
  */
+import { join } from "node:path";
 import { TestDaemon, uniqueName } from "../tests/helpers.ts";
 
 const ROUNDS = Number(Deno.env.get("OUTPOST_BENCH_ROUNDS") ?? "10");
@@ -81,4 +82,79 @@ async function containers(): Promise<void> {
   }
 }
 
-await containers();
+if (!Deno.args.includes("--vm-only")) await containers();
+
+/**
+ * VM launch → guest agent ready, through outpost (API create + start, then the first exec that
+ * answers) and by hand (the same QEMU argv on a fresh overlay, then the guest agent's first sync).
+ */
+async function vms(): Promise<void> {
+  const { vmTarball } = await import("../tests/helpers.ts");
+  const { QgaClient } = await import("../drivers/qemu/qga.ts");
+  const d = await TestDaemon.start();
+  try {
+    await d.ok("config", "set", "core.vm_accel=tcg");
+    await d.ok("image", "import", await vmTarball(), "--alias", "vm");
+    const rounds = Math.max(1, Math.min(ROUNDS, 3));
+    const ours: number[] = [];
+    const raw: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const name = uniqueName("bv");
+      ours.push(
+        await time(async () => {
+          await d.ok("launch", "vm", name, "--vm", "-c", "limits.memory=256MiB");
+          while ((await d.cli("exec", name, "--", "true")).code !== 0) {
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }),
+      );
+      // The same QEMU command line, by hand: read it from the running VM, then stop that VM.
+      const [vm] = JSON.parse(await d.ok("list", "--format", "json"));
+      const argv = (await Deno.readTextFile(`/proc/${vm.state.pid}/cmdline`)).split("\0").filter(
+        Boolean,
+      );
+      await d.ok("delete", "--force", name);
+      const scratch = await Deno.makeTempDir({ prefix: "outpost-bench-vm-" });
+      try {
+        const vmDir = join(d.dir, "virtual-machines", name);
+        const image = [...Deno.readDirSync(join(d.dir, "images"))].find((e) =>
+          e.name.endsWith(".d")
+        )!;
+        const imageDir = join(d.dir, "images", image.name);
+        await sh(
+          "qemu-img",
+          "create",
+          "-q",
+          "-f",
+          "qcow2",
+          "-b",
+          join(imageDir, "rootfs.img"),
+          "-F",
+          "qcow2",
+          join(scratch, "disk.qcow2"),
+        );
+        const handArgv = argv.map((a) => a.replaceAll(vmDir, scratch))
+          .map((a) => a.replace(join(scratch, "kernel"), join(imageDir, "boot", "vmlinux")))
+          .map((a) => a.replace(join(scratch, "initrd"), join(imageDir, "boot", "initrd.img")));
+        raw.push(
+          await time(async () => {
+            await sh(handArgv[0], ...handArgv.slice(1));
+            const qga = new QgaClient(join(scratch, "qga.sock"));
+            await qga.waitReady(120_000);
+            qga.close();
+          }),
+        );
+        const pid = Number((await Deno.readTextFile(join(scratch, "qemu.pid"))).trim());
+        await sh("kill", "-9", String(pid));
+      } finally {
+        await Deno.remove(scratch, { recursive: true }).catch(() => {});
+      }
+    }
+    console.log(`virtual machines under TCG (median of ${rounds}):`);
+    row("launch → guest agent ready", median(ours), median(raw));
+  } finally {
+    await d.cleanup();
+  }
+}
+
+if (Deno.args.includes("--vm") || Deno.env.get("OUTPOST_BENCH_VM") === "1") await vms();

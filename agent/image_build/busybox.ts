@@ -275,7 +275,8 @@ fi
 exit 0
 `;
 
-const UDHCPC_SCRIPT = `#!/bin/sh
+/** The udhcpc event script, shared by the container and VM images. */
+export const UDHCPC_SCRIPT = `#!/bin/sh
 # udhcpc event script: configures $interface from the lease udhcpc passes in the environment.
 [ -n "$1" ] || { echo "Usage: $0 deconfig|bound|renew|nak|leasefail"; exit 1; }
 

@@ -8,6 +8,7 @@
  * prints `OUTPOST-VM-READY` on ttyS0. Every host command runs inside one embedded bash script (so
  * `--allow-run=bash` is enough, and a `deno compile` binary needs no loose files).
  */
+import { UDHCPC_SCRIPT } from "./busybox.ts";
 import { dirname, join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { DEFAULT_BUSYBOX_PATHS, isStaticElf, parseBusyboxVersion } from "./busybox.ts";
@@ -687,32 +688,4 @@ fi
 const PROFILE = `export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=\${HOME:-/root}
 PS1='\\h:\\w\\$ '
-`;
-
-const UDHCPC_SCRIPT = `#!/bin/sh
-# udhcpc event script: configures $interface from the lease udhcpc passes in the environment.
-case "$1" in
-  deconfig)
-    ip link set "$interface" up
-    ip -4 addr flush dev "$interface"
-    ;;
-  bound | renew)
-    ip -4 addr flush dev "$interface"
-    ip -4 addr add "$ip/\${mask:-24}" \${broadcast:+broadcast "$broadcast"} dev "$interface"
-    if [ -n "$router" ]; then
-      while ip -4 route del default dev "$interface" 2>/dev/null; do :; done
-      for gw in $router; do
-        ip -4 route add default via "$gw" dev "$interface"
-        break
-      done
-    fi
-    if [ -n "$dns" ]; then
-      : >/etc/resolv.conf.new
-      [ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf.new
-      for ns in $dns; do echo "nameserver $ns" >>/etc/resolv.conf.new; done
-      mv /etc/resolv.conf.new /etc/resolv.conf
-    fi
-    ;;
-esac
-exit 0
 `;
