@@ -48,7 +48,14 @@ export class Agent {
         log,
       }),
     ]);
-    this.instances = new InstanceManager(this.store, this.images, this.drivers, this.events, log);
+    this.instances = new InstanceManager(
+      this.store,
+      this.images,
+      this.drivers,
+      this.events,
+      log,
+      (name) => this.paths.instanceLogs(name),
+    );
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
   }
 

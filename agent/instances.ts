@@ -74,6 +74,8 @@ export class InstanceManager {
     private drivers: DriverRegistry,
     private events: EventBus,
     private log: (msg: string) => void = console.error,
+    /** Where an instance's exec logs live (moved on rename). */
+    private logsDir: (name: string) => string = (name) => `/nonexistent/${name}`,
   ) {}
 
   list(): InstanceRecord[] {
@@ -332,6 +334,40 @@ export class InstanceManager {
       throw new InvalidState(`Instance "${name}" is running: stop it first or pass --force`);
     }
     return () => this.locks.run(name, () => this.#deleteNow(this.get(name)));
+  }
+
+  /** Checks a rename synchronously (stopped instance, free valid name) and returns the work. */
+  async prepareRename(name: string, newName: string): Promise<() => Promise<void>> {
+    const inst = this.get(name);
+    checkInstanceName(newName);
+    if (newName === name) throw new BadRequest(`Instance "${name}" already has that name`);
+    if (this.store.getInstance(newName) || this.#creating.has(newName)) {
+      throw new Conflict(`Instance "${newName}" already exists`);
+    }
+    const driver = this.drivers.get(inst.type);
+    if ((await driver.status(inst)) !== "Stopped") {
+      throw new InvalidState(`Instance "${name}" is running: stop it before renaming it`);
+    }
+    this.#creating.add(newName);
+    return () =>
+      this.locks.run(name, async () => {
+        try {
+          const cur = this.get(name);
+          await driver.rename(cur, newName);
+          try {
+            this.store.renameInstance(name, newName);
+          } catch (err) {
+            await driver.rename({ ...cur, name: newName }, name).catch(() => {});
+            throw err;
+          }
+          await Deno.rename(this.logsDir(name), this.logsDir(newName)).catch(() => {});
+          this.events.lifecycle("instance-renamed", `/1.0/instances/${newName}`, {
+            old_name: name,
+          });
+        } finally {
+          this.#creating.delete(newName);
+        }
+      });
   }
 
   /** Removes a stopped instance's storage and record (callers hold its lock). */

@@ -203,6 +203,11 @@ export class Store {
     );
   }
 
+  /** Renames an instance; its snapshots follow (ON UPDATE CASCADE). */
+  renameInstance(from: string, to: string): void {
+    this.db.prepare("UPDATE instances SET name = ? WHERE name = ?").run(to, from);
+  }
+
   deleteInstance(name: string): void {
     this.db.prepare("DELETE FROM instances WHERE name = ?").run(name);
   }

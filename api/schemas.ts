@@ -19,7 +19,7 @@ export const InstanceSourceSchema = z.object({
   image_type: z.string().optional(),
   properties: stringMap.optional(),
   project: z.string().optional(),
-}).strict();
+}).loose(); // copy and migration sources carry many more fields; unsupported types are refused by name
 
 export const InstancesPostSchema = z.object({
   name: z.string({ error: "a name is required" }),
@@ -100,4 +100,17 @@ export const ConsolePostSchema = z.object({
   height: z.number().int().min(0).default(0),
   type: z.enum(["console", "vga"]).default("console"),
   force: z.boolean().optional(),
+}).strict();
+
+/** `POST /1.0/instances/{name}`: a rename (`migration` and `live` are for moves, not supported). */
+export const InstancePostSchema = z.object({
+  name: z.string(),
+  migration: z.boolean().default(false),
+  live: z.boolean().optional(),
+  instance_only: z.boolean().optional(),
+  container_only: z.boolean().optional(),
+  allow_inconsistent: z.boolean().optional(),
+  target: z.unknown().optional(),
+  pool: z.string().optional(),
+  project: z.string().optional(),
 }).strict();

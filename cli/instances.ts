@@ -251,6 +251,16 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
         }
       });
 
+  const rename = new Command("rename")
+    .description("Rename a stopped instance (its snapshots follow)")
+    .argument("<name>", "Current name")
+    .argument("<new-name>", "New name")
+    .action(async (name, newName) => {
+      await ctx.client.run("POST", `/1.0/instances/${encodeURIComponent(name)}`, {
+        body: { name: newName },
+      });
+    });
+
   const remove = new Command("delete")
     .alias("rm")
     .description("Delete instances")
@@ -279,6 +289,7 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
     stopCommand("restart", "restart", "Restart instances"),
     stateCommand("pause", "freeze", "Pause (freeze) instances"),
     stateCommand("resume", "unfreeze", "Resume (unfreeze) paused instances"),
+    rename,
     remove,
   ];
 }

@@ -99,6 +99,8 @@ export interface Driver {
   freeze(inst: InstanceRecord): Promise<void>;
   unfreeze(inst: InstanceRecord): Promise<void>;
   delete(inst: InstanceRecord): Promise<void>;
+  /** Moves a stopped instance's storage to a new name. */
+  rename(inst: InstanceRecord, newName: string): Promise<void>;
   state(inst: InstanceRecord): Promise<InstanceRuntime>;
   /** Cheap status check, without usage counters. */
   status(inst: InstanceRecord): Promise<PowerState>;

@@ -233,3 +233,40 @@ Deno.test("an ephemeral container is deleted when it stops", async () => {
     await d.cleanup();
   }
 });
+
+Deno.test("rename moves a stopped container, its snapshots and storage; a running one is refused", async () => {
+  const d = await TestDaemon.start();
+  try {
+    await d.importBusybox();
+    const name = uniqueName("r");
+    const other = uniqueName("o");
+    const renamed = uniqueName("n");
+    await d.ok("launch", "busybox", name);
+    await d.ok("init", "busybox", other);
+    await d.ok("exec", name, "--", "sh", "-c", "echo kept > /root/mark");
+    await d.ok("snapshot", "create", name, "s0");
+
+    const running = await d.cli("rename", name, renamed);
+    assert.equal(running.code, 1);
+    assert.match(running.stderr, /is running: stop it before renaming it/);
+    await d.ok("stop", name, "--force");
+    const taken = await d.cli("rename", name, other);
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, /already exists/);
+    const bad = await d.cli("rename", name, "-bad");
+    assert.equal(bad.code, 1);
+
+    await d.ok("rename", name, renamed);
+    const names = (await listed(d)).map((i) => i.name).sort();
+    assert.deepEqual(names, [other, renamed].sort());
+    assert.equal((await d.lxcState(name)).state, "");
+    await d.ok("start", renamed);
+    assert.equal((await d.lxcState(renamed)).state, "RUNNING");
+    assert.equal((await d.ok("exec", renamed, "--", "cat", "/root/mark")).trim(), "kept");
+    assert.equal((await d.ok("exec", renamed, "--", "hostname")).trim(), renamed);
+    const snaps = JSON.parse(await d.ok("snapshot", "list", renamed, "--format", "json"));
+    assert.deepEqual(snaps.map((s: { name: string }) => s.name), ["s0"]);
+  } finally {
+    await d.cleanup();
+  }
+});

@@ -114,6 +114,20 @@ Deno.test({
       await lxc.ok("start", name);
       assert.equal((await d.lxcState(name)).state, "RUNNING");
 
+      // Rename (stopped), and a copy, which is not supported yet, is refused by name.
+      await lxc.ok("stop", name, "--force");
+      const renamed = uniqueName("y");
+      await lxc.ok("rename", name, renamed);
+      assert.match(
+        await lxc.ok("list", "--format", "csv", "-c", "n"),
+        new RegExp(`^${renamed}$`, "m"),
+      );
+      await lxc.ok("rename", renamed, name);
+      await lxc.ok("start", name);
+      const copy = await lxc.run(["copy", name, uniqueName("z")]);
+      assert.notEqual(copy.code, 0);
+      assert.match(copy.stderr, /source type "copy" is not supported yet/);
+
       // Errors come back as the client's one-line errors.
       const missing = await lxc.run(["exec", "nope", "--", "true"]);
       assert.notEqual(missing.code, 0);

@@ -8,6 +8,7 @@ import { applyFilter } from "../filter.ts";
 import { async, sync } from "../envelope.ts";
 import {
   InstancePatchSchema,
+  InstancePostSchema,
   InstancePutSchema,
   InstancesPostSchema,
   InstanceStatePutSchema,
@@ -127,6 +128,19 @@ export function instanceRoutes(agent: Agent): Hono {
     instances.get(name);
     await instances.patch(name, body, c.req.header("if-match"));
     return sync(c, {});
+  });
+
+  app.post("/1.0/instances/:name", async (c) => {
+    const name = c.req.param("name");
+    const body = await parseBody(c, InstancePostSchema);
+    if (body.migration) {
+      throw new BadRequest("Moving instances between servers is not supported yet");
+    }
+    const work = await instances.prepareRename(name, body.name);
+    return async(
+      c,
+      operations.start({ description: "Renaming instance", resources: resources(name), run: work }),
+    );
   });
 
   app.delete("/1.0/instances/:name", async (c) => {

@@ -211,6 +211,21 @@ export class LxcDriver implements Driver {
     });
   }
 
+  async rename(inst: InstanceRecord, newName: string): Promise<void> {
+    if (existsSync(this.dir(newName))) {
+      throw new Conflict(
+        `Storage for "${newName}" already exists in ${this.lxcPath}: remove it first`,
+      );
+    }
+    await Deno.rename(this.dir(inst.name), this.dir(newName));
+    // The config names its own paths and the UTS name: write it anew for the new name.
+    const renamed = { ...inst, name: newName };
+    await this.#writeConfig(renamed);
+    await Deno.writeTextFile(join(this.rootfs(newName), "etc", "hostname"), `${newName}\n`).catch(
+      () => {},
+    );
+  }
+
   async #info2(name: string): Promise<{ status: PowerState; pid: number }> {
     if (!existsSync(join(this.dir(name), "config"))) return { status: "Error", pid: -1 };
     const r = await this.runner.run(this.#lxc("lxc-info", name, "-s", "-p", "-H"), {

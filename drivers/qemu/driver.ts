@@ -358,6 +358,15 @@ export class QemuDriver implements ProbedDriver {
     });
   }
 
+  async rename(inst: InstanceRecord, newName: string): Promise<void> {
+    if (existsSync(this.dir(newName))) {
+      throw new InvalidState(`Storage for VM "${newName}" already exists: ${this.dir(newName)}`);
+    }
+    // Everything in the directory is named relative to it (the overlay's backing file is the
+    // image's, by absolute path), so a move is the whole rename.
+    await Deno.rename(this.dir(inst.name), this.dir(newName));
+  }
+
   async state(inst: InstanceRecord): Promise<InstanceRuntime> {
     const status = await this.status(inst);
     const runtime: InstanceRuntime = {
