@@ -106,17 +106,21 @@ Deno.test("POST /1.0/instances refuses a body that is not JSON", () =>
     assertError(await call(app, "POST", "/1.0/instances", "[1]"), 400, "JSON object");
   }));
 
-Deno.test("POST /1.0/instances refuses an unknown field, naming it", () =>
+Deno.test("POST /1.0/instances refuses an unknown field, naming it, and unsupported source types", () =>
   withApp(async (app) => {
     assertError(
       await call(app, "POST", "/1.0/instances", { name: "c1", source, colour: "red" }),
       400,
       '"colour"',
     );
+    // `source` takes the many fields copy/migration sources carry; their types are refused by name.
     assertError(
-      await call(app, "POST", "/1.0/instances", { name: "c1", source: { ...source, x: 1 } }),
+      await call(app, "POST", "/1.0/instances", {
+        name: "c1",
+        source: { type: "copy", source: "c0", "base-image": "x", live: false },
+      }),
       400,
-      '"source.x"',
+      'source type "copy" is not supported yet',
     );
   }));
 

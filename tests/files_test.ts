@@ -165,7 +165,8 @@ Deno.test("the files API keeps every path inside the container and answers error
         raw: "inside",
       });
       assert.equal(res.status, 200, await res.text());
-      assert.equal(await Deno.readTextFile(join(rootfs, "tmp", `escape-${via}-${tag}`)), "inside");
+      // It landed in the container's own /tmp (its tmpfs), not on the host.
+      assert.equal(await d.ok("exec", name, "--", "cat", `/tmp/escape-${via}-${tag}`), "inside");
       assert.equal(existsSync(`/tmp/escape-${via}-${tag}`), false);
     }
     const hostWrite = await api.fetch("POST", filesUrl(name, "/root/hostdir/pwned"), { raw: "x" });
@@ -201,7 +202,7 @@ Deno.test("the files API keeps every path inside the container and answers error
       ["GET", filesUrl(name), 400, /Missing path/],
       ["GET", filesUrl(name, "/no/such/file"), 404, /File "\/no\/such\/file" not found/],
       ["GET", filesUrl("nosuchinstance", "/etc"), 404, /not found/],
-      ["POST", filesUrl(name, "/no/such/file"), 404, /Parent directory "\/no" not found/],
+      ["POST", filesUrl(name, "/no/such/file"), 404, /Parent directory "\/no(\/such)?" not found/],
       ["POST", filesUrl(name, "/etc"), 409, /"\/etc" is a directory/],
       ["POST", filesUrl(name, "/root/x"), 400, /Invalid file type/, { "X-LXD-type": "fifo" }],
       ["POST", filesUrl(name, "/root/x"), 400, /Invalid X-Incus-mode/, { "X-LXD-mode": "rw" }],
@@ -261,3 +262,23 @@ Deno.test({
     });
   },
 });
+
+Deno.test("a running container's own mounts are what files see: push to and pull from its tmpfs /tmp", () =>
+  withContainer(async (d, name, local) => {
+    assert.match(await d.ok("exec", name, "--", "grep", " /tmp ", "/proc/mounts"), /tmpfs/);
+    const data = randomBytes(70_000);
+    await Deno.writeFile(join(local, "t.bin"), data);
+    await d.ok("file", "push", "--mode", "0600", join(local, "t.bin"), `${name}/tmp/t.bin`);
+    assert.equal(
+      (await d.ok("exec", name, "--", "wc", "-c", "/tmp/t.bin")).trim().split(/\s+/)[0],
+      "70000",
+    );
+    assert.equal(await statInside(d, name, "/tmp/t.bin"), "0 0 600");
+    // Nothing landed under the rootfs on the host: the tmpfs holds it.
+    assert.equal(existsSync(join(d.lxcPath, name, "rootfs", "tmp", "t.bin")), false);
+    await d.ok("exec", name, "--", "sh", "-c", "echo made-inside > /tmp/inside.txt");
+    await d.ok("file", "pull", `${name}/tmp/inside.txt`, join(local, "inside.txt"));
+    assert.equal(await Deno.readTextFile(join(local, "inside.txt")), "made-inside\n");
+    await d.ok("file", "delete", `${name}/tmp/t.bin`);
+    assert.notEqual((await d.cli("exec", name, "--", "test", "-e", "/tmp/t.bin")).code, 0);
+  }));

@@ -21,7 +21,9 @@ import { hostLayout, limitSettings, limitsFromConfig, readUsage } from "./cgroup
 import { lxcConfig } from "./config.ts";
 import { hostIdMap, type IdMap, idmapJson, shiftTree } from "./idmap.ts";
 import { attachPlan, execEnvironment, spawnPiped, spawnPty } from "./attach.ts";
-import { LxcFiles } from "./files.ts";
+import { CommandFiles, type CommandResult } from "../command_files.ts";
+import type { FileAccess } from "../files.ts";
+import { IdShift, LxcFiles } from "./files.ts";
 import { readNetwork } from "./network.ts";
 import { LxcSnapshots } from "./snapshots.ts";
 
@@ -47,12 +49,57 @@ export class LxcDriver implements Driver {
   #info: DriverInfo = { name: "lxc", version: "", available: false, error: "not probed" };
   #idmap?: IdMap;
 
-  readonly files: LxcFiles;
+  readonly files: FileAccess;
   readonly snapshots: LxcSnapshots;
 
   constructor(readonly lxcPath: string, private runner: Runner) {
-    this.files = new LxcFiles((name) => this.rootfs(name));
+    // A running container's files are reached from inside it (its own mounts, such as a tmpfs
+    // /tmp, are then visible); a stopped one's straight on its rootfs.
+    const onRootfs = new LxcFiles((name) => this.rootfs(name));
+    const inside = new CommandFiles({
+      run: (inst, argv, input) => this.#attachRun(inst, argv, input),
+    });
+    const pick = async (inst: InstanceRecord): Promise<FileAccess> =>
+      this.#hasShell(inst.name) && (await this.status(inst)) === "Running" ? inside : onRootfs;
+    this.files = {
+      stat: async (inst, path) => await (await pick(inst)).stat(inst, path),
+      read: async (inst, path) => await (await pick(inst)).read(inst, path),
+      write: async (inst, path, w) => {
+        // Ids outside the container's map are refused the same way however the write goes.
+        const ids = IdShift.of(inst);
+        if (w.uid !== undefined) ids.host(w.uid, "uid");
+        if (w.gid !== undefined) ids.host(w.gid, "gid");
+        return await (await pick(inst)).write(inst, path, w);
+      },
+      remove: async (inst, path) => await (await pick(inst)).remove(inst, path),
+    };
     this.snapshots = new LxcSnapshots((name) => this.dir(name), runner);
+  }
+
+  /** Runs a command as root in a running container and collects its output. */
+  async #attachRun(
+    inst: InstanceRecord,
+    argv: string[],
+    input?: Uint8Array,
+  ): Promise<CommandResult> {
+    const req = { command: argv, environment: {}, cwd: "/" };
+    const plan = attachPlan(
+      this.lxcPath,
+      inst.name,
+      req,
+      execEnvironment(req, false),
+      false,
+      () => true,
+    );
+    const proc = spawnPiped(this.runner, plan.argv, plan.cwd);
+    const writer = proc.stdin.getWriter();
+    await writer.write(input ?? new Uint8Array()).catch(() => {});
+    await writer.close().catch(() => {});
+    const [stdout, stderr] = await Promise.all([
+      new Response(proc.stdout).bytes(),
+      new Response(proc.stderr!).bytes(),
+    ]);
+    return { code: await proc.status, stdout, stderr };
   }
 
   /** Probes the LXC tools once (the registry calls this at start-up). */

@@ -26,7 +26,8 @@ import { type Accel, qemuArgs, vmPaths } from "./args.ts";
 import { type AccelProbe, probeKvm, resolveAccel } from "./accel.ts";
 import { QgaClient } from "./qga.ts";
 import { QmpClient } from "./qmp.ts";
-import { QgaFiles } from "./files.ts";
+import type { CommandFiles } from "../command_files.ts";
+import { qgaFiles } from "./files.ts";
 import { consoleProcess, guestExecProcess } from "./guest_exec.ts";
 import { guestNetwork } from "./network.ts";
 
@@ -62,7 +63,7 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
 
 export class QemuDriver implements ProbedDriver {
   readonly type = "virtual-machine" as const;
-  readonly files: QgaFiles;
+  readonly files: CommandFiles;
   #info: DriverInfo = { name: "qemu", version: "", available: false, error: "not probed" };
   #accel?: Promise<AccelProbe>;
   #accelResult?: AccelProbe;
@@ -72,7 +73,7 @@ export class QemuDriver implements ProbedDriver {
 
   constructor(private opts: QemuDriverOptions) {
     this.#runner = opts.runner;
-    this.files = new QgaFiles((inst) => this.guestAgent(inst));
+    this.files = qgaFiles((inst) => this.guestAgent(inst));
   }
 
   async probe(): Promise<DriverInfo> {
