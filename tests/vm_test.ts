@@ -53,7 +53,7 @@ Deno.test({
       assert.equal(vm.type, "virtual-machine");
       assert.equal(vm.status, "Running");
       assert.equal(vm.config["volatile.vm.accel"], "tcg");
-      const pid = vm.state.pid;
+      let pid = vm.state.pid;
       assert.ok(pid > 0);
       // `ps` shows which VM is which.
       const comm = (await Deno.readTextFile(`/proc/${pid}/comm`)).trim();
@@ -114,6 +114,15 @@ Deno.test({
 
       // The serial console log has the boot.
       assert.match(await d.ok("console", name, "--show-log"), /OUTPOST-VM-READY/);
+
+      // Restart: a clean power-off, then a new QEMU process whose guest agent answers again.
+      await d.ok("restart", name, "--timeout", "30");
+      const [restarted] = JSON.parse(await d.ok("list", "--format", "json")) as Listed[];
+      assert.equal(restarted.status, "Running");
+      assert.notEqual(restarted.state.pid, pid);
+      assert.equal(await processAlive(pid), false);
+      await waitForAgent(d, name);
+      pid = restarted.state.pid;
 
       // A clean stop: ACPI power button, the guest powers off, QEMU exits.
       await d.ok("stop", name, "--timeout", "30");

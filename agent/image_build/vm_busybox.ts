@@ -22,6 +22,8 @@ export interface VmBuildOptions {
   cacheDir?: string;
   /** Called with a short line for each build step. */
   progress?: (msg: string) => void;
+  /** Where the staging directory is made; default the system temp dir. */
+  tmpDir?: string;
 }
 
 export interface BuiltVmImage {
@@ -77,7 +79,7 @@ export async function buildVmBusyboxImage(opts: VmBuildOptions): Promise<BuiltVm
   }
   const outFile = resolve(opts.outFile);
   const tmpFile = `${outFile}.tmp`;
-  const staging = await Deno.makeTempDir({ prefix: "outpost-vm-busybox-" });
+  const staging = await Deno.makeTempDir({ prefix: "outpost-vm-busybox-", dir: opts.tmpDir });
   const env = {
     STAGING: staging,
     BUSYBOX: busybox,

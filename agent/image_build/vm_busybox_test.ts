@@ -55,9 +55,11 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** The build's staging dirs in the temp dir (there must be none left after a build). */
-async function stagingDirs(): Promise<string[]> {
-  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+/**
+ * The build's staging dirs in `tmp` (there must be none left after a build). Each test gives the
+ * build a temp dir of its own: other tests building images at the same time use the system one.
+ */
+async function stagingDirs(tmp: string): Promise<string[]> {
   const names: string[] = [];
   for await (const e of Deno.readDir(tmp)) {
     if (e.name.startsWith(STAGING_PREFIX) && !e.name.includes("test")) names.push(e.name);
@@ -76,13 +78,20 @@ function seconds(since: number): string {
 
 Deno.test("buildVmBusyboxImage() builds a VM image that boots under QEMU to its guest agent", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: `${STAGING_PREFIX}test-` });
-  const stagingBefore = await stagingDirs();
+  const tmpDir = join(dir, "tmp");
+  await Deno.mkdir(tmpDir);
+  const stagingBefore = await stagingDirs(tmpDir);
   try {
     const cacheDir = CACHE_DIR ?? join(dir, "cache");
     const outFile = join(dir, "vm.tar.gz");
     const steps: string[] = [];
     const started = performance.now();
-    const built = await buildVmBusyboxImage({ outFile, cacheDir, progress: (m) => steps.push(m) });
+    const built = await buildVmBusyboxImage({
+      outFile,
+      cacheDir,
+      tmpDir,
+      progress: (m) => steps.push(m),
+    });
     const fetched = steps.some((s) => s.startsWith("Downloading")) ? "downloaded" : "cached";
     console.log(`    build, kernel package ${fetched}: ${seconds(started)} s`);
     assert.equal(built.file, outFile);
@@ -95,7 +104,7 @@ Deno.test("buildVmBusyboxImage() builds a VM image that boots under QEMU to its 
       `BusyBox ${built.release} VM (Debian kernel ${built.kernelVersion})`,
     );
     assert.ok(!(await exists(`${outFile}.tmp`)));
-    assert.deepEqual(await stagingDirs(), stagingBefore);
+    assert.deepEqual(await stagingDirs(tmpDir), stagingBefore);
 
     const x = join(dir, "x");
     await Deno.mkdir(x);
@@ -491,18 +500,20 @@ Deno.test("buildVmBusyboxImage() refuses a missing kernel package and leaves no 
 
 Deno.test("buildVmBusyboxImage() names the failed step and cleans up when the package is not a kernel", async () => {
   const dir = await Deno.makeTempDir({ prefix: `${STAGING_PREFIX}test-` });
-  const before = await stagingDirs();
+  const tmpDir = join(dir, "tmp");
+  await Deno.mkdir(tmpDir);
+  const before = await stagingDirs(tmpDir);
   try {
     const outFile = join(dir, "vm.tar.gz");
     const kernelDeb = join(dir, "linux-image-fake.deb");
     await Deno.writeTextFile(kernelDeb, "not a Debian package\n");
     await assert.rejects(
-      buildVmBusyboxImage({ outFile, kernelDeb }),
+      buildVmBusyboxImage({ outFile, kernelDeb, tmpDir }),
       /^Error: Building the VM image failed: linux-image-fake\.deb is not a Debian package\ndpkg-deb: error: .* is not a Debian format archive$/,
     );
     assert.ok(!(await exists(outFile)));
     assert.ok(!(await exists(`${outFile}.tmp`)));
-    assert.deepEqual(await stagingDirs(), before);
+    assert.deepEqual(await stagingDirs(tmpDir), before);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
