@@ -2,7 +2,7 @@
  * The daemon's embedded state: SQLite (node:sqlite, WAL) with versioned migrations.
  * Rows are validated with zod on the way out, so a damaged row is a clear error, not a crash later.
  */
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { z } from "zod";
 
 const MIGRATIONS: string[] = [
@@ -135,6 +135,17 @@ export class Store {
     this.db.close();
   }
 
+  /** Every row of a query, each validated by `schema`. */
+  #all<T>(schema: z.ZodType<T>, sql: string, ...params: SQLInputValue[]): T[] {
+    return this.db.prepare(sql).all(...params).map((r) => schema.parse(r));
+  }
+
+  /** The first row of a query, validated by `schema`, or undefined. */
+  #one<T>(schema: z.ZodType<T>, sql: string, ...params: SQLInputValue[]): T | undefined {
+    const row = this.db.prepare(sql).get(...params);
+    return row ? schema.parse(row) : undefined;
+  }
+
   /** The schema version after migrations (number of applied migrations). */
   version(): number {
     const row = this.db.prepare("PRAGMA user_version").get() as { user_version: number };
@@ -171,13 +182,11 @@ export class Store {
   // --- instances ---
 
   listInstances(): InstanceRecord[] {
-    return this.db.prepare("SELECT * FROM instances ORDER BY name").all()
-      .map((r) => InstanceRowSchema.parse(r));
+    return this.#all(InstanceRowSchema, "SELECT * FROM instances ORDER BY name");
   }
 
   getInstance(name: string): InstanceRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM instances WHERE name = ?").get(name);
-    return row ? InstanceRowSchema.parse(row) : undefined;
+    return this.#one(InstanceRowSchema, "SELECT * FROM instances WHERE name = ?", name);
   }
 
   putInstance(r: InstanceRecord): void {
@@ -215,14 +224,20 @@ export class Store {
   // --- snapshots ---
 
   listSnapshots(instance: string): SnapshotRecord[] {
-    return this.db.prepare("SELECT * FROM snapshots WHERE instance = ? ORDER BY created_at, name")
-      .all(instance).map((r) => SnapshotRowSchema.parse(r));
+    return this.#all(
+      SnapshotRowSchema,
+      "SELECT * FROM snapshots WHERE instance = ? ORDER BY created_at, name",
+      instance,
+    );
   }
 
   getSnapshot(instance: string, name: string): SnapshotRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM snapshots WHERE instance = ? AND name = ?")
-      .get(instance, name);
-    return row ? SnapshotRowSchema.parse(row) : undefined;
+    return this.#one(
+      SnapshotRowSchema,
+      "SELECT * FROM snapshots WHERE instance = ? AND name = ?",
+      instance,
+      name,
+    );
   }
 
   putSnapshot(r: SnapshotRecord): void {
@@ -257,19 +272,21 @@ export class Store {
   // --- images and aliases ---
 
   listImages(): ImageRecord[] {
-    return this.db.prepare("SELECT * FROM images ORDER BY created_at").all()
-      .map((r) => ImageRowSchema.parse(r));
+    return this.#all(ImageRowSchema, "SELECT * FROM images ORDER BY created_at");
   }
 
   getImage(fingerprint: string): ImageRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM images WHERE fingerprint = ?").get(fingerprint);
-    return row ? ImageRowSchema.parse(row) : undefined;
+    return this.#one(ImageRowSchema, "SELECT * FROM images WHERE fingerprint = ?", fingerprint);
   }
 
   /** Images whose fingerprint starts with `prefix` (Incus accepts unique prefixes). */
   findImages(prefix: string): ImageRecord[] {
-    return this.db.prepare("SELECT * FROM images WHERE substr(fingerprint, 1, ?) = ?")
-      .all(prefix.length, prefix).map((r) => ImageRowSchema.parse(r));
+    return this.#all(
+      ImageRowSchema,
+      "SELECT * FROM images WHERE substr(fingerprint, 1, ?) = ?",
+      prefix.length,
+      prefix,
+    );
   }
 
   putImage(r: ImageRecord): void {
@@ -301,13 +318,11 @@ export class Store {
   }
 
   listAliases(): AliasRecord[] {
-    return this.db.prepare("SELECT * FROM aliases ORDER BY name").all()
-      .map((r) => AliasRowSchema.parse(r));
+    return this.#all(AliasRowSchema, "SELECT * FROM aliases ORDER BY name");
   }
 
   getAlias(name: string): AliasRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM aliases WHERE name = ?").get(name);
-    return row ? AliasRowSchema.parse(row) : undefined;
+    return this.#one(AliasRowSchema, "SELECT * FROM aliases WHERE name = ?", name);
   }
 
   putAlias(r: AliasRecord): void {
