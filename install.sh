@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs outpost on this Debian/Ubuntu host from a source checkout, as root. Idempotent.
 #   ./install.sh [--state-dir DIR] [--no-image]
+#   ./install.sh --uninstall [--purge] [--state-dir DIR]   (--purge: also every instance and the state)
 # Environment: OUTPOST_PREFIX (default /opt/outpost), OUTPOST_BIN (default /usr/local/bin/outpost),
 # OUTPOST_SERVICE=systemd|supervise (default: systemd where it is PID 1).
 # Installs apt packages and Deno, copies the agent to /opt/outpost, puts an `outpost` launcher on
@@ -13,12 +14,16 @@ PREFIX=${OUTPOST_PREFIX:-/opt/outpost}
 BIN=${OUTPOST_BIN:-/usr/local/bin/outpost}
 STATE_DIR=${OUTPOST_DIR:-/var/lib/outpost}
 BUILD_IMAGE=1
+UNINSTALL=0
+PURGE=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --state-dir) STATE_DIR=$2; shift 2 ;;
     --no-image) BUILD_IMAGE=0; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --uninstall) UNINSTALL=1; shift ;;
+    --purge) PURGE=1; shift ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -26,6 +31,36 @@ done
 if [ "$(id -u)" -ne 0 ]; then
   echo "install.sh: run as root (LXC containers need it)" >&2
   exit 1
+fi
+
+# stop_service: stops the daemon however it was started (instances keep running).
+stop_service() {
+  if [ -f /etc/systemd/system/outpost.service ] && command -v systemctl >/dev/null; then
+    systemctl disable --now outpost.service >/dev/null 2>&1 || true
+  fi
+  for f in supervisor.pid daemon.pid; do
+    if [ -f "$STATE_DIR/$f" ] && kill -0 "$(cat "$STATE_DIR/$f")" 2>/dev/null; then
+      kill "$(cat "$STATE_DIR/$f")" 2>/dev/null || true
+      sleep 0.5
+    fi
+  done
+}
+
+if [ "$UNINSTALL" = 1 ]; then
+  stop_service
+  rm -f /etc/systemd/system/outpost.service "$BIN"
+  [ "$SRC" != "$PREFIX" ] && rm -rf "$PREFIX"
+  if [ "$PURGE" = 1 ] && [ -d "$STATE_DIR" ]; then
+    for c in "$STATE_DIR"/containers/*/; do
+      [ -d "$c" ] && lxc-stop -P "$STATE_DIR/containers" -n "$(basename "$c")" -k >/dev/null 2>&1
+    done
+    for p in "$STATE_DIR"/virtual-machines/*/qemu.pid; do
+      [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
+    done
+    rm -rf "$STATE_DIR"
+  fi
+  echo "outpost is uninstalled$([ "$PURGE" = 1 ] && echo ", its instances and state removed" || echo "; instances and $STATE_DIR are kept")"
+  exit 0
 fi
 
 # shellcheck source=scripts/host-deps.sh
@@ -75,13 +110,7 @@ UNIT
   systemctl restart outpost.service
 else
   SUPERVISOR="$PREFIX/scripts/supervise.sh"
-  if [ -f "$STATE_DIR/supervisor.pid" ] && kill -0 "$(cat "$STATE_DIR/supervisor.pid")" 2>/dev/null; then
-    kill "$(cat "$STATE_DIR/supervisor.pid")" 2>/dev/null || true
-    sleep 0.5
-  fi
-  if [ -f "$STATE_DIR/daemon.pid" ] && kill -0 "$(cat "$STATE_DIR/daemon.pid")" 2>/dev/null; then
-    kill "$(cat "$STATE_DIR/daemon.pid")" 2>/dev/null || true
-  fi
+  stop_service
   OUTPOST_DIR="$STATE_DIR" setsid "$SUPERVISOR" "$BIN" "$STATE_DIR" </dev/null >/dev/null 2>&1 &
 fi
 

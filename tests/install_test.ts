@@ -19,6 +19,15 @@ async function sh(cmd: string, args: string[], env: Record<string, string> = {})
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+async function alive(pid: number): Promise<boolean> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
+  return stat !== "" && stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+}
+
 async function killPidfile(file: string): Promise<void> {
   const pid = Number((await Deno.readTextFile(file).catch(() => "")).trim());
   if (pid > 0) {
@@ -65,12 +74,33 @@ Deno.test("install.sh installs a working outpost: launch, exec exit code, list, 
     const bad = await outpost("launch", "busybox", name, "-c", "nope=1");
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /Unknown config key "nope"/);
+
+    // Uninstall: a running container survives a plain uninstall; --purge removes it and the state.
+    assert.equal((await outpost("launch", "busybox", name)).code, 0);
+    const supervisor = Number((await Deno.readTextFile(join(state, "supervisor.pid"))).trim());
+    const keep = await sh(join(ROOT, "install.sh"), ["--uninstall", "--state-dir", state], env);
+    assert.equal(keep.code, 0, keep.stderr);
+    assert.equal(await exists(bin), false);
+    assert.equal(await exists(prefix), false);
+    assert.equal(await alive(supervisor), false);
+    assert.match(
+      (await sh("lxc-info", ["-P", join(state, "containers"), "-n", name, "-s"])).stdout,
+      /RUNNING/,
+    );
+    const purge = await sh(join(ROOT, "install.sh"), [
+      "--uninstall",
+      "--purge",
+      "--state-dir",
+      state,
+    ], env);
+    assert.equal(purge.code, 0, purge.stderr);
+    assert.equal(await exists(state), false);
   } finally {
     await sh("lxc-stop", ["-P", join(state, "containers"), "-n", name, "-k"]);
     await killPidfile(join(state, "supervisor.pid"));
     await new Promise((r) => setTimeout(r, 300));
     await killPidfile(join(state, "daemon.pid"));
     await new Promise((r) => setTimeout(r, 300));
-    await Deno.remove(tmp, { recursive: true });
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 });
