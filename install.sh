@@ -52,10 +52,12 @@ if [ "$UNINSTALL" = 1 ]; then
   [ "$SRC" != "$PREFIX" ] && rm -rf "$PREFIX"
   if [ "$PURGE" = 1 ] && [ -d "$STATE_DIR" ]; then
     for c in "$STATE_DIR"/containers/*/; do
-      [ -d "$c" ] && lxc-stop -P "$STATE_DIR/containers" -n "$(basename "$c")" -k >/dev/null 2>&1
+      if [ -d "$c" ]; then
+        lxc-stop -P "$STATE_DIR/containers" -n "$(basename "$c")" -k >/dev/null 2>&1 || true
+      fi
     done
     for p in "$STATE_DIR"/virtual-machines/*/qemu.pid; do
-      [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
+      if [ -f "$p" ]; then kill -9 "$(cat "$p")" 2>/dev/null || true; fi
     done
     rm -rf "$STATE_DIR"
   fi

@@ -75,8 +75,10 @@ Deno.test("install.sh installs a working outpost: launch, exec exit code, list, 
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /Unknown config key "nope"/);
 
-    // Uninstall: a running container survives a plain uninstall; --purge removes it and the state.
+    // Uninstall: a running container survives a plain uninstall; --purge removes it (and a stopped
+    // one) and the state.
     assert.equal((await outpost("launch", "busybox", name)).code, 0);
+    assert.equal((await outpost("init", "busybox", uniqueName("s"))).code, 0);
     const supervisor = Number((await Deno.readTextFile(join(state, "supervisor.pid"))).trim());
     const keep = await sh(join(ROOT, "install.sh"), ["--uninstall", "--state-dir", state], env);
     assert.equal(keep.code, 0, keep.stderr);
