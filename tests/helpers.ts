@@ -295,6 +295,7 @@ export async function typeInto(
   input: string,
   env: Record<string, string>,
   delayMs = 1500,
+  stepMs = 300,
 ): Promise<CliResult> {
   const child = new Deno.Command("script", {
     args: ["-qfec", command, "/dev/null"],
@@ -309,7 +310,7 @@ export async function typeInto(
   // deno-lint-ignore no-control-regex
   for (const part of input.split(/(?<=\r)|(?=\x01)|(?<=\x01)/)) {
     await w.write(new TextEncoder().encode(part));
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, stepMs));
   }
   const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
   const out = await child.output();

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { HAS_QEMU, TestDaemon, uniqueName } from "./helpers.ts";
+import { HAS_QEMU, TestDaemon, typeInto, uniqueName } from "./helpers.ts";
 
 interface Listed {
   name: string;
@@ -112,8 +112,17 @@ Deno.test({
       assert.ok(again.state.memory.usage > 0);
       assert.equal((await d.ok("exec", name, "--", "echo", "reattached")).trim(), "reattached");
 
-      // The serial console log has the boot.
+      // The serial console log has the boot; the console itself takes a login (ctrl+a q detaches).
       assert.match(await d.ok("console", name, "--show-log"), /OUTPOST-VM-READY/);
+      const session = await typeInto(
+        `${d.cliCommandLine} console ${name}`,
+        "\rroot\recho VMCON-$((6*7))\rexit\r\x01q",
+        { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+        1500,
+        1500,
+      );
+      assert.equal(session.code, 0, session.stderr);
+      assert.match(session.stdout, /VMCON-42/);
 
       // Restart: a clean power-off, then a new QEMU process whose guest agent answers again.
       await d.ok("restart", name, "--timeout", "30");
