@@ -103,16 +103,9 @@ const ImageRowSchema = z.object({
 });
 export type ImageRecord = z.infer<typeof ImageRowSchema>;
 
-const SnapshotRowSchema = z.object({
+/** A snapshot keeps its instance's writable fields as they were when it was taken. */
+const SnapshotRowSchema = InstanceRowSchema.omit({ type: true, last_used_at: true }).extend({
   instance: z.string(),
-  name: z.string(),
-  architecture: z.string(),
-  description: z.string(),
-  config: json(stringMap),
-  devices: json(z.record(z.string(), DeviceSchema)),
-  profiles: json(z.array(z.string())),
-  ephemeral: z.number().transform((n) => n !== 0),
-  created_at: z.string(),
   expires_at: z.string(),
 });
 export type SnapshotRecord = z.infer<typeof SnapshotRowSchema>;
