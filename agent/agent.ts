@@ -76,6 +76,7 @@ export class Agent {
   }
 
   close(): void {
+    this.drivers.close();
     this.store.close();
   }
 }

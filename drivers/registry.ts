@@ -5,6 +5,8 @@ import type { Driver, DriverInfo } from "./driver.ts";
 
 export interface ProbedDriver extends Driver {
   probe(): Promise<DriverInfo>;
+  /** Ends the driver's background work when the daemon stops. */
+  close?(): void;
 }
 
 export class DriverRegistry {
@@ -21,6 +23,10 @@ export class DriverRegistry {
       if (!i.available) log(`driver ${i.name} unavailable: ${i.error}`);
     }
     return infos;
+  }
+
+  close(): void {
+    for (const d of this.#drivers.values()) d.close?.();
   }
 
   infos(): DriverInfo[] {

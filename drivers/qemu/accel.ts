@@ -35,6 +35,10 @@ export interface ProbeOptions {
   cacheFile?: string;
   /** Runs `qemu --version` for the cache key. */
   runner?: Runner;
+  /** Where the probe's scratch directory is made; default the system temp dir. */
+  workDir?: string;
+  /** Ends the probe early (its QEMU is killed), e.g. when the daemon shuts down. */
+  signal?: AbortSignal;
 }
 
 /** The value the probe writes to the exit port, and the status QEMU exits with. */
@@ -95,7 +99,13 @@ export async function runProbe(
   const name = NAMES[accel];
   const t0 = performance.now();
   const ms = () => Math.round(performance.now() - t0);
-  const dir = await Deno.makeTempDir({ prefix: "outpost-accel-" });
+  let dir: string;
+  try {
+    dir = await Deno.makeTempDir({ prefix: "outpost-accel-", dir: opts.workDir });
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    return { usable: false, reason: `${name} probe has no scratch directory: ${why}`, ms: ms() };
+  }
   try {
     const image = join(dir, "probe.img");
     await Deno.writeFile(image, bootSector());
@@ -114,12 +124,23 @@ export async function runProbe(
       return { usable: false, reason: `${name} probe could not start QEMU: ${why}`, ms: ms() };
     }
     const output = child.output();
+    const abort = () => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited already */ }
+    };
+    opts.signal?.addEventListener("abort", abort, { once: true });
+    if (opts.signal?.aborted) abort();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<"timeout">((r) =>
       timer = setTimeout(() => r("timeout"), timeoutMs)
     );
     const first = await Promise.race([output, timedOut]);
     clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", abort);
+    if (opts.signal?.aborted) {
+      return { usable: false, reason: `${name} probe was cancelled`, ms: ms() };
+    }
     if (first === "timeout") {
       try {
         child.kill("SIGKILL");
@@ -196,7 +217,14 @@ export async function probeAccel(accel: Accel, opts: ProbeOptions = {}): Promise
   const keep = entries.filter((e) =>
     e.key.split(" | ").slice(0, 2).join() === key.split(" | ").slice(0, 2).join()
   );
-  await Deno.mkdir(dirname(opts.cacheFile), { recursive: true });
+  // A cancelled probe proves nothing, and a cache whose directory has gone (the daemon's state
+  // was removed meanwhile) is not recreated.
+  if (opts.signal?.aborted) return result;
+  try {
+    await Deno.stat(dirname(opts.cacheFile));
+  } catch {
+    return result;
+  }
   const tmp = `${opts.cacheFile}.tmp`;
   await Deno.writeTextFile(tmp, JSON.stringify([...keep, entry], null, 2) + "\n");
   await Deno.rename(tmp, opts.cacheFile);

@@ -71,6 +71,7 @@ Deno.test("probe results are cached per QEMU version, kernel release, accelerato
   const dir = await Deno.makeTempDir({ prefix: "outpost-accel-" });
   try {
     const cacheFile = join(dir, "state", "accel.json");
+    await Deno.mkdir(join(dir, "state")); // the cache lives in an existing (state) directory
     const runner = new Runner();
     const seen: string[][] = [];
     runner.onRun((argv) => seen.push(argv));
@@ -132,4 +133,45 @@ Deno.test("resolveAccel(): auto falls back to TCG, kvm insists, tcg is TCG", () 
   assert.ok("error" in err);
   assert.match(err.error, /KVM guest did not run within 3 s/);
   assert.match(err.error, /core\.vm_accel/);
+});
+
+Deno.test("a probe whose cache directory has gone writes nothing and leaves no scratch dir", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const gone = join(dir, "removed-state");
+    const result = await probeAccel("tcg", {
+      cacheFile: join(gone, "kvm-probe.json"),
+      workDir: gone,
+      timeoutMs: 5000,
+    });
+    assert.equal(result.usable, false);
+    assert.match(result.reason, /no scratch directory/);
+    assert.equal(await Deno.stat(gone).then(() => true, () => false), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a cancelled probe kills its QEMU and reports the cancel", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 20);
+    const started = performance.now();
+    // KVM hangs on these machines; either way the probe must end at once when cancelled.
+    const result = await probeAccel("kvm", {
+      cacheFile: join(dir, "kvm-probe.json"),
+      workDir: dir,
+      timeoutMs: 10_000,
+      signal: abort.signal,
+    });
+    assert.ok(performance.now() - started < 5000);
+    if (!result.usable) assert.match(result.reason, /cancelled|did not run|failed/);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("outpost-accel-")),
+      [],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -70,6 +70,7 @@ export class QemuDriver implements ProbedDriver {
   #qmp = new Map<string, Promise<QmpClient | undefined>>();
   #qga = new Map<string, QgaClient>();
   #runner: Runner;
+  #closing = new AbortController();
 
   constructor(private opts: QemuDriverOptions) {
     this.#runner = opts.runner;
@@ -84,18 +85,34 @@ export class QemuDriver implements ProbedDriver {
       this.#info = { name: "qemu", version, available: true, error: "" };
       await Deno.mkdir(this.opts.path, { recursive: true, mode: 0o700 });
       // The KVM probe runs in the background: start-up is not held up, a VM start waits for it.
-      this.#accel = probeKvm({ runner: this.#runner, qemu: QEMU, cacheFile: this.opts.probeCache })
+      this.#accel = probeKvm({
+        runner: this.#runner,
+        qemu: QEMU,
+        cacheFile: this.opts.probeCache,
+        workDir: this.opts.path,
+        signal: this.#closing.signal,
+      }).catch((err): AccelProbe => ({
+        usable: false,
+        reason: `KVM probe failed: ${messageOf(err)}`,
+        ms: 0,
+      }))
         .then((p) => {
           this.#accelResult = p;
-          this.opts.log?.(
-            `KVM ${p.usable ? "usable" : `unusable: ${p.reason}`} (probe ${p.ms} ms)`,
-          );
+          const how = p.cached ? "cached probe" : `probe ${p.ms} ms`;
+          this.opts.log?.(`KVM ${p.usable ? "usable" : `unusable: ${p.reason}`} (${how})`);
           return p;
         });
     } catch (err) {
       this.#info = { name: "qemu", version: "", available: false, error: messageOf(err) };
     }
     return this.#info;
+  }
+
+  /** Ends background work (a KVM probe still running) and closes QMP connections. */
+  close(): void {
+    this.#closing.abort();
+    for (const pending of this.#qmp.values()) void pending.then((c) => c?.close());
+    for (const qga of this.#qga.values()) qga.close();
   }
 
   info(): DriverInfo {
