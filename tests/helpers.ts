@@ -133,6 +133,16 @@ export class TestDaemon {
     this.proc = undefined;
   }
 
+  /** Starts the real CLI against this daemon with piped stdio (for streaming tests). */
+  spawnCli(...args: string[]): Deno.ChildProcess {
+    return new Deno.Command(Deno.execPath(), {
+      args: [...RUN, "--state-dir", this.dir, ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  }
+
   /** Runs the real CLI against this daemon. */
   async cli(...args: string[]): Promise<CliResult> {
     const out = await new Deno.Command(Deno.execPath(), {

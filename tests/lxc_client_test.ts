@@ -169,24 +169,14 @@ Deno.test("outpost exec: pipes with streamed stdin, an interactive PTY, and sign
     await d.ok("launch", "bb", name);
 
     // Pipes: stdout and stderr apart, stdin streamed, exit code propagated.
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("../main.ts", import.meta.url).pathname,
-        "--state-dir",
-        d.dir,
-        "exec",
-        name,
-        "--",
-        "sh",
-        "-c",
-        "wc -c; echo err >&2; exit 4",
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = d.spawnCli(
+      "exec",
+      name,
+      "--",
+      "sh",
+      "-c",
+      "wc -c; echo err >&2; exit 4",
+    );
     const w = child.stdin.getWriter();
     await w.write(new Uint8Array(123_457));
     await w.close();
@@ -246,24 +236,16 @@ Deno.test("outpost console attaches and detaches, and monitor prints lifecycle e
     assert.match(session.stdout, /HELLO-42/);
     assert.match(await d.ok("console", name, "--show-log"), /HELLO-42/);
 
-    const monitor = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("../main.ts", import.meta.url).pathname,
-        "--state-dir",
-        d.dir,
-        "monitor",
-        "--type",
-        "lifecycle",
-        "--format",
-        "json",
-        "--count",
-        "2",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const monitor = d.spawnCli(
+      "monitor",
+      "--type",
+      "lifecycle",
+      "--format",
+      "json",
+      "--count",
+      "2",
+    );
+    await monitor.stdin.close();
     await new Promise((r) => setTimeout(r, 1500));
     await d.ok("pause", name);
     await d.ok("resume", name);
