@@ -39,7 +39,7 @@ export class Agent {
     this.operations = new Operations(this.events, this.store, log);
     this.images = new ImageStore(this.store, this.paths, this.runner, this.events);
     this.drivers = new DriverRegistry([
-      new LxcDriver(this.paths.containers, this.runner),
+      new LxcDriver(this.paths.containers, this.runner, this.paths.fileHelper),
       new QemuDriver({
         path: this.paths.vms,
         runner: this.runner,
@@ -62,6 +62,11 @@ export class Agent {
   /** Probes drivers and reconciles instances; call once before serving. */
   async init(): Promise<void> {
     await this.drivers.probe(this.log);
+    const lxc = this.drivers.maybe("container");
+    if (lxc instanceof LxcDriver && lxc.info().available) {
+      const problem = await lxc.prepareFiles();
+      if (problem) this.log(`warning: container file access will fail: ${problem}`);
+    }
     await this.instances.reconcile();
   }
 

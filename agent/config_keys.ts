@@ -20,16 +20,72 @@ export interface ConfigKey {
 }
 
 const bool = z.enum(["true", "false", "1", "0"], { error: "expected true or false" });
-const positiveInt = z.string().regex(/^[1-9]\d*$/, { error: "expected a positive integer" });
+
+/** A positive whole number up to `max`, written in plain digits. */
+function positiveUpTo(max: number) {
+  return z.string().refine((v) => /^[1-9]\d{0,15}$/.test(v) && Number(v) <= max, {
+    error: `expected a positive integer up to ${max}`,
+  });
+}
+
+/** The kernel refuses pids.max at or above PID_MAX_LIMIT + 1. */
+export const MAX_PROCESSES = 4_194_304;
+/** Memory limits must be positive and at most 1 EiB (more cannot be set on any host). */
+export const MIN_MEMORY = 1;
+export const MAX_MEMORY = 2 ** 60;
+/** CPU counts above this are refused (the CPU-set parser has the same bound). */
+export const MAX_CPUS = 8192;
+
 const byteSizeOrPercent = z.string().refine(
-  (v) => /^\d+(\.\d+)?%$/.test(v) || (parseByteSize(v) ?? 0) > 0,
-  { error: 'expected a size such as "256MiB", "1GB" or a percentage such as "50%"' },
+  (v) => {
+    const pct = /^(\d{1,3})(\.\d{1,6})?%$/.exec(v);
+    if (pct) return Number(v.slice(0, -1)) > 0 && Number(v.slice(0, -1)) <= 100;
+    const bytes = parseByteSize(v);
+    return bytes !== undefined && bytes >= MIN_MEMORY && bytes <= MAX_MEMORY;
+  },
+  {
+    error:
+      'expected a size up to 1EiB such as "256MiB" or "1GB", or a percentage above 0 and up to 100 such as "50%"',
+  },
 );
 const cpuCountOrSet = z.string().refine(
-  (v) => /^[1-9]\d*$/.test(v) || parseCpuSet(v) !== undefined,
-  { error: 'expected a CPU count such as "2" or a CPU set such as "0-1,3"' },
+  (v) =>
+    (/^[1-9]\d{0,4}$/.test(v) && Number(v) <= MAX_CPUS) ||
+    (!/^[1-9]\d*$/.test(v) && parseCpuSet(v) !== undefined),
+  { error: `expected a CPU count from 1 to ${MAX_CPUS} such as "2" or a CPU set such as "0-1,3"` },
 );
 const anyString = z.string();
+
+/**
+ * Config key names: letters, digits and `._-:/` only, so a key can never carry a line break, a
+ * `=` or a space into a generated file.
+ */
+const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._\-:/]{0,254}$/;
+/** `environment.NAME`: a POSIX variable name, the only kind LXC and a shell can carry. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+
+/**
+ * Values go to SQLite, to the LXC config (environment), to argv (limits): none may hold a NUL, and
+ * nothing but `user.*` and `image.*` (never written into a generated file) may hold a control
+ * character. Values written into the LXC config cannot start or end with white space either (the
+ * format trims it and has no escaping).
+ */
+function checkValueBytes(key: string, value: string): void {
+  // deno-lint-ignore no-control-regex
+  if (/\u0000/.test(value)) throw new BadRequest(`Invalid value for config key "${key}": NUL byte`);
+  if (key.startsWith("user.") || key.startsWith("image.")) return;
+  // deno-lint-ignore no-control-regex
+  if (/[\u0001-\u001f\u007f]/.test(value)) {
+    throw new BadRequest(
+      `Invalid value for config key "${key}": control characters (such as a line break) cannot be stored in it`,
+    );
+  }
+  if (key.startsWith("environment.") && value !== value.trim()) {
+    throw new BadRequest(
+      `Invalid value for config key "${key}": leading or trailing white space cannot be represented in the LXC config`,
+    );
+  }
+}
 
 /** Exact keys. Namespaces (`environment.*`, `user.*`, ...) are in NAMESPACES below. */
 export const INSTANCE_KEYS: ConfigKey[] = [
@@ -49,7 +105,7 @@ export const INSTANCE_KEYS: ConfigKey[] = [
   },
   {
     key: "limits.processes",
-    schema: positiveInt,
+    schema: positiveUpTo(MAX_PROCESSES),
     scope: "container",
     live: true,
     doc: "Maximum number of processes in the container",
@@ -127,8 +183,31 @@ export function findInstanceKey(key: string, type: InstanceType): ConfigKey | un
   return { key, schema: anyString, scope: ns.scope, live: ns.live, doc: ns.doc };
 }
 
+/** Refuses key names that could not be written safely anywhere (a 400 naming the key). */
+export function checkKeyName(key: string): void {
+  if (typeof key !== "string" || !KEY_NAME.test(key)) {
+    throw new BadRequest(
+      `Invalid config key "${printable(key)}": use letters, digits and "._-:/" only`,
+    );
+  }
+  const env = key.startsWith("environment.") ? key.slice("environment.".length) : undefined;
+  if (env && !ENV_NAME.test(env)) {
+    throw new BadRequest(
+      `Invalid config key "${key}": an environment variable name has letters, digits and "_" only and does not start with a digit`,
+    );
+  }
+}
+
+/** A key or value as it can be shown in a one-line message. */
+function printable(s: string): string {
+  // deno-lint-ignore no-control-regex
+  const shown = String(s).replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+  return shown.length > 80 ? `${shown.slice(0, 80)}...` : shown;
+}
+
 /** Validates one instance key/value, throwing BadRequest naming the key. */
 export function checkConfigKey(key: string, value: string, type: InstanceType): ConfigKey {
+  checkKeyName(key);
   const decl = findInstanceKey(key, type);
   if (!decl) {
     const known = INSTANCE_KEYS.find((k) => k.key === key);
@@ -147,6 +226,7 @@ export function checkInstanceConfig(config: Record<string, string>, type: Instan
 
 /** Validates one server key/value. */
 export function checkServerKey(key: string, value: string): ConfigKey {
+  checkKeyName(key);
   const exact = SERVER_KEYS.find((k) => k.key === key);
   if (exact) return checkValue(exact, value);
   const ns = SERVER_NAMESPACES.find((n) =>
@@ -160,10 +240,13 @@ function checkValue(decl: ConfigKey, value: string): ConfigKey {
   if (typeof value !== "string") {
     throw new BadRequest(`Invalid value for "${decl.key}": config values are strings`);
   }
+  checkValueBytes(decl.key, value);
   const parsed = decl.schema.safeParse(value);
   if (!parsed.success) {
     const why = parsed.error.issues[0]?.message ?? "invalid";
-    throw new BadRequest(`Invalid value "${value}" for config key "${decl.key}": ${why}`);
+    throw new BadRequest(
+      `Invalid value "${printable(value)}" for config key "${decl.key}": ${why}`,
+    );
   }
   return decl;
 }

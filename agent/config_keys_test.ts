@@ -171,3 +171,52 @@ Deno.test({
     assert.ok(performance.now() - started < 1000, "validation should not take seconds");
   },
 });
+
+Deno.test("checkConfigKey() refuses keys that could inject a line into a generated file", () => {
+  const hook = 'lxc.hook.pre-start = /bin/sh -c "id > /tmp/x"';
+  for (
+    const key of [
+      `environment.Z=1\n${hook}\nlxc.environment = W`,
+      "environment.A B",
+      "environment.A=B",
+      "environment.1ABC",
+      `user.x\nlxc.mount.entry = /etc etc none bind 0 0`,
+      "user.a b",
+      "limits.memory\n",
+      "",
+    ]
+  ) {
+    assertBadRequest(() => checkConfigKey(key, "1", "container"), "config key");
+  }
+  assertBadRequest(() => checkServerKey("user.x\ny", "1"), "Invalid config key");
+});
+
+Deno.test("checkConfigKey() refuses environment values the LXC config cannot carry", () => {
+  for (const value of ["a\nb", "a\rb", "a\u0000b", "\u001b[0m", " lead", "trail "]) {
+    assertBadRequest(
+      () => checkConfigKey("environment.FOO", value, "container"),
+      "environment.FOO",
+    );
+  }
+  checkConfigKey("environment.FOO", "a b c = d", "container");
+  assertBadRequest(() => checkConfigKey("environment.FOO", "a\tb", "container"), "control");
+  // user.* never reaches a generated file: multi-line values (cloud-init) are kept, NUL is not.
+  checkConfigKey("user.user-data", "#cloud-config\npackages: []\n", "container");
+  assertBadRequest(() => checkConfigKey("user.x", "a\u0000b", "container"), "NUL");
+});
+
+Deno.test("checkConfigKey() range-checks limits so an instance can always start", () => {
+  for (const v of ["0%", "0", "0MiB", "1000EiB", "101%", "1e9", "-1"]) {
+    assertBadRequest(() => checkConfigKey("limits.memory", v, "container"), "limits.memory");
+  }
+  for (const v of ["99999999999999999999999", "4194305", "0", "-5", "1.5"]) {
+    assertBadRequest(() => checkConfigKey("limits.processes", v, "container"), "limits.processes");
+  }
+  for (const v of ["99999", "8193"]) {
+    assertBadRequest(() => checkConfigKey("limits.cpu", v, "container"), "limits.cpu");
+  }
+  checkConfigKey("limits.memory", "1EiB", "container");
+  checkConfigKey("limits.memory", "100%", "container");
+  checkConfigKey("limits.processes", "4194304", "container");
+  checkConfigKey("limits.cpu", "8192", "container");
+});

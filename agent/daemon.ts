@@ -46,20 +46,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     throw err;
   }
   const app = createApp(agent);
+  const handler = guardedHandler(app.fetch, log);
   const server = Deno.serve({
     path: agent.paths.socket,
     transport: "unix",
     onListen: () => {},
     onError: (err) => {
       log(`error: ${messageOf(err)}`);
-      return new Response(
-        JSON.stringify({ type: "error", error: messageOf(err), error_code: 500 }),
-        {
-          status: 500,
-        },
-      );
+      return errorResponse(500, messageOf(err));
     },
-  }, app.fetch);
+  }, handler);
   await Deno.chmod(agent.paths.socket, 0o660);
   await Deno.writeTextFile(agent.paths.pidfile, `${Deno.pid}\n`);
   log(`outpost daemon listening on ${agent.paths.socket} (pid ${Deno.pid})`);
@@ -86,8 +82,84 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   return { agent, finished: server.finished, shutdown };
 }
 
+function errorResponse(status: number, message: string): Response {
+  return new Response(
+    JSON.stringify({
+      type: "error",
+      status: "",
+      status_code: 0,
+      operation: "",
+      error_code: status,
+      error: message,
+      metadata: null,
+    }),
+    { status, headers: { "Content-Type": "application/json" } },
+  );
+}
+
+/**
+ * The edge every request passes: a request URL that does not parse (a `Host` header such as
+ * `localhost:None`, which pylxd sends) is served as if it named `localhost`, and nothing a handler
+ * throws escapes as anything but an error envelope.
+ */
+export function guardedHandler(
+  fetch: (req: Request) => Response | Promise<Response>,
+  log: (msg: string) => void,
+): (req: Request) => Promise<Response> {
+  return async (req) => {
+    try {
+      normaliseUrl(req);
+      return await fetch(req);
+    } catch (err) {
+      log(`error: ${messageOf(err)}`);
+      return errorResponse(500, "Internal error");
+    }
+  };
+}
+
+/** Replaces an unparsable request URL by one naming localhost, keeping path and query. */
+export function normaliseUrl(req: Request): void {
+  try {
+    new URL(req.url);
+    return;
+  } catch { /* fixed below */ }
+  const raw = req.url;
+  const at = raw.indexOf("/", raw.indexOf("//") + 2);
+  const rest = at < 0 ? "/" : raw.slice(at);
+  let fixed = `http://localhost${rest}`;
+  try {
+    new URL(fixed);
+  } catch {
+    fixed = "http://localhost/";
+  }
+  // The original object is kept (a websocket upgrade needs it); only what `url` reads changes.
+  Object.defineProperty(req, "url", { value: fixed, configurable: true });
+}
+
+/**
+ * The last line of defence: an error no handler caught is logged and the daemon goes on. Each is
+ * a bug to fix, never a reason to stop serving every other client.
+ */
+export function keepAliveOnUncaught(log: (msg: string) => void): () => void {
+  const onRejection = (e: PromiseRejectionEvent) => {
+    e.preventDefault();
+    log(`error: unhandled rejection: ${e.reason instanceof Error ? e.reason.stack : e.reason}`);
+  };
+  const onError = (e: ErrorEvent) => {
+    e.preventDefault();
+    log(`error: uncaught: ${e.error instanceof Error ? e.error.stack : e.message}`);
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  globalThis.addEventListener("error", onError);
+  return () => {
+    globalThis.removeEventListener("unhandledrejection", onRejection);
+    globalThis.removeEventListener("error", onError);
+  };
+}
+
 /** Runs until SIGTERM/SIGINT. Instances are left running: they outlive the daemon. */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  keepAliveOnUncaught(opts.log ?? timestamped);
   const d = await startDaemon(opts);
   const stop = () => void d.shutdown();
   Deno.addSignalListener("SIGTERM", stop);

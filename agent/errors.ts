@@ -32,6 +32,16 @@ export class InvalidState extends DomainError {
   override readonly status = 409;
 }
 
+/** The request body is larger than the limit (HTTP 413). */
+export class PayloadTooLarge extends DomainError {
+  override readonly status = 413;
+}
+
+/** The host has no room to store what was asked (HTTP 507). */
+export class InsufficientStorage extends DomainError {
+  override readonly status = 507;
+}
+
 /** An `If-Match` precondition did not hold (HTTP 412). */
 export class PreconditionFailed extends DomainError {
   override readonly status = 412;

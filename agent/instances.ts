@@ -24,6 +24,7 @@ import { KeyedLock } from "./locks.ts";
 import { checkInstanceName } from "./names.ts";
 import type { Device, InstanceRecord, Store } from "./store.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
+import type { FileAccess, FileContent, FileInfo, FileWrite } from "../drivers/files.ts";
 import type {
   ExecOptions,
   ExecProcess,
@@ -259,6 +260,34 @@ export class InstanceManager {
 
   /** Replaces the writable fields (PUT), honouring `If-Match`. */
   async update(name: string, req: UpdateRequest, ifMatch?: string): Promise<InstanceRecord> {
+    return await this.#change(name, () => req, ifMatch);
+  }
+
+  /** Merges into the writable fields (PATCH), against the record as it is under the lock. */
+  async patch(
+    name: string,
+    req: Partial<UpdateRequest>,
+    ifMatch?: string,
+  ): Promise<InstanceRecord> {
+    return await this.#change(name, (cur) => ({
+      config: { ...cur.config, ...(req.config ?? {}) },
+      devices: { ...cur.devices, ...(req.devices ?? {}) },
+      profiles: req.profiles ?? cur.profiles,
+      description: req.description ?? cur.description,
+      ephemeral: req.ephemeral,
+    }), ifMatch);
+  }
+
+  /**
+   * One update of an instance's writable fields, serialised with every other change of it: the
+   * new fields are computed from the current record under the instance's lock, so concurrent
+   * PATCHes of distinct keys all land.
+   */
+  async #change(
+    name: string,
+    compute: (cur: InstanceRecord) => UpdateRequest,
+    ifMatch?: string,
+  ): Promise<InstanceRecord> {
     return await this.locks.run(name, async () => {
       const cur = this.get(name);
       if (ifMatch !== undefined && ifMatch.replaceAll('"', "") !== this.etag(cur)) {
@@ -266,13 +295,15 @@ export class InstanceManager {
           `Instance "${name}" changed since it was read (ETag mismatch)`,
         );
       }
-      checkInstanceConfig(req.config, cur.type);
+      const req = compute(cur);
+      checkInstanceConfig(stripVolatile(req.config), cur.type);
       checkDevices(req.devices);
       checkProfiles(req.profiles);
       const config = { ...stripVolatile(req.config), ...volatileOf(cur.config) };
       const changed = changedKeys(cur.config, config);
       const driver = this.drivers.get(cur.type);
-      const running = (await driver.status(cur)) !== "Stopped";
+      const status = await driver.status(cur);
+      const running = status !== "Stopped";
       if (running) {
         const fixed = changed.filter((k) => !findInstanceKey(k, cur.type)?.live);
         if (fixed.length > 0) {
@@ -296,33 +327,18 @@ export class InstanceManager {
         description: req.description,
         ephemeral: req.ephemeral ?? cur.ephemeral,
       };
-      if (
-        changed.some((k) =>
-          k.startsWith("limits.") || k.startsWith("environment.") || k.startsWith("security.")
-        )
-      ) {
-        await driver.applyLimits(next);
+      // Limits are applied live; every other key takes effect at the next start (environment
+      // for exec at once, since exec reads it from the record).
+      if (running && changed.some((k) => k.startsWith("limits."))) {
+        if (status === "Frozen") {
+          throw new InvalidState(`Instance "${name}" is frozen: resume it before changing limits`);
+        }
+        await driver.applyLimits(next, changed.filter((k) => k.startsWith("limits.")));
       }
       this.store.putInstance(next);
       this.events.lifecycle("instance-updated", `/1.0/instances/${name}`);
       return next;
     });
-  }
-
-  /** Merges into the writable fields (PATCH). */
-  async patch(
-    name: string,
-    req: Partial<UpdateRequest>,
-    ifMatch?: string,
-  ): Promise<InstanceRecord> {
-    const cur = this.get(name);
-    return await this.update(name, {
-      config: { ...cur.config, ...(req.config ?? {}) },
-      devices: { ...cur.devices, ...(req.devices ?? {}) },
-      profiles: req.profiles ?? cur.profiles,
-      description: req.description ?? cur.description,
-      ephemeral: req.ephemeral,
-    }, ifMatch);
   }
 
   /** Checks a delete synchronously and returns the work. */
@@ -377,10 +393,59 @@ export class InstanceManager {
     this.events.lifecycle("instance-deleted", `/1.0/instances/${inst.name}`);
   }
 
+  /** The instance, refused when it is frozen (its commands and guest agent would never answer). */
+  async #notFrozen(name: string): Promise<InstanceRecord> {
+    const inst = this.get(name);
+    if ((await this.status(inst)) === "Frozen") {
+      throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
+    }
+    return inst;
+  }
+
+  #files(inst: InstanceRecord): FileAccess {
+    const files = this.drivers.get(inst.type).files;
+    if (!files) throw new BadRequest("File access is not supported for this instance type");
+    return files;
+  }
+
+  /** A path's metadata inside the instance (directories list their entries). */
+  async fileStat(name: string, path: string): Promise<FileInfo> {
+    const inst = await this.#notFrozen(name);
+    return await this.#files(inst).stat(inst, path);
+  }
+
+  /**
+   * What a GET of a path returns: a directory's entries or a symlink's target (in `info`), or a
+   * regular file's content, streamed. Devices, FIFOs and sockets are refused.
+   */
+  async fileGet(name: string, path: string): Promise<FileInfo | FileContent> {
+    const inst = await this.#notFrozen(name);
+    const got = await this.#files(inst).get(inst, path);
+    this.events.lifecycle("instance-file-retrieved", `/1.0/instances/${name}`, { path });
+    return got;
+  }
+
+  async fileWrite(name: string, path: string, w: FileWrite): Promise<void> {
+    const inst = await this.#notFrozen(name);
+    await this.#files(inst).write(inst, path, w);
+    this.events.lifecycle("instance-file-pushed", `/1.0/instances/${name}`, { path });
+  }
+
+  async fileRemove(name: string, path: string): Promise<void> {
+    const inst = await this.#notFrozen(name);
+    await this.#files(inst).remove(inst, path);
+    this.events.lifecycle("instance-file-deleted", `/1.0/instances/${name}`, { path });
+  }
+
   /** Starts a command in a running instance, with the instance's `environment.*` keys. */
   async exec(name: string, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
     const inst = this.get(name);
     if (req.command.length === 0) throw new BadRequest("Exec needs a command");
+    const status = await this.status(inst);
+    if (status === "Frozen") {
+      throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
+    }
+    if (status !== "Running") throw new InvalidState(`Instance "${name}" is not running`);
     const driver = this.drivers.get(inst.type);
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(inst.config)) {
@@ -441,8 +506,15 @@ function changedKeys(a: Record<string, string>, b: Record<string, string>): stri
   return [...keys].filter((k) => a[k] !== b[k]);
 }
 
+const DEVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 function checkDevices(devices: Record<string, Device>): void {
   for (const [name, dev] of Object.entries(devices)) {
+    if (!DEVICE_NAME.test(name)) {
+      throw new BadRequest(
+        `Invalid device name "${name.slice(0, 80)}": use letters, digits and "._-" only`,
+      );
+    }
     if (!dev.type) throw new BadRequest(`Device "${name}" has no type`);
     if (!SUPPORTED_DEVICE_TYPES.has(dev.type)) {
       throw new BadRequest(`Device "${name}": type "${dev.type}" is not supported yet`);
@@ -451,6 +523,9 @@ function checkDevices(devices: Record<string, Device>): void {
 }
 
 function checkProfiles(profiles: string[]): void {
-  const unknown = profiles.find((p) => p !== "default");
-  if (unknown) throw new NotFound(`Profile "${unknown}" not found`);
+  const unknown = profiles.findIndex((p) => p !== "default");
+  if (unknown < 0) return;
+  const name = profiles[unknown];
+  if (name === "") throw new BadRequest("Invalid profile name: empty");
+  throw new NotFound(`Profile "${name.slice(0, 80)}" not found`);
 }

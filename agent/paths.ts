@@ -40,6 +40,10 @@ export class Paths {
   instanceLogs(name: string): string {
     return join(this.logs, name);
   }
+  /** The confined file helper's code and compile cache (readable by containers' root ids). */
+  get fileHelper(): string {
+    return join(this.root, "file-helper");
+  }
   get pidfile(): string {
     return join(this.root, "daemon.pid");
   }

@@ -12,13 +12,20 @@ import { operationRoutes } from "./routes/operations.ts";
 import { serverRoutes } from "./routes/server.ts";
 import { snapshotRoutes } from "./routes/snapshots.ts";
 
+/** A request path as one log line can show it (no control characters, bounded length). */
+function logSafe(path: string): string {
+  // deno-lint-ignore no-control-regex
+  const clean = path.replace(/[\u0000-\u001f\u007f]/g, "?");
+  return clean.length > 200 ? `${clean.slice(0, 200)}...` : clean;
+}
+
 export function createApp(agent: Agent): Hono {
   const app = new Hono();
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
     const ms = (performance.now() - started).toFixed(1);
-    agent.log(`${c.req.method} ${new URL(c.req.url).pathname} ${c.res.status} ${ms}ms`);
+    agent.log(`${c.req.method} ${logSafe(c.req.path)} ${c.res.status} ${ms}ms`);
   });
   for (
     const routes of [

@@ -226,3 +226,41 @@ Deno.test("PUT /1.0 refuses an unknown server key, naming it", () =>
     const info = await call(app, "GET", "/1.0");
     assert.deepEqual((info.body.metadata as { config: unknown }).config, { "user.owner": "ops" });
   }));
+
+Deno.test("bodies that are too large, not UTF-8, nested too deeply or not objects are 4xx", async () => {
+  await withApp(async (app) => {
+    const post = async (body: BodyInit) => {
+      const r = await app.request("/1.0/instances", {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json" },
+      });
+      return { status: r.status, body: await r.json() };
+    };
+    assertError(await post(new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d])), 400, "UTF-8");
+    assertError(await post(`{"name":"${"a".repeat(5 * 2 ** 20)}"}`), 413, "too large");
+    assertError(await post("[".repeat(200_000) + "]".repeat(200_000)), 400, "JSON");
+    assertError(await post("null"), 400, "JSON object");
+    assertError(await post('{"name":'), 400, "Invalid JSON");
+  });
+});
+
+Deno.test("a PUT with no body or an unknown field changes nothing (400)", async () => {
+  await withApp(async (app) => {
+    // No instance exists: the body is refused before the name is even looked up.
+    assertError(await call(app, "PUT", "/1.0/instances/c1", ""), 400, "Missing request body");
+    assertError(await call(app, "PUT", "/1.0/instances/c1", { bogus: 1 }), 400, '"bogus"');
+    assertError(await call(app, "PUT", "/1.0/instances/c1", { migration: {} }), 400, "migration");
+    assertError(await call(app, "PATCH", "/1.0/instances/c1", { bogus: 1 }), 400, '"bogus"');
+    assertError(await call(app, "PUT", "/1.0", { config: {}, extra: true }), 400, '"extra"');
+  });
+});
+
+Deno.test("malformed query values and percent-encoding are 400s", async () => {
+  await withApp(async (app) => {
+    assertError(await call(app, "GET", "/1.0/instances?recursion=abc"), 400, "recursion");
+    assertError(await call(app, "GET", "/1.0/instances?recursion=1e3"), 400, "recursion");
+    const res = await call(app, "GET", "/1.0/instances?filter=%E0%A4%A");
+    assert.ok(res.status < 500, `status ${res.status}`);
+  });
+});

@@ -48,6 +48,14 @@ export function errorBody(message: string, code: number) {
 export function toHttpError(err: unknown): { status: number; message: string } {
   if (err instanceof DomainError) return { status: err.status, message: err.message };
   if (err instanceof z.ZodError) return { status: 400, message: zodMessage(err) };
+  if (err instanceof URIError) {
+    return { status: 400, message: "Invalid URL: malformed percent-encoding" };
+  }
+  const code = (err as { code?: unknown })?.code;
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return { status: 507, message: `Not enough disk space on the host: ${messageOf(err)}` };
+  }
+  if (code === "ENAMETOOLONG") return { status: 400, message: "File name too long" };
   return { status: 500, message: messageOf(err) };
 }
 

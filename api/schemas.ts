@@ -1,9 +1,33 @@
 /** zod schemas for API request bodies: the single source of truth for their shapes. */
 import { z } from "zod";
 
+/** A string that can travel in argv, a file header or a log line: no NUL byte. */
+export const text = z.string().refine((v) => !v.includes("\0"), {
+  error: "NUL bytes are not allowed",
+});
 const stringMap = z.record(z.string(), z.string());
 const device = z.record(z.string(), z.string());
 const devices = z.record(z.string(), device);
+
+/**
+ * Fields of a full Instance object that are read-only: clients that GET an instance, change it
+ * and PUT it back send them; they are ignored. Any other unknown field is refused.
+ */
+const INSTANCE_READ_ONLY = {
+  name: z.unknown().optional(),
+  status: z.unknown().optional(),
+  status_code: z.unknown().optional(),
+  created_at: z.unknown().optional(),
+  last_used_at: z.unknown().optional(),
+  location: z.unknown().optional(),
+  type: z.unknown().optional(),
+  project: z.unknown().optional(),
+  expanded_config: z.unknown().optional(),
+  expanded_devices: z.unknown().optional(),
+  state: z.unknown().optional(),
+  snapshots: z.unknown().optional(),
+  backups: z.unknown().optional(),
+};
 
 /** What Incus clients send in `source` when creating an instance. */
 export const InstanceSourceSchema = z.object({
@@ -28,7 +52,7 @@ export const InstancesPostSchema = z.object({
   config: stringMap.nullish().transform((v) => v ?? {}),
   devices: devices.nullish().transform((v) => v ?? {}),
   profiles: z.array(z.string()).nullish().transform((v) => v ?? []),
-  description: z.string().default(""),
+  description: text.default(""),
   ephemeral: z.boolean().default(false),
   stateful: z.boolean().optional(),
   architecture: z.string().optional(),
@@ -41,21 +65,25 @@ export const InstancePutSchema = z.object({
   config: stringMap.nullish().transform((v) => v ?? {}),
   devices: devices.nullish().transform((v) => v ?? {}),
   profiles: z.array(z.string()).nullish().transform((v) => v ?? []),
-  description: z.string().default(""),
+  description: text.default(""),
   ephemeral: z.boolean().optional(),
   architecture: z.string().optional(),
   stateful: z.boolean().optional(),
   restore: z.string().optional(),
-}).loose();
+  ...INSTANCE_READ_ONLY,
+}).strict();
 export type InstancePut = z.infer<typeof InstancePutSchema>;
 
 export const InstancePatchSchema = z.object({
   config: stringMap.optional(),
   devices: devices.optional(),
   profiles: z.array(z.string()).optional(),
-  description: z.string().optional(),
+  description: text.optional(),
   ephemeral: z.boolean().optional(),
-}).loose();
+  architecture: z.string().optional(),
+  stateful: z.boolean().optional(),
+  ...INSTANCE_READ_ONLY,
+}).strict();
 
 export const InstanceStatePutSchema = z.object({
   action: z.enum(["start", "stop", "restart", "freeze", "unfreeze"], {
@@ -66,17 +94,25 @@ export const InstanceStatePutSchema = z.object({
   stateful: z.boolean().default(false),
 }).strict();
 
+/** An exec environment variable: a POSIX name, a value without NUL. */
+const envMap = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,254}$/, {
+    error: "environment variable names have letters, digits and _ only",
+  }),
+  text,
+);
+
 export const ExecPostSchema = z.object({
-  command: z.array(z.string()).min(1, { error: "command must not be empty" }),
-  environment: stringMap.nullish().transform((v) => v ?? {}),
+  command: z.array(text).min(1, { error: "command must not be empty" }).max(4096),
+  environment: envMap.nullish().transform((v) => v ?? {}),
   "wait-for-websocket": z.boolean().default(false),
   "record-output": z.boolean().default(false),
   interactive: z.boolean().default(false),
-  width: z.number().int().optional(),
-  height: z.number().int().optional(),
-  user: z.number().int().min(0).optional(),
-  group: z.number().int().min(0).optional(),
-  cwd: z.string().optional(),
+  width: z.number().int().min(0).max(65535).optional(),
+  height: z.number().int().min(0).max(65535).optional(),
+  user: z.number().int().min(0).max(4294967294).optional(),
+  group: z.number().int().min(0).max(4294967294).optional(),
+  cwd: text.optional(),
 }).strict();
 
 export const ImageAliasPostSchema = z.object({
@@ -93,11 +129,11 @@ export const ImageAliasPutSchema = z.object({
 
 export const ServerPutSchema = z.object({
   config: stringMap.nullish().transform((v) => v ?? {}),
-}).loose();
+}).strict();
 
 export const ConsolePostSchema = z.object({
-  width: z.number().int().min(0).default(0),
-  height: z.number().int().min(0).default(0),
+  width: z.number().int().min(0).max(65535).default(0),
+  height: z.number().int().min(0).max(65535).default(0),
   type: z.enum(["console", "vga"]).default("console"),
   force: z.boolean().optional(),
 }).strict();

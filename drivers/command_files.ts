@@ -4,9 +4,16 @@
  * view of its file system (its mounts included) is what is read and written, and no path can
  * leave it. Content can also move through a faster channel where there is one (guest-file-*).
  */
-import { BadRequest, Conflict, NotFound } from "../agent/errors.ts";
+import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../agent/errors.ts";
 import type { InstanceRecord } from "../agent/store.ts";
-import type { FileAccess, FileInfo, FileType, FileWrite } from "./files.ts";
+import {
+  dataBytes,
+  type FileAccess,
+  type FileContent,
+  type FileInfo,
+  type FileType,
+  type FileWrite,
+} from "./files.ts";
 
 export interface CommandResult {
   code: number;
@@ -17,13 +24,18 @@ export interface CommandResult {
 export interface GuestCommands {
   /** Runs argv in the instance as root, with `input` as its stdin. */
   run(inst: InstanceRecord, argv: string[], input?: Uint8Array): Promise<CommandResult>;
-  /** A faster way to read a file's content, if the instance has one. */
-  readFile?(inst: InstanceRecord, path: string): Promise<Uint8Array>;
+  /** A faster way to read a file's content (at most `max` bytes), if the instance has one. */
+  readFile?(inst: InstanceRecord, path: string, max: number): ReadableStream<Uint8Array>;
   /** A faster way to write a file's content, if the instance has one. */
   writeFile?(inst: InstanceRecord, path: string, data: Uint8Array, append: boolean): Promise<void>;
 }
 
 const dec = new TextDecoder();
+
+/** Content pushed through guest commands is held in memory whole: this is the most it may be. */
+export const MAX_GUEST_PUSH = 256 * 2 ** 20;
+/** Command output read for a file's content (without a faster channel) is bounded too. */
+const MAX_GUEST_CAT = 64 * 2 ** 20;
 
 function checkPath(path: string): string {
   if (!path.startsWith("/")) throw new BadRequest(`Path "${path}" must be absolute`);
@@ -47,7 +59,9 @@ export class CommandFiles implements FileAccess {
       ? "directory"
       : kind === "symbolic link"
       ? "symlink"
-      : "file";
+      : kind === "regular file" || kind === "regular empty file"
+      ? "file"
+      : "other";
     const info: FileInfo = {
       type,
       uid: Number(uid),
@@ -68,13 +82,28 @@ export class CommandFiles implements FileAccess {
     return info;
   }
 
-  async read(inst: InstanceRecord, path: string): Promise<Uint8Array> {
+  async get(inst: InstanceRecord, path: string): Promise<FileInfo | FileContent> {
     const info = await this.stat(inst, path);
-    if (info.type !== "file") throw new BadRequest(`"${path}" is a ${info.type}, not a file`);
-    if (this.guest.readFile) return await this.guest.readFile(inst, path);
-    const r = await this.#sh(inst, ["cat", "--", path]);
+    if (info.type === "directory" || info.type === "symlink") return info;
+    if (info.type !== "file") {
+      throw new BadRequest(
+        `"${path}" is a ${info.type === "other" ? "special file" : info.type}, not a regular file`,
+      );
+    }
+    // Never more than the size it has now: a file that keeps growing cannot keep a download going.
+    if (this.guest.readFile) return { info, body: this.guest.readFile(inst, path, info.size) };
+    if (info.size > MAX_GUEST_CAT) {
+      throw new BadRequest(`"${path}" is larger than ${MAX_GUEST_CAT} bytes: too large to read`);
+    }
+    const r = await this.#sh(inst, ["head", "-c", String(info.size), "--", path]);
     if (r.code !== 0) throw new BadRequest(`Reading ${path} failed in the instance: ${r.err}`);
-    return r.out;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(r.out);
+        c.close();
+      },
+    });
+    return { info, body };
   }
 
   async write(inst: InstanceRecord, path: string, w: FileWrite): Promise<void> {
@@ -100,7 +129,8 @@ export class CommandFiles implements FileAccess {
       }
       if (!existing) await run(["mkdir", "--", path]);
     } else if (w.type === "symlink") {
-      await run(["ln", "-sfn", "--", dec.decode(w.data ?? new Uint8Array()), path]);
+      const target = dec.decode(await dataBytes(w.data, 4096));
+      await run(["ln", "-sfn", "--", target, path]);
       return;
     } else {
       if (existing?.type === "directory") {
@@ -108,7 +138,14 @@ export class CommandFiles implements FileAccess {
           `"${path}" is a directory in instance "${inst.name}": cannot write a file over it`,
         );
       }
-      const data = w.data ?? new Uint8Array();
+      const data = await dataBytes(w.data, MAX_GUEST_PUSH).catch((err) => {
+        if (err instanceof RangeError) {
+          throw new PayloadTooLarge(
+            `Files pushed to a VM are limited to ${MAX_GUEST_PUSH} bytes`,
+          );
+        }
+        throw err;
+      });
       if (this.guest.writeFile) await this.guest.writeFile(inst, path, data, w.append);
       else await run(["sh", "-c", w.append ? 'cat >> "$1"' : 'cat > "$1"', "sh", path], data);
     }

@@ -105,8 +105,11 @@ export interface Driver {
   /** Cheap status check, without usage counters. */
   status(inst: InstanceRecord): Promise<PowerState>;
   exec(inst: InstanceRecord, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess>;
-  /** Applies live-updatable config to a running instance. */
-  applyLimits(inst: InstanceRecord): Promise<void>;
+  /**
+   * Applies changed `limits.*` keys to a running instance (and rewrites its config for the next
+   * start). `changed` names the keys that changed; others are left as they are.
+   */
+  applyLimits(inst: InstanceRecord, changed: string[]): Promise<void>;
   /** Attaches to the instance's console (a PTY stream), where the driver offers it. */
   console?(inst: InstanceRecord, opts: { width?: number; height?: number }): Promise<ExecProcess>;
   /** The console output kept since the instance started. */

@@ -39,20 +39,30 @@ export class Runner {
     return () => this.#hooks.delete(hook);
   }
 
-  async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+  /**
+   * Starts a command with piped stdio for callers that stream (file helpers); the caller owns
+   * the child and must consume or cancel its outputs.
+   */
+  spawn(
+    argv: string[],
+    opts: { stdin?: boolean; env?: Record<string, string>; clearEnv?: boolean } = {},
+  ): Deno.ChildProcess {
+    return this.#spawn(argv, {
+      stdin: opts.stdin ? "piped" : "null",
+      env: opts.env,
+      clearEnv: opts.clearEnv,
+    });
+  }
+
+  #spawn(argv: string[], opts: Omit<Deno.CommandOptions, "args">): Deno.ChildProcess {
     this.calls++;
     for (const h of this.#hooks) h(argv);
-    let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(argv[0], {
+      return new Deno.Command(argv[0], {
+        ...opts,
         args: argv.slice(1),
-        stdin: opts.stdin === undefined ? "null" : "piped",
         stdout: "piped",
         stderr: "piped",
-        env: opts.env,
-        clearEnv: opts.clearEnv,
-        signal: opts.signal,
-        cwd: opts.cwd,
       }).spawn();
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) {
@@ -60,6 +70,16 @@ export class Runner {
       }
       throw err;
     }
+  }
+
+  async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+    const child = this.#spawn(argv, {
+      stdin: opts.stdin === undefined ? "null" : "piped",
+      env: opts.env,
+      clearEnv: opts.clearEnv,
+      signal: opts.signal,
+      cwd: opts.cwd,
+    });
     if (opts.stdin !== undefined) {
       const w = child.stdin.getWriter();
       await w.write(

@@ -6,17 +6,31 @@
 import { type Context, Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../agent/errors.ts";
-import type { FileInfo, FileType, FileWrite } from "../../drivers/files.ts";
+import type { FileInfo, FileWrite } from "../../drivers/files.ts";
+import { readLimited } from "../body.ts";
 import { sync } from "../envelope.ts";
 
 const PREFIXES = ["X-Incus-", "X-LXD-"];
-const TYPES: FileType[] = ["file", "directory", "symlink"];
+const TYPES: FileWrite["type"][] = ["file", "directory", "symlink"];
 
-/** `?path=`, required, made absolute as Incus does. */
-function pathParam(c: Context): string {
-  const path = c.req.query("path");
-  if (!path) throw new BadRequest("Missing path argument: add ?path=/some/file");
-  return path.startsWith("/") ? path : `/${path}`;
+/** Longest path the kernel takes (PATH_MAX less the NUL), and longest name in it. */
+const MAX_PATH = 4095;
+const MAX_NAME = 255;
+
+/** `?path=`, required, made absolute as Incus does; refused when no kernel could take it. */
+export function pathParam(c: Context): string {
+  const raw = c.req.query("path");
+  if (!raw) throw new BadRequest("Missing path argument: add ?path=/some/file");
+  const path = raw.startsWith("/") ? raw : `/${raw}`;
+  if (path.includes("\0")) throw new BadRequest("Invalid path: NUL bytes are not allowed");
+  const enc = new TextEncoder();
+  if (enc.encode(path).length > MAX_PATH) {
+    throw new BadRequest(`Invalid path: longer than ${MAX_PATH} bytes`);
+  }
+  if (path.split("/").some((part) => enc.encode(part).length > MAX_NAME)) {
+    throw new BadRequest(`Invalid path: a name in it is longer than ${MAX_NAME} bytes`);
+  }
+  return path;
 }
 
 /** A file header in either spelling (`X-Incus-` first). */
@@ -57,7 +71,7 @@ export function formatMode(mode: number): string {
 
 function parseWrite(c: Context): FileWrite {
   const type = header(c, "type") ?? "file";
-  if (!TYPES.includes(type as FileType)) {
+  if (!TYPES.includes(type as FileWrite["type"])) {
     throw new BadRequest(`Invalid file type "${type}": expected file, directory or symlink`);
   }
   const write = header(c, "write") ?? "overwrite";
@@ -66,7 +80,7 @@ function parseWrite(c: Context): FileWrite {
   }
   const mode = header(c, "mode");
   return {
-    type: type as FileType,
+    type: type as FileWrite["type"],
     uid: idHeader(c, "uid"),
     gid: idHeader(c, "gid"),
     mode: mode === undefined || mode === "-1" ? undefined : parseModeHeader(mode),
@@ -79,7 +93,8 @@ function infoHeaders(info: FileInfo): Record<string, string> {
     uid: String(info.uid),
     gid: String(info.gid),
     mode: formatMode(info.mode),
-    type: info.type,
+    // Devices, FIFOs and sockets show as files (as Incus shows them); reading one is refused.
+    type: info.type === "other" ? "file" : info.type,
   };
   const out: Record<string, string> = {};
   for (const p of PREFIXES) {
@@ -88,52 +103,55 @@ function infoHeaders(info: FileInfo): Record<string, string> {
   return out;
 }
 
+/** A symlink's target travels as the request body: no more than a path. */
+const MAX_SYMLINK_BODY = MAX_PATH;
+
 export function fileRoutes(agent: Agent): Hono {
   const app = new Hono();
   const route = "/1.0/instances/:name/files";
-
-  /** The instance, its driver's file access, the path and the event source. */
-  const target = (c: Context) => {
-    const inst = agent.instances.get(c.req.param("name") ?? "");
-    const path = pathParam(c);
-    const files = agent.drivers.get(inst.type).files;
-    if (!files) throw new BadRequest("File access is not supported for this instance type");
-    return { inst, files, path, source: `/1.0/instances/${inst.name}` };
-  };
+  const { instances } = agent;
 
   // Hono answers HEAD with this GET handler (and drops the body): only stat then.
   app.get(route, async (c) => {
-    const { inst, files, path, source } = target(c);
-    const info = await files.stat(inst, path);
-    for (const [k, v] of Object.entries(infoHeaders(info))) c.header(k, v);
+    const name = c.req.param("name");
+    const path = pathParam(c);
     if (c.req.method === "HEAD") {
+      const info = await instances.fileStat(name, path);
+      for (const [k, v] of Object.entries(infoHeaders(info))) c.header(k, v);
       if (info.type === "file") {
         c.header("Content-Type", "application/octet-stream");
         c.header("Content-Length", String(info.size));
       }
       return c.body(null, 200);
     }
-    agent.events.lifecycle("instance-file-retrieved", source, { path });
-    if (info.type === "directory") return sync(c, info.entries ?? []);
-    const data = info.type === "symlink"
-      ? new TextEncoder().encode(info.target ?? "")
-      : await files.read(inst, path) as Uint8Array<ArrayBuffer>;
-    return c.body(data, 200, { "Content-Type": "application/octet-stream" });
+    const got = await instances.fileGet(name, path);
+    if (!("body" in got)) {
+      for (const [k, v] of Object.entries(infoHeaders(got))) c.header(k, v);
+      if (got.type === "directory") return sync(c, got.entries ?? []);
+      return c.body(new TextEncoder().encode(got.target ?? ""), 200, {
+        "Content-Type": "application/octet-stream",
+      });
+    }
+    // Streamed with back-pressure: the client's pace is the helper's pace.
+    for (const [k, v] of Object.entries(infoHeaders(got.info))) c.header(k, v);
+    return c.body(got.body, 200, { "Content-Type": "application/octet-stream" });
   });
 
   app.post(route, async (c) => {
-    const { inst, files, path, source } = target(c);
+    const name = c.req.param("name");
+    const path = pathParam(c);
     const write = parseWrite(c);
-    write.data = new Uint8Array(await c.req.arrayBuffer());
-    await files.write(inst, path, write);
-    agent.events.lifecycle("instance-file-pushed", source, { path });
+    if (write.type === "symlink") {
+      write.data = await readLimited(c.req.raw, MAX_SYMLINK_BODY);
+    } else if (write.type === "file") {
+      write.data = c.req.raw.body ?? new Uint8Array();
+    }
+    await instances.fileWrite(name, path, write);
     return sync(c, {});
   });
 
   app.delete(route, async (c) => {
-    const { inst, files, path, source } = target(c);
-    await files.remove(inst, path);
-    agent.events.lifecycle("instance-file-deleted", source, { path });
+    await instances.fileRemove(c.req.param("name"), pathParam(c));
     return sync(c, {});
   });
 

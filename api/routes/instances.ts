@@ -94,7 +94,7 @@ export function instanceRoutes(agent: Agent): Hono {
 
   app.put("/1.0/instances/:name", async (c) => {
     const name = c.req.param("name");
-    const body = await parseBody(c, InstancePutSchema);
+    const body = await parseBody(c, InstancePutSchema, { requireBody: true });
     instances.get(name);
     if (body.restore) {
       const work = agent.snapshots.prepareRestore(name, body.restore);

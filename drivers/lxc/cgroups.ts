@@ -93,7 +93,7 @@ export function limitsFromConfig(
   if (procs) limits.pids = Number(procs);
   const cpu = config["limits.cpu"];
   if (cpu) {
-    if (/^\d+$/.test(cpu)) {
+    if (/^[1-9]\d*$/.test(cpu)) {
       const n = Math.min(Number(cpu), host.cpus);
       limits.cpuset = n === 1 ? "0" : `0-${n - 1}`;
     } else {

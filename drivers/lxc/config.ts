@@ -63,10 +63,29 @@ export function lxcConfig(input: LxcConfigInput): string {
   lines.push(...limitConfigLines(input.layout, limitsFromConfig(config, input.host)));
   for (const [key, value] of Object.entries(config)) {
     if (key.startsWith("environment.")) {
-      lines.push(
-        `lxc.environment = ${key.slice("environment.".length)}=${value.replaceAll("\n", " ")}`,
-      );
+      // The API refuses what this format cannot carry; a record stored before that rule is
+      // still written safely: a name that is not a variable name is left out, and control
+      // characters become spaces, so no value can ever start a line of its own.
+      const name = key.slice("environment.".length);
+      if (!ENV_NAME.test(name)) continue;
+      // deno-lint-ignore no-control-regex
+      lines.push(`lxc.environment = ${name}=${value.replace(/[\u0000-\u001f\u007f]/g, " ")}`);
     }
   }
+  for (const line of lines) checkLine(line);
   return lines.join("\n") + "\n";
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * LXC's config format is one `key = value` per line, with no escaping: a line holding a control
+ * character (a line break above all) or an empty value is refused here, whatever let it through
+ * (the config-key table refuses such values with a 400 long before).
+ */
+export function checkLine(line: string): void {
+  const eq = line.indexOf(" = ");
+  // deno-lint-ignore no-control-regex
+  const bad = /[\u0000-\u001f\u007f]/.test(line) || (eq >= 0 && line.slice(eq + 3).trim() === "");
+  if (bad) throw new Error(`Refusing to write an LXC config line that cannot be represented`);
 }

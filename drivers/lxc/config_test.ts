@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { CgroupLayout } from "./cgroups.ts";
-import { lxcConfig, type LxcConfigInput } from "./config.ts";
+import { checkLine, lxcConfig, type LxcConfigInput } from "./config.ts";
 
 /** A hybrid host: every controller on v1, an empty unified hierarchy beside them. */
 const V1: CgroupLayout = {
@@ -145,4 +145,22 @@ Deno.test("lxcConfig() writes each key on its own line as `key = value`", () => 
     if (line.startsWith("#")) continue;
     assert.match(line, /^lxc\.[a-z0-9_.]+ = \S/, `malformed line "${line}"`);
   }
+});
+
+Deno.test("lxcConfig() never lets a stored value start a line of its own", () => {
+  const text = lxcConfig(input({
+    "environment.Z": 'x\nlxc.hook.pre-start = /bin/sh -c "id > /tmp/x"\r\nlxc.environment = W',
+    "environment.BAD NAME\nlxc.mount.entry": "/etc etc none bind 0 0",
+  }));
+  const l = lines(text);
+  assert.equal(l.filter((x) => x.startsWith("lxc.hook")).length, 0);
+  assert.equal(l.filter((x) => x.startsWith("lxc.mount.entry")).length, 1); // fuse only
+  assert.equal(l.filter((x) => x.startsWith("lxc.environment")).length, 1);
+});
+
+Deno.test("checkLine() refuses control characters and empty values", () => {
+  assert.throws(() => checkLine("lxc.environment = A=b\nlxc.hook.start = x"));
+  assert.throws(() => checkLine("lxc.uts.name = "));
+  assert.throws(() => checkLine("lxc.uts.name = a\u0000"));
+  checkLine("lxc.environment = A=b c");
 });

@@ -1,9 +1,9 @@
 /** System containers through the host's LXC tools, kept under the daemon's own LXC path. */
-import { existsSync, lstatSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { availableParallelism, totalmem } from "node:os";
 import { isTrue } from "../../agent/config_keys.ts";
-import { Conflict, InvalidState } from "../../agent/errors.ts";
+import { Conflict, InvalidState, NotFound } from "../../agent/errors.ts";
 import type { ImageSource } from "../../agent/images.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
 import type {
@@ -21,9 +21,14 @@ import { hostLayout, limitSettings, limitsFromConfig, readUsage } from "./cgroup
 import { lxcConfig } from "./config.ts";
 import { hostIdMap, type IdMap, idmapJson, shiftTree } from "./idmap.ts";
 import { attachPlan, execEnvironment, spawnPiped, spawnPty } from "./attach.ts";
-import { CommandFiles, type CommandResult } from "../command_files.ts";
+import {
+  ConfinedFiles,
+  type ConfinedTarget,
+  enterRunning,
+  enterStopped,
+} from "../forkfile/client.ts";
 import type { FileAccess } from "../files.ts";
-import { IdShift, LxcFiles } from "./files.ts";
+import { idRanges, LxcFileAccess } from "./files.ts";
 import { readNetwork } from "./network.ts";
 import { LxcSnapshots } from "./snapshots.ts";
 
@@ -44,6 +49,13 @@ function checkSearchable(path: string): void {
 
 const SECCOMP_PROFILES = ["/usr/share/lxc/config/common.seccomp"];
 
+/** The cgroup controller each live limit key sets. */
+const LIMIT_CONTROLLERS: Record<string, string> = {
+  "limits.memory": "memory",
+  "limits.processes": "pids",
+  "limits.cpu": "cpuset",
+};
+
 export class LxcDriver implements Driver {
   readonly type = "container" as const;
   #info: DriverInfo = { name: "lxc", version: "", available: false, error: "not probed" };
@@ -51,55 +63,53 @@ export class LxcDriver implements Driver {
 
   readonly files: FileAccess;
   readonly snapshots: LxcSnapshots;
+  readonly confined: ConfinedFiles;
 
-  constructor(readonly lxcPath: string, private runner: Runner) {
-    // A running container's files are reached from inside it (its own mounts, such as a tmpfs
-    // /tmp, are then visible); a stopped one's straight on its rootfs.
-    const onRootfs = new LxcFiles((name) => this.rootfs(name));
-    const inside = new CommandFiles({
-      run: (inst, argv, input) => this.#attachRun(inst, argv, input),
-    });
-    const pick = async (inst: InstanceRecord): Promise<FileAccess> =>
-      this.#hasShell(inst.name) && (await this.status(inst)) === "Running" ? inside : onRootfs;
-    this.files = {
-      stat: async (inst, path) => await (await pick(inst)).stat(inst, path),
-      read: async (inst, path) => await (await pick(inst)).read(inst, path),
-      write: async (inst, path, w) => {
-        // Ids outside the container's map are refused the same way however the write goes.
-        const ids = IdShift.of(inst);
-        if (w.uid !== undefined) ids.host(w.uid, "uid");
-        if (w.gid !== undefined) ids.host(w.gid, "gid");
-        return await (await pick(inst)).write(inst, path, w);
-      },
-      remove: async (inst, path) => await (await pick(inst)).remove(inst, path),
-    };
+  constructor(readonly lxcPath: string, private runner: Runner, helperDir: string) {
+    // Every access to a container's files runs in a helper rooted in the container (its init's
+    // root while it runs, so its own mounts are what is seen) and inside its user namespace.
+    this.confined = new ConfinedFiles({ runner, workDir: helperDir });
+    this.files = new LxcFileAccess(this.confined, (inst) => this.#target(inst));
     this.snapshots = new LxcSnapshots((name) => this.dir(name), runner);
   }
 
-  /** Runs a command as root in a running container and collects its output. */
-  async #attachRun(
-    inst: InstanceRecord,
-    argv: string[],
-    input?: Uint8Array,
-  ): Promise<CommandResult> {
-    const req = { command: argv, environment: {}, cwd: "/" };
-    const plan = attachPlan(
-      this.lxcPath,
-      inst.name,
-      req,
-      execEnvironment(req, false),
-      false,
-      () => true,
-    );
-    const proc = spawnPiped(this.runner, plan.argv, plan.cwd);
-    const writer = proc.stdin.getWriter();
-    await writer.write(input ?? new Uint8Array()).catch(() => {});
-    await writer.close().catch(() => {});
-    const [stdout, stderr] = await Promise.all([
-      new Response(proc.stdout).bytes(),
-      new Response(proc.stderr!).bytes(),
-    ]);
-    return { code: await proc.status, stdout, stderr };
+  /** Readies the file helper; a message when it cannot run in a user namespace. */
+  async prepareFiles(): Promise<string | undefined> {
+    return await this.confined.prepare(idRanges(idmapJson(this.#hostIdMap())));
+  }
+
+  /** How the file helper enters `inst`: its running init, or its rootfs when stopped. */
+  async #target(inst: InstanceRecord): Promise<ConfinedTarget> {
+    const privileged = isTrue(inst.config["security.privileged"]);
+    const { status, pid } = await this.#info2(inst.name);
+    if (status === "Error") {
+      throw new InvalidState(`Storage of instance "${inst.name}" is missing or unreadable`);
+    }
+    if (status !== "Stopped" && pid > 0) {
+      return {
+        enter: enterRunning(pid, privileged),
+        root: { kind: "pid", pid, cgroup: `lxc.payload.${inst.name}`, sameUserns: !privileged },
+      };
+    }
+    return this.#stoppedTarget(inst);
+  }
+
+  /** The rootfs of a stopped container, entered with the map its files are shifted to. */
+  #stoppedTarget(inst: InstanceRecord): ConfinedTarget {
+    const map = idRanges(inst.config["volatile.last_state.idmap"] ?? "[]");
+    return { enter: enterStopped(map), root: { kind: "dir", path: this.rootfs(inst.name) } };
+  }
+
+  /** Writes /etc/hostname of a stopped container (skipped when it has no /etc). */
+  async #writeHostname(inst: InstanceRecord): Promise<void> {
+    await this.confined.write(this.#stoppedTarget(inst), {
+      path: "/etc/hostname",
+      type: "file",
+      append: false,
+      data: new TextEncoder().encode(`${inst.name}\n`),
+    }).catch((err) => {
+      if (!(err instanceof NotFound)) throw err;
+    });
   }
 
   /** Probes the LXC tools once (the registry calls this at start-up). */
@@ -165,10 +175,9 @@ export class LxcDriver implements Driver {
       if (!existsSync(unpacked)) throw new Error("The image has no rootfs/ directory");
       await Deno.rename(unpacked, this.rootfs(inst.name));
       await Deno.remove(unpack, { recursive: true });
-      await Deno.writeTextFile(join(this.rootfs(inst.name), "etc", "hostname"), `${inst.name}\n`)
-        .catch(() => {});
       inst.config["volatile.last_state.idmap"] = "[]";
       this.#shiftForConfig(inst);
+      await this.#writeHostname(inst);
       await this.#writeConfig(inst);
     } catch (err) {
       // A failed create leaves nothing behind.
@@ -268,9 +277,7 @@ export class LxcDriver implements Driver {
     // The config names its own paths and the UTS name: write it anew for the new name.
     const renamed = { ...inst, name: newName };
     await this.#writeConfig(renamed);
-    await Deno.writeTextFile(join(this.rootfs(newName), "etc", "hostname"), `${newName}\n`).catch(
-      () => {},
-    );
+    await this.#writeHostname(renamed);
   }
 
   async #info2(name: string): Promise<{ status: PowerState; pid: number }> {
@@ -333,7 +340,7 @@ export class LxcDriver implements Driver {
       inst.name,
       req,
       env,
-      this.#hasShell(inst.name),
+      true,
       (p) => {
         try {
           return statSync(p).isDirectory();
@@ -365,21 +372,15 @@ export class LxcDriver implements Driver {
     );
   }
 
-  #hasShell(name: string): boolean {
-    try {
-      lstatSync(join(this.rootfs(name), "bin", "sh"));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  async applyLimits(inst: InstanceRecord): Promise<void> {
+  async applyLimits(inst: InstanceRecord, changed: string[]): Promise<void> {
     await this.#writeConfig(inst);
     if ((await this.status(inst)) === "Stopped") return;
-    const settings = limitSettings(await hostLayout(this.runner), limitsFromConfig(inst.config));
+    const controllers = new Set(changed.map((k) => LIMIT_CONTROLLERS[k]).filter(Boolean));
+    const settings = limitSettings(await hostLayout(this.runner), limitsFromConfig(inst.config))
+      .filter((s) => controllers.has(s.key.split(".")[0]));
     for (const s of settings) {
-      const r = await this.runner.run(this.#lxc("lxc-cgroup", inst.name, s.key, s.value), {
+      // "--": a value such as -1 (no memory limit on cgroup v1) is not an option.
+      const r = await this.runner.run(this.#lxc("lxc-cgroup", inst.name, "--", s.key, s.value), {
         allowFailure: true,
       });
       if (r.code !== 0) {

@@ -9,7 +9,21 @@ export function qgaFiles(agent: (inst: InstanceRecord) => Promise<QgaClient>): C
       const r = await (await agent(inst)).run(argv, { input, timeoutMs: 30_000 });
       return { code: r.code, stdout: r.stdout, stderr: r.stderr };
     },
-    readFile: async (inst, path) => await (await agent(inst)).readFile(path),
+    readFile: (inst, path, max) => {
+      const chunks = (async function* () {
+        yield* (await agent(inst)).readChunks(path, max);
+      })();
+      return new ReadableStream<Uint8Array>({
+        async pull(c) {
+          const { value, done } = await chunks.next();
+          if (done) c.close();
+          else c.enqueue(value);
+        },
+        async cancel() {
+          await chunks.return(undefined);
+        },
+      }, { highWaterMark: 1 });
+    },
     writeFile: async (inst, path, data, append) =>
       await (await agent(inst)).writeFile(path, data, { append }),
   });

@@ -373,6 +373,21 @@ export class QgaClient {
     }
   }
 
+  /** A guest file's content, chunk by chunk, at most `max` bytes (the handle closes at the end). */
+  async *readChunks(path: string, max: number, opts: CallOptions = {}): AsyncGenerator<Uint8Array> {
+    const h = await this.fileOpen(path, "r", opts);
+    try {
+      for (let left = max; left > 0;) {
+        const { data, eof } = await this.fileRead(h, Math.min(FILE_CHUNK, left), opts);
+        if (data.length) yield data.subarray(0, Math.min(data.length, left));
+        left -= data.length;
+        if (eof || data.length === 0) break;
+      }
+    } finally {
+      await this.fileClose(h, opts).catch(() => {});
+    }
+  }
+
   /** Creates or replaces a guest file with `bytes` (or appends them with `append`). */
   async writeFile(
     path: string,
