@@ -11,6 +11,8 @@ import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
 import { Paths } from "./paths.ts";
 import { Store } from "./store.ts";
+import { recoverInstances } from "./recovery.ts";
+import { readHostFile } from "../drivers/hostfs.ts";
 
 export const VERSION = "0.1.0";
 
@@ -67,6 +69,11 @@ export class Agent {
       const problem = await lxc.prepareFiles();
       if (problem) this.log(`warning: container file access will fail: ${problem}`);
     }
+    // What a kill -9 left: temp files, half-made or half-deleted instances, running operations.
+    await this.images.recover(this.log);
+    await recoverInstances(this.store, this.drivers, this.log);
+    this.instances.bootId = (await readHostFile(this.runner, "/proc/sys/kernel/random/boot_id"))
+      ?.trim();
     await this.instances.reconcile();
   }
 

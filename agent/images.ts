@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import type { Runner } from "../drivers/runner.ts";
-import { BadRequest, Conflict, NotFound } from "./errors.ts";
+import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "./errors.ts";
 import type { EventBus } from "./events.ts";
 import { checkAliasName } from "./names.ts";
 import type { Paths } from "./paths.ts";
@@ -56,7 +56,13 @@ export interface ImportOptions {
   progress?: (bytes: number) => void;
 }
 
+/** Image uploads larger than this are refused (they are streamed to disk, never held). */
+export const MAX_IMAGE_BYTES = 16 * 2 ** 30;
+
 export class ImageStore {
+  /** Fingerprints being imported right now. */
+  #importing = new Set<string>();
+
   constructor(
     private store: Store,
     private paths: Paths,
@@ -66,6 +72,27 @@ export class ImageStore {
 
   list(): ImageRecord[] {
     return this.store.listImages();
+  }
+
+  /**
+   * Start-up: removes uploads a kill interrupted and image files with no record (an import
+   * killed between unpacking and recording).
+   */
+  async recover(log: (msg: string) => void): Promise<void> {
+    const known = new Set(this.store.listImages().map((i) => i.fingerprint));
+    let entries: Deno.DirEntry[] = [];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(this.paths.images));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw err;
+    }
+    for (const e of entries) {
+      const fp = e.name.replace(/\.d$/, "");
+      if (!e.name.startsWith(".upload-") && known.has(fp)) continue;
+      await Deno.remove(join(this.paths.images, e.name), { recursive: true }).catch(() => {});
+      log(`images: removed ${e.name} (left by an interrupted import)`);
+    }
   }
 
   /** An image by full fingerprint or unique prefix. */
@@ -129,6 +156,7 @@ export class ImageStore {
   async import(body: ReadableStream<Uint8Array>, opts: ImportOptions = {}): Promise<ImageRecord> {
     await Deno.mkdir(this.paths.images, { recursive: true });
     const tmp = join(this.paths.images, `.upload-${crypto.randomUUID()}`);
+    let claimed: string | undefined;
     try {
       const hash = createHash("sha256");
       let size = 0;
@@ -137,6 +165,9 @@ export class ImageStore {
         for await (const chunk of body) {
           hash.update(chunk);
           size += chunk.length;
+          if (size > MAX_IMAGE_BYTES) {
+            throw new PayloadTooLarge(`Image too large: the limit is ${MAX_IMAGE_BYTES} bytes`);
+          }
           let off = 0;
           while (off < chunk.length) off += await file.write(chunk.subarray(off));
           opts.progress?.(size);
@@ -146,9 +177,12 @@ export class ImageStore {
       }
       if (size === 0) throw new BadRequest("Empty image upload");
       const fingerprint = hash.digest("hex");
-      if (this.store.getImage(fingerprint)) {
+      if (this.store.getImage(fingerprint) || this.#importing.has(fingerprint)) {
         throw new Conflict(`Image "${fingerprint.slice(0, 12)}" already exists`);
       }
+      // Concurrent uploads of one new image: the first one imports it, the others are refused.
+      this.#importing.add(fingerprint);
+      claimed = fingerprint;
       const meta = await this.#readMetadata(tmp);
       const members = await this.#members(tmp);
       const type = members.has("rootfs.img")
@@ -187,6 +221,7 @@ export class ImageStore {
       this.events.lifecycle("image-created", `/1.0/images/${fingerprint}`);
       return record;
     } finally {
+      if (claimed) this.#importing.delete(claimed);
       await Deno.remove(tmp).catch(() => {});
     }
   }

@@ -21,6 +21,7 @@ import {
 import type { EventBus } from "./events.ts";
 import type { ImageStore } from "./images.ts";
 import { KeyedLock } from "./locks.ts";
+import { DELETING, RENAMING_TO } from "./recovery.ts";
 import { checkInstanceName } from "./names.ts";
 import type { Device, InstanceRecord, Store } from "./store.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
@@ -65,9 +66,14 @@ export interface StateRequest {
 export const DEFAULT_STOP_TIMEOUT = 30;
 const SUPPORTED_DEVICE_TYPES = new Set(["none"]);
 
+/** The host boot an instance was last started in (a reboot since means it should come back). */
+const BOOT_ID = "volatile.last_state.boot_id";
+
 export class InstanceManager {
   readonly locks = new KeyedLock();
   #creating = new Set<string>();
+  /** This host boot's id (`/proc/sys/kernel/random/boot_id`), set at start-up. */
+  bootId?: string;
 
   constructor(
     private store: Store,
@@ -249,6 +255,7 @@ export class InstanceManager {
     const driver = this.drivers.get(inst.type);
     await driver.start(inst);
     inst.last_used_at = new Date().toISOString();
+    if (this.bootId) inst.config[BOOT_ID] = this.bootId;
     this.#setPower(inst, "RUNNING");
     this.events.lifecycle("instance-started", `/1.0/instances/${inst.name}`);
   }
@@ -369,13 +376,19 @@ export class InstanceManager {
       this.locks.run(name, async () => {
         try {
           const cur = this.get(name);
-          await driver.rename(cur, newName);
+          // The intent goes first: a kill between the storage move and the record's rename is
+          // finished (or taken back) by the next start.
+          this.store.putInstance({ ...cur, config: { ...cur.config, [RENAMING_TO]: newName } });
           try {
-            this.store.renameInstance(name, newName);
+            await driver.rename(cur, newName);
           } catch (err) {
-            await driver.rename({ ...cur, name: newName }, name).catch(() => {});
+            this.store.putInstance(cur);
             throw err;
           }
+          this.store.transaction(() => {
+            this.store.putInstance(cur);
+            this.store.renameInstance(name, newName);
+          });
           await Deno.rename(this.logsDir(name), this.logsDir(newName)).catch(() => {});
           this.events.lifecycle("instance-renamed", `/1.0/instances/${newName}`, {
             old_name: name,
@@ -388,8 +401,17 @@ export class InstanceManager {
 
   /** Removes a stopped instance's storage and record (callers hold its lock). */
   async #deleteNow(inst: InstanceRecord): Promise<void> {
-    await this.drivers.get(inst.type).delete(inst);
+    // The intent goes first: a kill during the delete is finished by the next start.
+    this.store.putInstance({ ...inst, config: { ...inst.config, [DELETING]: "true" } });
+    try {
+      await this.drivers.get(inst.type).delete(inst);
+    } catch (err) {
+      this.store.putInstance(inst);
+      throw err;
+    }
     this.store.deleteInstance(inst.name);
+    // Its exec logs go with it: a new instance of the same name must not see them.
+    await Deno.remove(this.logsDir(inst.name), { recursive: true }).catch(() => {});
     this.events.lifecycle("instance-deleted", `/1.0/instances/${inst.name}`);
   }
 
@@ -466,10 +488,28 @@ export class InstanceManager {
         this.log(`instance ${inst.name}: its ${inst.type} driver is unavailable`);
         continue;
       }
-      const status = await driver.status(inst).catch(() => "Error" as const);
+      let status = await driver.status(inst).catch(() => "Error" as const);
       if (status === "Error") {
         this.log(`instance ${inst.name}: storage missing or unreadable`);
         continue;
+      }
+      const power = inst.config["volatile.last_state.power"];
+      // Frozen by the daemon for a snapshot copy when it was killed: thaw it.
+      if (status === "Frozen" && power !== "FROZEN") {
+        try {
+          await driver.unfreeze(inst);
+          status = "Running";
+          this.log(`instance ${inst.name}: thawed (a snapshot was interrupted)`);
+        } catch (err) {
+          this.log(`instance ${inst.name}: could not thaw: ${messageOf(err)}`);
+        }
+      }
+      // Stopped while the host stayed up (killed, or powered off from inside) while nobody was
+      // watching: record the stop, so it is not taken for a host reboot and started again.
+      const sameBoot = this.bootId !== undefined && inst.config[BOOT_ID] === this.bootId;
+      if (status === "Stopped" && power === "RUNNING" && sameBoot) {
+        this.#setPower(inst, "STOPPED");
+        this.log(`instance ${inst.name}: stopped while the daemon was away`);
       }
       const autostart = inst.config["boot.autostart"];
       const wasRunning = inst.config["volatile.last_state.power"] === "RUNNING";

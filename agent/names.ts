@@ -15,12 +15,20 @@ export function checkInstanceName(name: string): string {
   return name;
 }
 
-const ALIAS = /^[^\s/:]{1,255}$/;
+// deno-lint-ignore no-control-regex
+const ALIAS = /^[^\s/:\u0000-\u001f\u007f]{1,255}$/;
 
-/** Image alias names: no whitespace, `/` or `:` (which the CLI uses for remotes). */
+/**
+ * Image alias names: no whitespace, control characters, `/` or `:` (which the CLI uses for
+ * remotes), and not `.` or `..` (they would name another URL).
+ */
 export function checkAliasName(name: string): string {
-  if (!ALIAS.test(name)) {
-    throw new BadRequest(`Invalid alias name "${name}": no spaces, "/" or ":" allowed`);
+  if (!ALIAS.test(name) || name === "." || name === "..") {
+    throw new BadRequest(
+      `Invalid alias name "${
+        name.slice(0, 80)
+      }": no spaces, control characters, "/" or ":", and not "." or ".."`,
+    );
   }
   return name;
 }

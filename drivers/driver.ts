@@ -80,6 +80,24 @@ export interface ExecProcess {
   status: Promise<number>;
 }
 
+export interface RecoveryReport {
+  actions: string[];
+  missingSnapshots: string[];
+}
+
+/** The sub-directories of `dir` that do not start with a dot (none when it is missing). */
+export async function subdirs(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isDirectory && !e.name.startsWith(".")) out.push(e.name);
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return out.sort();
+}
+
 export interface DriverInfo {
   name: string;
   version: string;
@@ -101,6 +119,15 @@ export interface Driver {
   delete(inst: InstanceRecord): Promise<void>;
   /** Moves a stopped instance's storage to a new name. */
   rename(inst: InstanceRecord, newName: string): Promise<void>;
+  /** The names of the instances whose storage exists (start-up recovery compares them). */
+  storageNames(): Promise<string[]>;
+  /**
+   * Start-up recovery of one instance's storage after a crash: temp copies removed, an
+   * interrupted restore finished or undone, snapshot storage without a record removed.
+   * `snapshots` are the recorded snapshot names; returns what it did and which of them have no
+   * storage.
+   */
+  recover(inst: InstanceRecord, snapshots: string[]): Promise<RecoveryReport>;
   state(inst: InstanceRecord): Promise<InstanceRuntime>;
   /** Cheap status check, without usage counters. */
   status(inst: InstanceRecord): Promise<PowerState>;

@@ -13,10 +13,26 @@ import { async } from "../envelope.ts";
 import { ExecPostSchema } from "../schemas.ts";
 import { resources } from "./instances.ts";
 
-/** Writes a stream to a file, returning when it ends. */
+/** Recorded output beyond this many bytes per stream is read and dropped (the disk is shared). */
+export const MAX_RECORDED_BYTES = 64 * 2 ** 20;
+
+/**
+ * Writes a stream to a file, at most MAX_RECORDED_BYTES of it; the rest is drained so the command
+ * never blocks on a full pipe. Returns when the stream ends.
+ */
 async function record(stream: ReadableStream<Uint8Array>, path: string): Promise<void> {
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  await stream.pipeTo(file.writable);
+  let left = MAX_RECORDED_BYTES;
+  try {
+    for await (const chunk of stream) {
+      if (left <= 0) continue;
+      const part = chunk.subarray(0, left);
+      for (let off = 0; off < part.length;) off += await file.write(part.subarray(off));
+      left -= part.length;
+    }
+  } finally {
+    file.close();
+  }
 }
 
 async function drain(stream: ReadableStream<Uint8Array>): Promise<void> {
@@ -28,10 +44,9 @@ export function execRoutes(agent: Agent): Hono {
   app.post("/1.0/instances/:name/exec", async (c) => {
     const name = c.req.param("name");
     const body = await parseBody(c, ExecPostSchema);
-    const inst = agent.instances.get(name);
-    if ((await agent.instances.status(inst)) !== "Running") {
-      throw new InvalidState(`Instance "${name}" is not running`);
-    }
+    const status = await agent.instances.status(agent.instances.get(name));
+    if (status === "Frozen") throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
+    if (status !== "Running") throw new InvalidState(`Instance "${name}" is not running`);
     const interactive = body["wait-for-websocket"] && body.interactive;
     const spawn = () =>
       agent.instances.exec(name, {

@@ -1,7 +1,8 @@
 /** `/1.0/images*`: list, upload, get, delete; `/1.0/images/aliases*`. */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest } from "../../agent/errors.ts";
+import { BadRequest, PayloadTooLarge } from "../../agent/errors.ts";
+import { MAX_IMAGE_BYTES } from "../../agent/images.ts";
 import { parseBody, recursion } from "../body.ts";
 import { applyFilter } from "../filter.ts";
 import { async, sync } from "../envelope.ts";
@@ -38,6 +39,10 @@ export function imageRoutes(agent: Agent): Hono {
     }
     const body = c.req.raw.body;
     if (!body) throw new BadRequest("Empty image upload");
+    const length = c.req.header("content-length");
+    if (length && /^\d+$/.test(length) && Number(length) > MAX_IMAGE_BYTES) {
+      throw new PayloadTooLarge(`Image too large: the limit is ${MAX_IMAGE_BYTES} bytes`);
+    }
     const filename = header(c, "filename");
     const isPublic = header(c, "public") === "true" || header(c, "public") === "1";
     // The upload is read while the request is open; the operation reports the result.

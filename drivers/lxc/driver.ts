@@ -6,15 +6,17 @@ import { isTrue } from "../../agent/config_keys.ts";
 import { Conflict, InvalidState, NotFound } from "../../agent/errors.ts";
 import type { ImageSource } from "../../agent/images.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
-import type {
-  Driver,
-  DriverInfo,
-  ExecOptions,
-  ExecProcess,
-  ExecRequest,
-  InstanceRuntime,
-  PowerState,
-  StopOptions,
+import {
+  type Driver,
+  type DriverInfo,
+  type ExecOptions,
+  type ExecProcess,
+  type ExecRequest,
+  type InstanceRuntime,
+  type PowerState,
+  type RecoveryReport,
+  type StopOptions,
+  subdirs,
 } from "../driver.ts";
 import type { Runner } from "../runner.ts";
 import { hostLayout, limitSettings, limitsFromConfig, readUsage } from "./cgroups.ts";
@@ -30,7 +32,7 @@ import {
 import type { FileAccess } from "../files.ts";
 import { idRanges, LxcFileAccess } from "./files.ts";
 import { readNetwork } from "./network.ts";
-import { LxcSnapshots } from "./snapshots.ts";
+import { LxcSnapshots, recoverTemp } from "./snapshots.ts";
 
 /**
  * An unprivileged container's root (a high uid on the host) must be able to reach its rootfs:
@@ -280,6 +282,17 @@ export class LxcDriver implements Driver {
     await this.#writeHostname(renamed);
   }
 
+  async storageNames(): Promise<string[]> {
+    return await subdirs(this.lxcPath);
+  }
+
+  async recover(inst: InstanceRecord, snapshots: string[]): Promise<RecoveryReport> {
+    const actions = [...await recoverTemp(this.dir(inst.name))];
+    const { removed, missing } = await this.snapshots.reconcile(inst.name, snapshots);
+    for (const s of removed) actions.push(`removed snapshot storage "${s}" that had no record`);
+    return { actions, missingSnapshots: missing };
+  }
+
   async #info2(name: string): Promise<{ status: PowerState; pid: number }> {
     if (!existsSync(join(this.dir(name), "config"))) return { status: "Error", pid: -1 };
     const r = await this.runner.run(this.#lxc("lxc-info", name, "-s", "-p", "-H"), {
@@ -330,10 +343,8 @@ export class LxcDriver implements Driver {
     return runtime;
   }
 
+  /** Starts a command; the caller (the instance manager) has checked the container runs. */
   async exec(inst: InstanceRecord, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
-    if ((await this.status(inst)) !== "Running") {
-      throw new InvalidState(`Instance "${inst.name}" is not running`);
-    }
     const env = execEnvironment(req, opts.interactive);
     const { argv, cwd } = attachPlan(
       this.lxcPath,

@@ -86,6 +86,29 @@ export class LxcSnapshots implements SnapshotAccess {
     }
   }
 
+  /**
+   * Start-up: snapshot storage without a record is removed (a create killed after its copy);
+   * returns what it removed and which recorded snapshots have no storage.
+   */
+  async reconcile(
+    name: string,
+    recorded: string[],
+  ): Promise<{ removed: string[]; missing: string[] }> {
+    const present = new Set<string>();
+    try {
+      for await (const e of Deno.readDir(this.root(name))) present.add(e.name);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    const removed: string[] = [];
+    for (const snap of present) {
+      if (recorded.includes(snap)) continue;
+      await removeTree(this.path(name, snap));
+      removed.push(snap);
+    }
+    return { removed, missing: recorded.filter((s) => !present.has(s)) };
+  }
+
   /** A fresh root-only dir beside the rootfs (same filesystem, so renames are atomic). */
   async #tempDir(name: string, what: string): Promise<string> {
     const tmp = join(this.dir(name), `.${what}-${crypto.randomUUID()}`);
@@ -102,4 +125,37 @@ async function removeTree(path: string): Promise<void> {
   await Deno.remove(path, { recursive: true }).catch((err) => {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   });
+}
+
+/**
+ * Start-up: a container dir's temp dirs left by a kill. A restore killed between moving the old
+ * rootfs aside and moving the copy in is finished (the copy is whole by then); a restore killed
+ * before is simply dropped, as are half snapshot copies and a half-unpacked image.
+ */
+export async function recoverTemp(dir: string): Promise<string[]> {
+  const actions: string[] = [];
+  const rootfs = join(dir, "rootfs");
+  let entries: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) entries.push(e.name);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return actions;
+    throw err;
+  }
+  entries = entries.filter((e) => /^\.(restore|snapshot)-|^\.unpack$/.test(e)).sort();
+  for (const e of entries) {
+    const tmp = join(dir, e);
+    if (e.startsWith(".restore-") && !existsSync(rootfs)) {
+      if (existsSync(join(tmp, "old")) && existsSync(join(tmp, "rootfs"))) {
+        await Deno.rename(join(tmp, "rootfs"), rootfs);
+        actions.push("finished a restore that was interrupted");
+      } else if (existsSync(join(tmp, "old"))) {
+        await Deno.rename(join(tmp, "old"), rootfs);
+        actions.push("undid a restore that was interrupted");
+      }
+    }
+    await removeTree(tmp);
+    actions.push(`removed ${e}`);
+  }
+  return actions;
 }

@@ -10,14 +10,16 @@ import { BadRequest, InvalidState, messageOf } from "../../agent/errors.ts";
 import type { ImageSource } from "../../agent/images.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
 import { parseByteSize, parseCpuSet } from "../../agent/units.ts";
-import type {
-  DriverInfo,
-  ExecOptions,
-  ExecProcess,
-  ExecRequest,
-  InstanceRuntime,
-  PowerState,
-  StopOptions,
+import {
+  type DriverInfo,
+  type ExecOptions,
+  type ExecProcess,
+  type ExecRequest,
+  type InstanceRuntime,
+  type PowerState,
+  type RecoveryReport,
+  type StopOptions,
+  subdirs,
 } from "../driver.ts";
 import { readHostFiles } from "../hostfs.ts";
 import type { ProbedDriver } from "../registry.ts";
@@ -383,6 +385,15 @@ export class QemuDriver implements ProbedDriver {
     // Everything in the directory is named relative to it (the overlay's backing file is the
     // image's, by absolute path), so a move is the whole rename.
     await Deno.rename(this.dir(inst.name), this.dir(newName));
+  }
+
+  async storageNames(): Promise<string[]> {
+    return await subdirs(this.opts.path);
+  }
+
+  /** VM snapshots live inside the disk image (qemu-img): nothing outside it to recover. */
+  recover(_inst: InstanceRecord, _snapshots: string[]): Promise<RecoveryReport> {
+    return Promise.resolve({ actions: [], missingSnapshots: [] });
   }
 
   async state(inst: InstanceRecord): Promise<InstanceRuntime> {
