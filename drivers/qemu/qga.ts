@@ -74,6 +74,12 @@ export interface RunResult {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const FILE_CHUNK = 256 * 1024;
+/**
+ * The longest reply line kept: guest-exec output is capped at 16 MiB by qemu-ga, ~22 MiB in
+ * base64. A guest whose agent sends more is cut off instead of growing the daemon.
+ */
+const MAX_LINE = 64 * 2 ** 20;
+const MAX_QUEUED_LINES = 1000;
 
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
 const unb64 = (s: string | undefined) =>
@@ -101,6 +107,7 @@ interface Line {
 class Stream {
   #lines: Line[] = [];
   #parts: Uint8Array[] = [];
+  #partSize = 0;
   #sentinel = false;
   #wake: (() => void) | undefined;
   alive = true;
@@ -152,8 +159,18 @@ class Stream {
     if (this.#parts.length === 0) return;
     const text = dec.decode(Buffer.concat(this.#parts)).trim();
     this.#parts = [];
+    this.#partSize = 0;
     if (text) this.#lines.push({ text, sentinel: this.#sentinel });
+    // Lines nobody asked for are stale; a guest that floods them cannot grow the daemon.
+    if (this.#lines.length > MAX_QUEUED_LINES) this.#lines.splice(0, this.#lines.length - 100);
     this.#sentinel = false;
+  }
+
+  /** Keeps a partial line; a guest sending one longer than any reply is cut off. */
+  #keep(part: Uint8Array): boolean {
+    this.#parts.push(part);
+    this.#partSize += part.length;
+    return this.#partSize <= MAX_LINE;
   }
 
   async #pump() {
@@ -166,12 +183,12 @@ class Stream {
         for (let i = 0; i < n; i++) {
           const b = buf[i];
           if (b !== 0x0a && b !== 0xff) continue;
-          if (i > start) this.#parts.push(buf.slice(start, i));
+          if (i > start && !this.#keep(buf.slice(start, i))) throw new Error("line too long");
           this.#flush();
           if (b === 0xff) this.#sentinel = true;
           start = i + 1;
         }
-        if (n > start) this.#parts.push(buf.slice(start, n));
+        if (n > start && !this.#keep(buf.slice(start, n))) throw new Error("line too long");
         this.#wake?.();
       }
     } catch {
@@ -284,15 +301,18 @@ export class QgaClient {
       input: opts.input,
       timeoutMs: callTimeout(),
     });
+    const unfinished = () =>
+      new QgaTimeoutError(
+        `Command "${argv[0]}" did not finish in the guest within ${opts.timeoutMs} ms`,
+      );
     try {
       for (;;) {
         opts.signal?.throwIfAborted();
-        if (Date.now() >= deadline) {
-          throw new QgaTimeoutError(
-            `Command "${argv[0]}" did not finish in the guest within ${opts.timeoutMs} ms`,
-          );
-        }
-        const st = await this.execStatus(pid, { timeoutMs: callTimeout() });
+        if (Date.now() >= deadline) throw unfinished();
+        const st = await this.execStatus(pid, { timeoutMs: callTimeout() }).catch((err) => {
+          // A status call cut short by the run's own deadline is the run timing out.
+          throw err instanceof QgaTimeoutError && Date.now() >= deadline ? unfinished() : err;
+        });
         if (st.exited) {
           return {
             code: st.signal ? 128 + st.signal : st.exitCode ?? 0,

@@ -423,3 +423,29 @@ Deno.test("close() is final", async () => {
   t.qga.close();
   await assert.rejects(t.qga.execute("guest-ping"), /is closed/);
 });
+
+Deno.test("a guest agent that never ends its line is cut off, not buffered without bound", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "outpost-qga-flood-" });
+  const path = join(dir, "qga.sock");
+  const listener = Deno.listen({ transport: "unix", path });
+  const flooding = (async () => {
+    const conn = await listener.accept();
+    const chunk = new Uint8Array(1 << 20).fill(0x61);
+    try {
+      for (let i = 0; i < 100; i++) await writeAll(conn, chunk);
+    } catch { /* the client hung up */ }
+    conn.close();
+  })();
+  const qga = new QgaClient(path, { timeoutMs: 120_000 });
+  try {
+    const before = Deno.memoryUsage().rss;
+    // Cut off at once (the connection closes), not after waiting out the timeout.
+    await assert.rejects(qga.execute("guest-ping"), (e) => !(e instanceof QgaTimeoutError));
+    assert.ok(Deno.memoryUsage().rss - before < 200 * 2 ** 20, "the flood was buffered");
+  } finally {
+    qga.close();
+    listener.close();
+    await flooding;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
