@@ -45,7 +45,9 @@ export function execRoutes(agent: Agent): Hono {
     const name = c.req.param("name");
     const body = await parseBody(c, ExecPostSchema);
     const status = await agent.instances.status(agent.instances.get(name));
-    if (status === "Frozen") throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
+    if (status === "Frozen") {
+      throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
+    }
     if (status !== "Running") throw new InvalidState(`Instance "${name}" is not running`);
     const interactive = body["wait-for-websocket"] && body.interactive;
     const spawn = () =>

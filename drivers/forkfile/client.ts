@@ -1,9 +1,10 @@
 /**
  * The daemon's side of the confined file helper (helper.ts): every access to a container's files
  * — the files API, the hostname written at create and rename — runs in a helper process rooted
- * in the container and, unprivileged, inside its user namespace. This module starts it, streams
- * content through its stdin/stdout with back-pressure, bounds its time, and turns its answers
- * into typed errors.
+ * in the container and, unprivileged, inside its user namespace. This module keeps one helper per
+ * container (started on first use, ended after a few idle seconds), sends it one request at a
+ * time, streams content in frames with back-pressure, bounds its time, and turns its answers into
+ * typed errors.
  */
 import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -21,9 +22,9 @@ import {
   HELPER_SUBCOMMAND,
   type HelperAnswer,
   type HelperOp,
-  type HelperRequest,
   type HelperRoot,
   type HelperStat,
+  MAX_FRAME,
 } from "./protocol.ts";
 
 /** How one container is entered: the argv prefix that sets up its namespace, and the root. */
@@ -65,8 +66,12 @@ export const MAX_PUSH_BYTES = 16 * 2 ** 30;
 export const MAX_ENTRIES = 50_000;
 /** The answer line is bounded (a listing of MAX_ENTRIES names of 255 bytes fits). */
 const MAX_ANSWER = 16 * 2 ** 20;
-/** A helper that moves no byte for this long is killed (a FIFO swapped in, a hung FUSE mount). */
-const IDLE_MS = 30_000;
+/** A request that moves no byte for this long kills its helper (a hung FUSE mount, say). */
+const STALL_MS = 30_000;
+/** A helper nobody used for this long exits. */
+const IDLE_MS = 5_000;
+/** At most this many helpers live at once; the least recently used goes first. */
+const MAX_SESSIONS = 16;
 
 export interface ConfinedFilesOptions {
   runner: Runner;
@@ -98,6 +103,8 @@ export class ConfinedFiles {
   readonly #workDir: string;
   readonly #command: string[];
   readonly #log: (msg: string) => void;
+  /** Live helpers by target (the argv prefix and the root they were started with). */
+  #sessions = new Map<string, Session>();
 
   constructor(opts: ConfinedFilesOptions) {
     this.#runner = opts.runner;
@@ -122,79 +129,77 @@ export class ConfinedFiles {
       }
     }
     try {
-      await this.#call(["unshare", "--"], { op: "ping", root: { kind: "dir", path: "/" } });
-      if (probeMap && probeMap.length > 0) {
-        await this.#call(enterStopped(probeMap), { op: "ping", root: { kind: "dir", path: "/" } });
+      const probes = [["unshare", "--"]];
+      if (probeMap && probeMap.length > 0) probes.push(enterStopped(probeMap));
+      for (const enter of probes) {
+        await this.#request({ enter, root: { kind: "dir", path: "/" } }, { op: "ping" });
       }
       return undefined;
     } catch (err) {
       return err instanceof Error ? err.message : String(err);
+    } finally {
+      this.close();
     }
   }
 
+  /** Ends every helper (the daemon is stopping). */
+  close(): void {
+    for (const s of this.#sessions.values()) s.end();
+    this.#sessions.clear();
+  }
+
   async stat(target: ConfinedTarget, path: string): Promise<HelperStat> {
-    const a = await this.#call(target.enter, {
-      op: "stat",
-      path,
-      maxEntries: MAX_ENTRIES,
-      root: target.root,
-    });
+    const a = await this.#request(target, { op: "stat", path, maxEntries: MAX_ENTRIES });
     if (!a.stat) throw new Error("The file helper answered without a stat");
     return a.stat;
   }
 
   /**
    * A directory's listing or a symlink's target (no body), or a regular file's metadata and its
-   * content as a stream (bounded by its size at open), in one helper run.
+   * content as a stream (bounded by its size at open).
    */
   async get(
     target: ConfinedTarget,
     path: string,
   ): Promise<{ stat: HelperStat; body?: ReadableStream<Uint8Array> }> {
-    const run = this.#start(
-      target.enter,
-      { op: "get", path, maxEntries: MAX_ENTRIES, root: target.root },
-      false,
-    );
-    const { answer, rest } = await run.answer();
-    if (!answer.ok) {
-      await run.finish();
-      throw toError(answer);
+    const session = await this.#session(target);
+    const turn = await session.turn();
+    try {
+      session.send({ op: "get", path, maxEntries: MAX_ENTRIES });
+      const answer = await session.answer();
+      if (!answer.ok) throw toError(answer);
+      if (!answer.stat) throw new Error("The file helper answered without a stat");
+      if (answer.stat.type !== "file") {
+        turn.done();
+        return { stat: answer.stat };
+      }
+      const body = new ReadableStream<Uint8Array>({
+        pull: async (controller) => {
+          try {
+            const data = await session.frame();
+            if (data.length > 0) {
+              controller.enqueue(data);
+              return;
+            }
+            controller.close();
+            turn.done();
+          } catch (err) {
+            controller.error(err);
+            session.end();
+            turn.done();
+          }
+        },
+        // A client that stops reading ends the helper: the rest of the file is not read.
+        cancel: () => {
+          session.end();
+          turn.done();
+        },
+      }, { highWaterMark: 1 });
+      return { stat: answer.stat, body };
+    } catch (err) {
+      turn.done();
+      throw err;
     }
-    if (!answer.stat) throw new Error("The file helper answered without a stat");
-    if (answer.stat.type !== "file") {
-      await run.finish();
-      return { stat: answer.stat };
-    }
-    const reader = run.child.stdout.getReader();
-    let pending: Uint8Array | undefined = rest.length > 0 ? rest : undefined;
-    const body = new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        if (pending) {
-          controller.enqueue(pending);
-          pending = undefined;
-          return;
-        }
-        const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
-        if (value) {
-          run.progress();
-          controller.enqueue(value);
-          return;
-        }
-        if (done) {
-          reader.releaseLock();
-          const code = await run.finish();
-          if (code === 0) controller.close();
-          else controller.error(new Error("The file helper failed while sending the file"));
-        }
-      },
-      cancel: async () => {
-        run.kill();
-        await reader.cancel().catch(() => {});
-        await run.finish();
-      },
-    }, { highWaterMark: 1 });
-    return { stat: answer.stat, body };
   }
 
   async write(
@@ -205,143 +210,264 @@ export class ConfinedFiles {
     },
   ): Promise<void> {
     const { data, ...rest } = op;
-    const req: HelperRequest = {
-      ...rest,
-      op: "write",
-      maxBytes: op.maxBytes ?? MAX_PUSH_BYTES,
-      root: target.root,
-    };
-    const run = this.#start(target.enter, req, true);
-    const feeding = this.#feed(run, data);
-    const { answer } = await run.answer();
-    await feeding;
-    await run.finish();
-    if (!answer.ok) throw toError(answer);
+    const session = await this.#session(target);
+    const turn = await session.turn();
+    try {
+      session.send({ ...rest, op: "write", maxBytes: op.maxBytes ?? MAX_PUSH_BYTES });
+      // The answer may come early (an error): then the data still on its way is cut short.
+      let answered = false;
+      const answering = session.answer().finally(() => answered = true);
+      answering.catch(() => {});
+      await session.feed(data, () => answered);
+      const answer = await answering;
+      if (!answer.ok) throw toError(answer);
+    } finally {
+      turn.done();
+    }
   }
 
   async remove(target: ConfinedTarget, path: string): Promise<void> {
-    await this.#call(target.enter, { op: "remove", path, root: target.root });
+    await this.#request(target, { op: "remove", path });
   }
 
-  /** Streams `data` into the helper's stdin; stops quietly when the helper stops reading. */
-  async #feed(run: HelperRun, data?: Uint8Array | ReadableStream<Uint8Array>): Promise<void> {
-    const writer = run.child.stdin.getWriter();
+  async #request(target: ConfinedTarget, op: HelperOp): Promise<HelperAnswer & { ok: true }> {
+    const session = await this.#session(target);
+    const turn = await session.turn();
     try {
-      if (data instanceof Uint8Array) {
-        await writer.write(data);
-      } else if (data) {
-        const reader = data.getReader();
-        try {
-          while (true) {
-            const { value, done } = await reader.read();
-            if (done) break;
-            await writer.write(value);
-            run.progress();
-          }
-        } finally {
-          reader.releaseLock();
-        }
-      }
-      await writer.close();
-    } catch {
-      // The helper exited early (its answer says why) or the client went away.
-      run.kill();
-      await writer.abort().catch(() => {});
+      session.send(op);
+      const answer = await session.answer();
+      if (!answer.ok) throw toError(answer);
+      return answer;
+    } finally {
+      turn.done();
     }
   }
 
-  async #call(enter: string[], req: HelperRequest): Promise<HelperAnswer & { ok: true }> {
-    const run = this.#start(enter, req, false);
-    const { answer } = await run.answer();
-    await run.finish();
-    if (!answer.ok) throw toError(answer);
-    return answer;
-  }
-
-  #start(enter: string[], req: HelperRequest, stdin: boolean): HelperRun {
-    const child = this.#runner.spawn([...enter, ...this.#command, JSON.stringify(req)], {
-      stdin,
-      clearEnv: true,
-      env: {
-        DENO_DIR: join(this.#workDir, "cache"),
-        DENO_NO_UPDATE_CHECK: "1",
-        NO_COLOR: "1",
-        PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+  /**
+   * The live helper for `target`, or a new one once it has rooted itself. A helper rooted in a
+   * directory that has since been replaced (a restore, a delete and a new instance of the same
+   * name) is not reused: its root must still be the directory the path names.
+   */
+  async #session(target: ConfinedTarget): Promise<Session> {
+    const key = JSON.stringify([target.enter, target.root]);
+    const live = this.#sessions.get(key);
+    const current = target.root.kind === "dir" ? await identity(target.root.path) : undefined;
+    const fresh = target.root.kind !== "dir" || (current && sameRoot(current, live?.root));
+    if (live?.alive && fresh) {
+      // Most recently used last: eviction takes the first.
+      this.#sessions.delete(key);
+      this.#sessions.set(key, live);
+      return live;
+    }
+    if (live) this.#sessions.delete(key);
+    while (this.#sessions.size >= MAX_SESSIONS) {
+      const [oldest, s] = this.#sessions.entries().next().value!;
+      this.#sessions.delete(oldest);
+      s.end();
+    }
+    const child = this.#runner.spawn(
+      [...target.enter, ...this.#command, JSON.stringify(target.root)],
+      {
+        stdin: true,
+        clearEnv: true,
+        env: {
+          DENO_DIR: join(this.#workDir, "cache"),
+          DENO_NO_UPDATE_CHECK: "1",
+          NO_COLOR: "1",
+          PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+        },
       },
+    );
+    const session = new Session(child, this.#log, () => {
+      if (this.#sessions.get(key) === session) this.#sessions.delete(key);
     });
-    return new HelperRun(child, this.#log);
+    const turn = await session.turn();
+    try {
+      const rooted = await session.answer();
+      if (!rooted.ok) {
+        session.end();
+        throw toError(rooted);
+      }
+      session.root = rooted.root;
+    } finally {
+      turn.done();
+    }
+    this.#sessions.set(key, session);
+    return session;
   }
 }
 
-/** One helper process: its answer line, a watchdog, and its end. */
-class HelperRun {
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #killed = false;
+/** The device and inode of a host directory the daemon owns (not one inside a container). */
+async function identity(path: string): Promise<{ dev: number; ino: number } | undefined> {
+  try {
+    const st = await Deno.lstat(path);
+    return { dev: st.dev, ino: st.ino ?? -1 };
+  } catch {
+    return undefined;
+  }
+}
+
+function sameRoot(
+  a: { dev: number; ino: number },
+  b: { dev: number; ino: number } | undefined,
+): boolean {
+  return b !== undefined && a.dev === b.dev && a.ino === b.ino;
+}
+
+/** One helper process: requests one at a time, a stall watchdog, and an idle exit. */
+class Session {
+  alive = true;
+  /** The root the helper reported once rooted. */
+  root?: { dev: number; ino: number };
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #buf: Uint8Array = new Uint8Array(0);
+  #queue: Promise<void> = Promise.resolve();
+  #stall: ReturnType<typeof setTimeout> | undefined;
+  #idle: ReturnType<typeof setTimeout> | undefined;
   #stderr: Promise<string>;
 
-  constructor(readonly child: Deno.ChildProcess, private log: (msg: string) => void) {
-    this.progress();
+  constructor(
+    readonly child: Deno.ChildProcess,
+    private log: (msg: string) => void,
+    private onEnd: () => void,
+  ) {
+    this.#reader = child.stdout.getReader();
+    this.#writer = child.stdin.getWriter();
     this.#stderr = boundedText(child.stderr, 4096);
+    child.status.then(() => this.end());
   }
 
-  progress(): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.log(`file helper ${this.child.pid}: no progress for ${IDLE_MS / 1000} s, killed`);
-      this.kill();
-    }, IDLE_MS);
+  /** Waits for this session to be free; `done()` frees it (and starts the idle clock). */
+  async turn(): Promise<{ done: () => void }> {
+    let release!: () => void;
+    const prev = this.#queue;
+    this.#queue = new Promise<void>((r) => release = r);
+    await prev;
+    clearTimeout(this.#idle);
+    this.#progress();
+    let released = false;
+    return {
+      done: () => {
+        if (released) return;
+        released = true;
+        clearTimeout(this.#stall);
+        clearTimeout(this.#idle);
+        this.#idle = setTimeout(() => this.end(), IDLE_MS);
+        release();
+      },
+    };
   }
 
-  kill(): void {
-    if (this.#killed) return;
-    this.#killed = true;
+  send(op: HelperOp): void {
+    if (!this.alive) throw new Error("The file helper has exited");
+    this.#writer.write(new TextEncoder().encode(`${JSON.stringify(op)}\n`)).catch(() => {});
+  }
+
+  /** Streams `data` as frames, then the empty end frame; stops early once `stop()` says so. */
+  async feed(data: Uint8Array | ReadableStream<Uint8Array> | undefined, stop: () => boolean) {
+    const frame = async (bytes: Uint8Array) => {
+      const out = new Uint8Array(4 + bytes.length);
+      new DataView(out.buffer).setUint32(0, bytes.length);
+      out.set(bytes, 4);
+      await this.#writer.write(out);
+      this.#progress();
+    };
+    const chunks = async (bytes: Uint8Array) => {
+      for (let off = 0; off < bytes.length && !stop(); off += MAX_FRAME) {
+        await frame(bytes.subarray(off, off + MAX_FRAME));
+      }
+    };
+    try {
+      if (data instanceof Uint8Array) await chunks(data);
+      else if (data) {
+        const reader = data.getReader();
+        try {
+          while (!stop()) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            await chunks(value);
+          }
+        } finally {
+          reader.cancel().catch(() => {});
+        }
+      }
+      await frame(new Uint8Array());
+    } catch (err) {
+      // The helper is gone, or the client's upload broke off: this helper cannot go on.
+      this.end();
+      if (!stop()) throw err;
+    }
+  }
+
+  /** The next answer line. */
+  async answer(): Promise<HelperAnswer> {
+    for (;;) {
+      const nl = this.#buf.indexOf(10);
+      if (nl >= 0) {
+        const line = new TextDecoder().decode(this.#buf.subarray(0, nl));
+        this.#buf = this.#buf.subarray(nl + 1);
+        return parseAnswer(line);
+      }
+      if (this.#buf.length > MAX_ANSWER) {
+        this.end();
+        throw new Error("The file helper's answer is too long");
+      }
+      await this.#more();
+    }
+  }
+
+  /** The next data frame (empty at the end of the data). */
+  async frame(): Promise<Uint8Array> {
+    while (this.#buf.length < 4) await this.#more();
+    const len = new DataView(this.#buf.buffer, this.#buf.byteOffset, 4).getUint32(0);
+    if (len > MAX_FRAME) {
+      this.end();
+      throw new Error("The file helper sent a frame that is too large");
+    }
+    while (this.#buf.length < 4 + len) await this.#more();
+    const data = this.#buf.slice(4, 4 + len);
+    this.#buf = this.#buf.subarray(4 + len);
+    return data;
+  }
+
+  async #more(): Promise<void> {
+    const { value, done } = await this.#reader.read().catch(() => ({
+      value: undefined,
+      done: true,
+    }));
+    if (done || !value) {
+      this.end();
+      const status = await this.child.status;
+      const why = (await this.#stderr).trim().split("\n").slice(-2).join("; ");
+      throw new Error(
+        `The file helper exited (code ${status.code})${why ? `: ${why}` : ""}`,
+      );
+    }
+    this.#progress();
+    this.#buf = this.#buf.length === 0 ? value : concatBytes([this.#buf, value]);
+  }
+
+  #progress(): void {
+    clearTimeout(this.#stall);
+    this.#stall = setTimeout(() => {
+      this.log(`file helper ${this.child.pid}: no progress for ${STALL_MS / 1000} s, killed`);
+      this.end();
+    }, STALL_MS);
+  }
+
+  /** Kills the helper and frees everything it held. */
+  end(): void {
+    clearTimeout(this.#stall);
+    clearTimeout(this.#idle);
+    if (!this.alive) return;
+    this.alive = false;
+    this.onEnd();
     try {
       this.child.kill("SIGKILL");
     } catch { /* already gone */ }
-  }
-
-  /** Reads the answer line; the bytes after it (file content) are returned as `rest`. */
-  async answer(): Promise<{ answer: HelperAnswer; rest: Uint8Array }> {
-    const reader = this.child.stdout.getReader();
-    const parts: Uint8Array[] = [];
-    let size = 0;
-    try {
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        this.progress();
-        const nl = value.indexOf(10);
-        if (nl < 0) {
-          parts.push(value);
-          size += value.length;
-          if (size > MAX_ANSWER) {
-            this.kill();
-            throw new Error("The file helper's answer is too long");
-          }
-          continue;
-        }
-        parts.push(value.subarray(0, nl));
-        const line = new TextDecoder().decode(concatBytes(parts));
-        return { answer: parseAnswer(line), rest: value.subarray(nl + 1) };
-      }
-    } finally {
-      reader.releaseLock();
-    }
-    const code = await this.finish();
-    const why = (await this.#stderr).trim().split("\n").slice(-2).join("; ");
-    throw new Error(
-      `The file helper exited (${this.#killed ? "killed" : `code ${code}`}) without an answer${
-        why ? `: ${why}` : ""
-      }`,
-    );
-  }
-
-  /** Waits for the process (its stdout must be consumed or cancelled by then). */
-  async finish(): Promise<number> {
-    await this.child.stdout.cancel().catch(() => {});
-    const status = await this.child.status;
-    clearTimeout(this.#timer);
-    return status.code;
+    this.#writer.close().catch(() => {});
+    this.#reader.cancel().catch(() => {});
   }
 }
 

@@ -72,6 +72,7 @@ async function withRootfs(fn: (f: Fixture) => Promise<void>): Promise<void> {
       target: { enter: enterStopped(MAP), root: { kind: "dir", path: rootfs } },
     });
   } finally {
+    (await helper()).close();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -210,6 +211,20 @@ Deno.test("stat() lists directories sorted and reports symlinks without followin
     assert.equal(link.body, undefined);
     assert.equal(link.stat.type, "symlink");
     assert.equal(link.stat.target, "/etc/passwd");
+  });
+});
+
+Deno.test("a helper rooted in a directory since replaced is not reused", async () => {
+  await withRootfs(async ({ rootfs, files, target, dir }) => {
+    await files.write(target, { path: "/tmp/a", type: "file", append: false, data: enc("old") });
+    // A restore swaps the rootfs for another tree under the same path.
+    await Deno.rename(rootfs, join(dir, "old-rootfs"));
+    await Deno.mkdir(join(rootfs, "tmp"), { recursive: true });
+    chownSync(rootfs, BASE, BASE);
+    chownSync(join(rootfs, "tmp"), BASE, BASE);
+    await files.write(target, { path: "/tmp/a", type: "file", append: false, data: enc("new") });
+    assert.equal(readFileSync(join(rootfs, "tmp", "a"), "utf8"), "new");
+    assert.equal(readFileSync(join(dir, "old-rootfs", "tmp", "a"), "utf8"), "old");
   });
 });
 

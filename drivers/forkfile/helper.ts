@@ -1,5 +1,5 @@
 /**
- * The confined file helper: a short-lived process of outpost's own code that roots itself in one
+ * The confined file helper: a process of outpost's own code that roots itself in one
  * container (chroot into its rootfs, or into its init's root while it runs) and, for an
  * unprivileged container, runs inside the container's user namespace as its root. Every path it
  * then opens is resolved by the kernel inside the container: a symlink swapped in at any moment
@@ -7,16 +7,17 @@
  * map are out of reach even through a mount. It never runs a binary of the container.
  *
  * Started by `client.ts` through `nsenter --user` (running container) or `unshare --user` (stopped
- * one); see protocol.ts for the exchange. Imports nothing of outpost's but the protocol types.
+ * one), it then serves requests one at a time on stdin/stdout until stdin ends; see protocol.ts for
+ * the exchange. Imports nothing of outpost's but the protocol types.
  */
 import fs from "node:fs";
-import type {
-  HelperAnswer,
-  HelperErrorKind,
-  HelperOp,
-  HelperRequest,
-  HelperRoot,
-  HelperStat,
+import {
+  type HelperAnswer,
+  type HelperErrorKind,
+  type HelperOp,
+  type HelperRoot,
+  type HelperStat,
+  MAX_FRAME,
 } from "./protocol.ts";
 
 class HelperError extends Error {
@@ -26,9 +27,85 @@ class HelperError extends Error {
 }
 
 const C = fs.constants;
-/** Set once file bytes follow the answer line: a later error can only end the stream. */
+/** Set once file bytes follow the answer line: a later error can only end the session. */
 let streaming = false;
 const CHUNK = 64 * 1024;
+/** A request line longer than this ends the session (requests are small JSON objects). */
+const MAX_REQUEST = 1 << 20;
+
+/** Buffered, blocking reads of stdin: request lines and data frames. */
+class Input {
+  #buf = new Uint8Array(CHUNK * 2);
+  #start = 0;
+  #end = 0;
+
+  #fill(): boolean {
+    if (this.#start > 0) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    if (this.#end === this.#buf.length) {
+      const bigger = new Uint8Array(this.#buf.length * 2);
+      bigger.set(this.#buf);
+      this.#buf = bigger;
+    }
+    const n = Deno.stdin.readSync(this.#buf.subarray(this.#end));
+    if (n === null || n === 0) return false;
+    this.#end += n;
+    return true;
+  }
+
+  /** The next line, or null at the end of input. */
+  line(): string | null {
+    for (;;) {
+      const nl = this.#buf.subarray(this.#start, this.#end).indexOf(10);
+      if (nl >= 0) {
+        const text = new TextDecoder().decode(this.#buf.subarray(this.#start, this.#start + nl));
+        this.#start += nl + 1;
+        return text;
+      }
+      if (this.#end - this.#start > MAX_REQUEST) throw new Error("Request line too long");
+      if (!this.#fill()) return null;
+    }
+  }
+
+  /** Exactly `n` bytes (a view valid until the next read). */
+  exact(n: number): Uint8Array {
+    while (this.#end - this.#start < n) {
+      if (!this.#fill()) throw new Error("Input ended inside a frame");
+    }
+    const out = this.#buf.subarray(this.#start, this.#start + n);
+    this.#start += n;
+    return out;
+  }
+
+  /** The next data frame; an empty one ends the data. */
+  frame(): Uint8Array {
+    const head = this.exact(4);
+    const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+    if (len > MAX_FRAME) throw new Error("Data frame too large");
+    return this.exact(len);
+  }
+}
+
+const input = new Input();
+/** Data frames of the current write not read yet (drained after an early error). */
+let framesPending = false;
+
+function drainFrames(): void {
+  while (framesPending) {
+    if (input.frame().length === 0) framesPending = false;
+  }
+}
+
+/** One frame of data on stdout: a 4-byte big-endian length, then the bytes. */
+function writeFrame(data: Uint8Array): void {
+  const out = new Uint8Array(4 + data.length);
+  new DataView(out.buffer).setUint32(0, data.length);
+  out.set(data, 4);
+  writeAll(1, out);
+}
 const enc = new TextEncoder();
 
 function cstr(s: string): Uint8Array<ArrayBuffer> {
@@ -246,23 +323,28 @@ function get(path: string, maxEntries: number): void {
   for (let left = st.size; left > 0;) {
     const n = fs.readSync(fd, buf, 0, Math.min(CHUNK, left), null);
     if (n === 0) break;
-    writeAll(1, buf.subarray(0, n));
+    writeFrame(buf.subarray(0, n));
     left -= n;
   }
   fs.closeSync(fd);
+  writeFrame(new Uint8Array());
+  streaming = false;
 }
 
-/** Copies stdin into `fd`, refusing more than `max` bytes. */
-function copyStdin(fd: number, max: number): number {
-  const buf = new Uint8Array(CHUNK);
+/** Copies the request's data frames into `fd`, refusing more than `max` bytes. */
+function copyFrames(fd: number, max: number): number {
   let total = 0;
-  while (true) {
-    const n = Deno.stdin.readSync(buf);
-    if (n === null || n === 0) return total;
-    total += n;
+  while (framesPending) {
+    const data = input.frame();
+    if (data.length === 0) {
+      framesPending = false;
+      break;
+    }
+    total += data.length;
     if (total > max) throw new HelperError("TooLarge", `File too large: the limit is ${max} bytes`);
-    writeAll(fd, buf.subarray(0, n));
+    writeAll(fd, data);
   }
+  return total;
 }
 
 /** Owner and mode as the files API sets them: asked values, else kept, else root and default. */
@@ -338,7 +420,7 @@ function write(op: Extract<HelperOp, { op: "write" }>): number {
     if (!op.append) fs.ftruncateSync(fd, 0);
     let written: number;
     try {
-      written = copyStdin(fd, op.maxBytes);
+      written = copyFrames(fd, op.maxBytes);
     } catch (err) {
       if (!existing) fs.unlinkSync(path);
       throw err;
@@ -441,49 +523,75 @@ function toAnswer(err: unknown, path: string): HelperAnswer {
   return { ok: false, kind, message };
 }
 
-function run(req: HelperRequest): number {
-  enterRoot(req.root);
+/** Serves one request; its answer (and data) are on stdout when it returns. */
+function serve(req: HelperOp): void {
   switch (req.op) {
     case "ping":
       answer({ ok: true });
-      return 0;
+      return;
     case "stat":
       checkPath(req.path);
       answer({ ok: true, stat: stat(req.path, req.maxEntries) });
-      return 0;
+      return;
     case "get":
       checkPath(req.path);
       get(req.path, req.maxEntries);
-      return 0;
-    case "write":
+      return;
+    case "write": {
+      framesPending = true;
       checkPath(req.path);
-      answer({ ok: true, written: write(req) });
-      return 0;
+      const written = write(req);
+      drainFrames();
+      answer({ ok: true, written });
+      return;
+    }
     case "remove":
       checkPath(req.path);
       remove(req.path);
       answer({ ok: true });
-      return 0;
+      return;
+    default:
+      throw new HelperError("Internal", "Unknown helper request");
   }
 }
 
-/** Runs one request (the last argument) and returns the exit code. */
+/**
+ * Roots the process as the last argument says, then serves requests until stdin ends. Returns
+ * the exit code: 0 at the end of input, 1 when it had to stop (a failure mid-stream, a broken
+ * exchange), 2 when it could not root itself.
+ */
 export function helperMain(args: string[]): number {
-  let req: HelperRequest;
   try {
-    req = JSON.parse(args[args.length - 1] ?? "");
-  } catch {
-    answer({ ok: false, kind: "Internal", message: "Invalid helper request" });
+    enterRoot(JSON.parse(args[args.length - 1] ?? ""));
+    const st = fs.statSync("/");
+    answer({ ok: true, root: { dev: st.dev, ino: st.ino } });
+  } catch (err) {
+    try {
+      answer(toAnswer(err, "/"));
+    } catch { /* the daemon went away */ }
     return 2;
   }
-  try {
-    return run(req);
-  } catch (err) {
-    if (streaming) return 1;
+  for (;;) {
+    let req: HelperOp;
     try {
-      answer(toAnswer(err, "path" in req ? req.path : "/"));
-    } catch { /* the daemon went away */ }
-    return 1;
+      const line = input.line();
+      if (line === null) return 0;
+      req = JSON.parse(line);
+    } catch {
+      return 1;
+    }
+    try {
+      serve(req);
+    } catch (err) {
+      if (streaming) return 1;
+      try {
+        // The error is said at once; data still on its way is read and dropped after it.
+        answer(toAnswer(err, "path" in req ? req.path : "/"));
+        drainFrames();
+      } catch {
+        return 1;
+      }
+    }
   }
 }
 

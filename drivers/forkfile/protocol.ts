@@ -1,9 +1,15 @@
 /**
- * What the daemon and the confined file helper (`helper.ts`) say to each other. The request is
- * one JSON argument; the answer is one JSON line on stdout, followed, for `read`, by the file's
- * bytes. Content to write arrives on stdin. This module imports nothing: the helper loads it in a
- * process that must start fast.
+ * What the daemon and the confined file helper (`helper.ts`) say to each other. The helper is
+ * started with its root (a JSON argument) and answers one line when it is rooted. Then each
+ * request is one JSON line on stdin and each answer one JSON line on stdout. Data travels in
+ * frames (a 4-byte big-endian length, then the bytes; an empty frame ends it): a write's content
+ * follows its request on stdin, always ended by an empty frame; a regular file's content follows
+ * the `get` answer on stdout. This module imports nothing: the helper loads it in a process that
+ * must start fast.
  */
+
+/** The largest data frame either side sends. */
+export const MAX_FRAME = 1 << 20;
 
 /** Where the helper roots itself before touching anything. */
 export type HelperRoot =
@@ -36,8 +42,6 @@ export type HelperOp =
   }
   | { op: "remove"; path: string };
 
-export type HelperRequest = HelperOp & { root: HelperRoot };
-
 export interface HelperStat {
   type: "file" | "directory" | "symlink" | "other";
   uid: number;
@@ -58,7 +62,13 @@ export type HelperErrorKind =
   | "Internal";
 
 export type HelperAnswer =
-  | { ok: true; stat?: HelperStat; written?: number }
+  | {
+    ok: true;
+    stat?: HelperStat;
+    written?: number;
+    /** In the answer to being rooted: the device and inode of the new root. */
+    root?: { dev: number; ino: number };
+  }
   | { ok: false; kind: HelperErrorKind; message: string };
 
 /** The hidden subcommand a compiled outpost binary runs the helper under. */

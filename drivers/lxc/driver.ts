@@ -75,6 +75,11 @@ export class LxcDriver implements Driver {
     this.snapshots = new LxcSnapshots((name) => this.dir(name), runner);
   }
 
+  /** Ends the file helpers (the daemon is stopping). */
+  close(): void {
+    this.confined.close();
+  }
+
   /** Readies the file helper; a message when it cannot run in a user namespace. */
   async prepareFiles(): Promise<string | undefined> {
     return await this.confined.prepare(idRanges(idmapJson(this.#hostIdMap())));
