@@ -21,7 +21,7 @@ import {
 import type { EventBus } from "./events.ts";
 import type { ImageStore } from "./images.ts";
 import { KeyedLock } from "./locks.ts";
-import { DELETING, RENAMING_TO } from "./recovery.ts";
+import { DELETING, RENAMING_TO, RESUME } from "./recovery.ts";
 import { checkInstanceName } from "./names.ts";
 import type { Device, InstanceRecord, Store } from "./store.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
@@ -68,6 +68,32 @@ const SUPPORTED_DEVICE_TYPES = new Set(["none"]);
 
 /** The host boot an instance was last started in (a reboot since means it should come back). */
 const BOOT_ID = "volatile.last_state.boot_id";
+
+/** Refuses a state change that does not fit the instance's status. */
+function checkAction(name: string, action: StateAction, status: PowerState): void {
+  const refuse = (why: string) => {
+    throw new InvalidState(`Instance "${name}" ${why}`);
+  };
+  switch (action) {
+    case "start":
+      if (status === "Running") refuse("is already running");
+      if (status === "Frozen") refuse("is paused: resume it instead");
+      break;
+    case "stop":
+      if (status === "Stopped") refuse("is already stopped");
+      break;
+    case "restart":
+      if (status === "Stopped") refuse("is not running: start it instead");
+      break;
+    case "freeze":
+      if (status === "Frozen") refuse("is already paused");
+      if (status !== "Running") refuse("is not running");
+      break;
+    case "unfreeze":
+      if (status !== "Frozen") refuse("is not paused");
+      break;
+  }
+}
 
 export class InstanceManager {
   readonly locks = new KeyedLock();
@@ -193,33 +219,13 @@ export class InstanceManager {
   async prepareState(name: string, req: StateRequest): Promise<() => Promise<void>> {
     const inst = this.get(name);
     const driver = this.drivers.get(inst.type);
-    const status = await driver.status(inst);
-    const refuse = (why: string) => {
-      throw new InvalidState(`Instance "${name}" ${why}`);
-    };
-    switch (req.action) {
-      case "start":
-        if (status === "Running") refuse("is already running");
-        if (status === "Frozen") refuse("is paused: resume it instead");
-        break;
-      case "stop":
-        if (status === "Stopped") refuse("is already stopped");
-        break;
-      case "restart":
-        if (status === "Stopped") refuse("is not running: start it instead");
-        break;
-      case "freeze":
-        if (status === "Frozen") refuse("is already paused");
-        if (status !== "Running") refuse("is not running");
-        break;
-      case "unfreeze":
-        if (status !== "Frozen") refuse("is not paused");
-        break;
-    }
+    checkAction(name, req.action, await driver.status(inst));
     const timeout = req.timeout < 0 ? DEFAULT_STOP_TIMEOUT : req.timeout;
     return () =>
       this.locks.run(name, async () => {
         const cur = this.get(name);
+        // Checked again under the lock: another change may have come first.
+        checkAction(name, req.action, await driver.status(cur));
         const source = `/1.0/instances/${name}`;
         switch (req.action) {
           case "start":
@@ -232,9 +238,10 @@ export class InstanceManager {
             if (cur.ephemeral) await this.#deleteNow(cur);
             break;
           case "restart":
-            await driver.stop(cur, { force: req.force, timeout });
-            await driver.start(cur);
-            this.#setPower(cur, "RUNNING");
+            await this.whileResuming(cur, async () => {
+              await driver.stop(cur, { force: req.force, timeout });
+              await this.#start(cur, false);
+            });
             this.events.lifecycle("instance-restarted", source);
             break;
           case "freeze":
@@ -251,13 +258,33 @@ export class InstanceManager {
       });
   }
 
-  async #start(inst: InstanceRecord): Promise<void> {
+  /**
+   * Runs work that stops a running instance and starts it again (restart, restore) with the
+   * intent recorded: a kill in between leaves an instance the next start brings back up.
+   */
+  async whileResuming(inst: InstanceRecord, work: () => Promise<void>): Promise<void> {
+    inst.config[RESUME] = "true";
+    this.store.putInstance(inst);
+    try {
+      await work();
+    } finally {
+      delete inst.config[RESUME];
+      this.store.putInstance(inst);
+    }
+  }
+
+  async #start(inst: InstanceRecord, announce = true): Promise<void> {
     const driver = this.drivers.get(inst.type);
     await driver.start(inst);
     inst.last_used_at = new Date().toISOString();
     if (this.bootId) inst.config[BOOT_ID] = this.bootId;
     this.#setPower(inst, "RUNNING");
-    this.events.lifecycle("instance-started", `/1.0/instances/${inst.name}`);
+    if (announce) this.events.lifecycle("instance-started", `/1.0/instances/${inst.name}`);
+  }
+
+  /** Starts an instance for a caller that holds its lock (a restore that brings it back). */
+  async startLocked(inst: InstanceRecord): Promise<void> {
+    await this.#start(inst);
   }
 
   #setPower(inst: InstanceRecord, power: string): void {
@@ -352,11 +379,19 @@ export class InstanceManager {
   async prepareDelete(name: string): Promise<() => Promise<void>> {
     const inst = this.get(name);
     const driver = this.drivers.get(inst.type);
-    const status = await driver.status(inst);
-    if (status === "Running" || status === "Frozen") {
-      throw new InvalidState(`Instance "${name}" is running: stop it first or pass --force`);
-    }
-    return () => this.locks.run(name, () => this.#deleteNow(this.get(name)));
+    const refuseRunning = (status: PowerState) => {
+      if (status === "Running" || status === "Frozen") {
+        throw new InvalidState(`Instance "${name}" is running: stop it first or pass --force`);
+      }
+    };
+    refuseRunning(await driver.status(inst));
+    return () =>
+      this.locks.run(name, async () => {
+        const cur = this.get(name);
+        // Checked again under the lock: a start may have come first.
+        refuseRunning(await driver.status(cur));
+        await this.#deleteNow(cur);
+      });
   }
 
   /** Checks a rename synchronously (stopped instance, free valid name) and returns the work. */
@@ -368,14 +403,25 @@ export class InstanceManager {
       throw new Conflict(`Instance "${newName}" already exists`);
     }
     const driver = this.drivers.get(inst.type);
-    if ((await driver.status(inst)) !== "Stopped") {
-      throw new InvalidState(`Instance "${name}" is running: stop it before renaming it`);
-    }
+    const refuseRunning = (status: PowerState) => {
+      if (status !== "Stopped") {
+        throw new InvalidState(`Instance "${name}" is running: stop it before renaming it`);
+      }
+    };
+    // The new name is claimed before any wait, so a create of that name cannot slip in.
     this.#creating.add(newName);
+    try {
+      refuseRunning(await driver.status(inst));
+    } catch (err) {
+      this.#creating.delete(newName);
+      throw err;
+    }
     return () =>
       this.locks.run(name, async () => {
         try {
           const cur = this.get(name);
+          // Checked again under the lock: a start may have come first.
+          refuseRunning(await driver.status(cur));
           // The intent goes first: a kill between the storage move and the record's rename is
           // finished (or taken back) by the next start.
           this.store.putInstance({ ...cur, config: { ...cur.config, [RENAMING_TO]: newName } });
@@ -507,13 +553,18 @@ export class InstanceManager {
       // Stopped while the host stayed up (killed, or powered off from inside) while nobody was
       // watching: record the stop, so it is not taken for a host reboot and started again.
       const sameBoot = this.bootId !== undefined && inst.config[BOOT_ID] === this.bootId;
-      if (status === "Stopped" && power === "RUNNING" && sameBoot) {
+      const resume = inst.config[RESUME] !== undefined;
+      if (resume) {
+        delete inst.config[RESUME];
+        this.#setPower(inst, status === "Stopped" ? "RUNNING" : power ?? "RUNNING");
+        this.log(`instance ${inst.name}: a restart or restore was interrupted: starting it again`);
+      } else if (status === "Stopped" && power === "RUNNING" && sameBoot) {
         this.#setPower(inst, "STOPPED");
         this.log(`instance ${inst.name}: stopped while the daemon was away`);
       }
       const autostart = inst.config["boot.autostart"];
       const wasRunning = inst.config["volatile.last_state.power"] === "RUNNING";
-      const want = autostart === undefined ? wasRunning : isTrue(autostart);
+      const want = resume || (autostart === undefined ? wasRunning : isTrue(autostart));
       if (status === "Stopped" && want) {
         try {
           await this.locks.run(inst.name, () => this.#start(inst));

@@ -1,7 +1,8 @@
 /**
  * Start-up recovery: a `kill -9` at any moment leaves nothing the next start does not clean up.
  * Work that changes storage and records in two steps leaves an intent in the record first
- * (`volatile.deleting`, `volatile.renaming_to`), so the next start can finish it or take it back;
+ * (`volatile.deleting`, `volatile.renaming_to`, `volatile.resume`), so the next start can finish
+ * it or take it back;
  * storage with no record at all is what an interrupted create left, and is removed.
  */
 import type { DriverRegistry } from "../drivers/registry.ts";
@@ -13,6 +14,11 @@ import type { InstanceRecord, Store } from "./store.ts";
 export const DELETING = "volatile.deleting";
 /** Set on a record (to the new name) while its storage is being renamed. */
 export const RENAMING_TO = "volatile.renaming_to";
+/**
+ * Set on a record while a running instance is stopped to be started again (restart, restore):
+ * the next start brings it back up whatever else the record says.
+ */
+export const RESUME = "volatile.resume";
 
 const TYPES: InstanceType[] = ["container", "virtual-machine"];
 

@@ -10,6 +10,7 @@ import { BadRequest, Conflict, messageOf, NotFound } from "./errors.ts";
 import type { EventBus } from "./events.ts";
 import type { InstanceManager } from "./instances.ts";
 import type { InstanceRecord, SnapshotRecord, Store } from "./store.ts";
+import { RESUME } from "./recovery.ts";
 
 /** Go's zero time: what Incus reports for "never" (no expiry, never used). */
 export const NEVER = "0001-01-01T00:00:00Z";
@@ -226,31 +227,34 @@ export class SnapshotManager {
         const status = await driver.status(cur);
         const wasRunning = status === "Running" || status === "Frozen";
         if (wasRunning) {
+          // The intent goes first: a kill from here on leaves an instance the next start
+          // brings back up (see agent/recovery.ts).
+          cur.config[RESUME] = "true";
+          this.store.putInstance(cur);
           if (status === "Frozen") await driver.unfreeze(cur);
           await driver.stop(cur, { force: true, timeout: -1 });
-          cur.config["volatile.last_state.power"] = "STOPPED";
-          this.store.putInstance(cur);
           this.events.lifecycle("instance-stopped", source);
         }
         await access.restore(cur, name);
         const next = restoredInstance(cur, rec);
         next.config["volatile.last_state.power"] = "STOPPED";
+        if (wasRunning) next.config[RESUME] = "true";
+        else delete next.config[RESUME];
         this.store.putInstance(next);
         this.events.lifecycle("instance-restored", source, { snapshot: name });
         if (wasRunning) {
           try {
-            await driver.start(next);
+            await this.instances.startLocked(next);
           } catch (err) {
             throw new Error(
               `Instance "${instance}" was restored from "${name}" but did not start again: ${
                 messageOf(err)
               }`,
             );
+          } finally {
+            delete next.config[RESUME];
+            this.store.putInstance(next);
           }
-          next.last_used_at = new Date().toISOString();
-          next.config["volatile.last_state.power"] = "RUNNING";
-          this.store.putInstance(next);
-          this.events.lifecycle("instance-started", source);
         }
         return next;
       });

@@ -283,7 +283,13 @@ export class ConfinedFiles {
     });
     const turn = await session.turn();
     try {
-      const rooted = await session.answer();
+      const rooted = await session.answer().catch((err) => {
+        // A running container's init that went away before the helper reached it: a restart.
+        if (target.root.kind !== "pid") throw err;
+        throw new Conflict(
+          "The instance stopped or restarted while its files were reached: try again",
+        );
+      });
       if (!rooted.ok) {
         session.end();
         throw toError(rooted);

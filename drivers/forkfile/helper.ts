@@ -199,7 +199,11 @@ function enterRoot(root: HelperRoot): void {
   } else {
     // Pin the root first, then check the pid still is the container's init: if it was reused in
     // between, the check fails and nothing was touched.
-    c.chdir(`/proc/${root.pid}/root`);
+    try {
+      c.chdir(`/proc/${root.pid}/root`);
+    } catch {
+      throw new HelperError("Conflict", "The instance stopped or restarted: try again");
+    }
     const cgroups = c.readText(`/proc/${root.pid}/cgroup`).split("\n");
     const inCgroup = cgroups.some((l) =>
       l.split(":").slice(2).join(":").split("/").pop() === root.cgroup
