@@ -233,7 +233,7 @@ export function checkServerKey(key: string, value: string): ConfigKey {
     key.startsWith(n.prefix) && key.length > n.prefix.length
   );
   if (!ns) throw new BadRequest(`Unknown server config key "${key}"`);
-  return { key, schema: anyString, scope: "any", live: true, doc: ns.doc };
+  return checkValue({ key, schema: anyString, scope: "any", live: true, doc: ns.doc }, value);
 }
 
 function checkValue(decl: ConfigKey, value: string): ConfigKey {

@@ -264,3 +264,18 @@ Deno.test("malformed query values and percent-encoding are 400s", async () => {
     assert.ok(res.status < 500, `status ${res.status}`);
   });
 });
+
+Deno.test("a byte order mark, a lone surrogate or a NUL anywhere in a body is a 400", async () => {
+  await withApp(async (app) => {
+    const post = async (body: BodyInit) => {
+      const r = await app.request("/1.0/images/aliases", { method: "POST", body });
+      return { status: r.status, body: await r.json() };
+    };
+    assertError(await post(new Uint8Array([0xef, 0xbb, 0xbf, 0x7b, 0x7d])), 400, "JSON");
+    assertError(await post('{"name":"a\\ud800","target":"x"}'), 400, "lone surrogate");
+    assertError(await post('{"name":"a","target":"x","description":"a\\u0000"}'), 400, "NUL");
+    assertError(await post('{"name":"a","target":"x","k\\u0000":1}'), 400, "field name");
+    // A PUT needs the config it replaces with (or a snapshot to restore).
+    assertError(await call(app, "PUT", "/1.0/instances/c1", {}), 400, "whole instance");
+  });
+});

@@ -6,7 +6,8 @@ import { concatBytes } from "../drivers/bytes.ts";
 /** JSON request bodies larger than this are refused (uploads stream elsewhere). */
 export const MAX_JSON_BODY = 4 * 2 ** 20;
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a byte order mark in the text, so JSON.parse refuses it as it should.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Reads a request body into memory, refusing more than `limit` bytes (whether or not the client
@@ -71,7 +72,48 @@ export async function parseBody<T extends z.ZodType>(
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new BadRequest("Invalid body: expected a JSON object");
   }
+  checkStrings(raw);
   return schema.parse(raw);
+}
+
+/** No API body nests deeper than this; deeper ones are refused before anything walks them. */
+const MAX_DEPTH = 32;
+
+/**
+ * Every string of a body, keys included, must be one that survives storage and argv unchanged:
+ * well-formed Unicode (a lone surrogate such as `\ud800` would be stored as U+FFFD) and no NUL.
+ * Walked with an explicit stack: a body nested 100,000 deep is a 400, not a stack overflow.
+ */
+export function checkStrings(body: unknown): void {
+  const bad = (s: string) => !s.isWellFormed() || s.includes("\0");
+  const refuse = (what: string, path: string): never => {
+    const where = path ? ` in field "${path}"` : "";
+    throw new BadRequest(`Invalid ${what}${where}: NUL bytes and lone surrogates are refused`);
+  };
+  // Containers only go on the stack (with their path); strings are checked where they are met.
+  const stack: [object, string, number][] = [];
+  const visit = (value: unknown, path: () => string, depth: number) => {
+    if (typeof value === "string") {
+      if (bad(value)) refuse("string", path());
+    } else if (value !== null && typeof value === "object") {
+      if (depth >= MAX_DEPTH) {
+        throw new BadRequest(`Invalid body: nested deeper than ${MAX_DEPTH}`);
+      }
+      stack.push([value, path(), depth]);
+    }
+  };
+  visit(body, () => "", 0);
+  while (stack.length > 0) {
+    const [value, path, depth] = stack.pop()!;
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) visit(value[i], () => `${path}[${i}]`, depth + 1);
+      continue;
+    }
+    for (const k in value) {
+      if (bad(k)) refuse("field name", path);
+      visit((value as Record<string, unknown>)[k], () => (path ? `${path}.${k}` : k), depth + 1);
+    }
+  }
 }
 
 function messageOf(err: unknown): string {

@@ -62,7 +62,7 @@ export const InstancesPostSchema = z.object({
 export type InstancesPost = z.infer<typeof InstancesPostSchema>;
 
 export const InstancePutSchema = z.object({
-  config: stringMap.nullish().transform((v) => v ?? {}),
+  config: stringMap.nullish(),
   devices: devices.nullish().transform((v) => v ?? {}),
   profiles: z.array(z.string()).nullish().transform((v) => v ?? []),
   description: text.default(""),
@@ -71,7 +71,10 @@ export const InstancePutSchema = z.object({
   stateful: z.boolean().optional(),
   restore: z.string().optional(),
   ...INSTANCE_READ_ONLY,
-}).strict();
+}).strict().refine((b) => b.restore !== undefined || b.config !== undefined, {
+  // A full replacement says what to replace with: a stray `{}` cannot wipe an instance.
+  error: "A PUT replaces the whole instance: send its config (or restore a snapshot)",
+});
 export type InstancePut = z.infer<typeof InstancePutSchema>;
 
 export const InstancePatchSchema = z.object({
@@ -112,7 +115,9 @@ export const ExecPostSchema = z.object({
   height: z.number().int().min(0).max(65535).optional(),
   user: z.number().int().min(0).max(4294967294).optional(),
   group: z.number().int().min(0).max(4294967294).optional(),
-  cwd: text.optional(),
+  cwd: text.refine((v) => new TextEncoder().encode(v).length <= 4095, {
+    error: "cwd is longer than 4095 bytes",
+  }).optional(),
 }).strict();
 
 export const ImageAliasPostSchema = z.object({

@@ -111,7 +111,7 @@ export function instanceRoutes(agent: Agent): Hono {
     }
     // The update is checked and applied before answering, so a bad key is a 400 and a key that
     // cannot change live is a 409; the operation records the finished work.
-    await instances.update(name, body, c.req.header("if-match"));
+    await instances.update(name, { ...body, config: body.config ?? {} }, c.req.header("if-match"));
     return async(
       c,
       operations.start({

@@ -25,11 +25,31 @@ export const SnapshotPostSchema = z.object({
   target: z.unknown().optional(),
 }).strict();
 
-/** `PUT/PATCH /1.0/instances/{name}/snapshots/{snap}` (`InstanceSnapshotPut`, plus description). */
+/**
+ * `PUT/PATCH /1.0/instances/{name}/snapshots/{snap}` (`InstanceSnapshotPut`, plus description).
+ * The read-only fields of a full snapshot object, which clients send back, are ignored; any other
+ * field is refused.
+ */
 export const SnapshotPutSchema = z.object({
   expires_at: expiresAt,
   description: z.string().optional(),
-}).loose();
+  ...Object.fromEntries(
+    [
+      "name",
+      "created_at",
+      "last_used_at",
+      "architecture",
+      "config",
+      "devices",
+      "ephemeral",
+      "profiles",
+      "stateful",
+      "size",
+      "expanded_config",
+      "expanded_devices",
+    ].map((k) => [k, z.unknown().optional()]),
+  ),
+}).strict();
 
 export function snapshotRoutes(agent: Agent): Hono {
   const app = new Hono();
