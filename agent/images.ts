@@ -4,7 +4,6 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import type { Runner } from "../drivers/runner.ts";
 import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "./errors.ts";
@@ -54,6 +53,15 @@ export interface ImportOptions {
   public?: boolean;
   /** Called with bytes received so far. */
   progress?: (bytes: number) => void;
+}
+
+/**
+ * YAML, loaded on first use: the parser costs the daemon ~10 MiB of memory, and only image imports
+ * and VM creates need it.
+ */
+async function parseYaml(text: string): Promise<unknown> {
+  const { parse } = await import("yaml");
+  return parse(text);
 }
 
 /** Image uploads larger than this are refused (they are streamed to disk, never held). */
@@ -140,7 +148,7 @@ export class ImageStore {
     if (image.type === "container") return { file: this.file(image.fingerprint) };
     const dir = this.dir(image.fingerprint);
     const meta = MetadataSchema.parse(
-      parseYaml(await Deno.readTextFile(join(dir, "metadata.yaml"))),
+      await parseYaml(await Deno.readTextFile(join(dir, "metadata.yaml"))),
     );
     const boot = meta.boot
       ? {
@@ -232,7 +240,7 @@ export class ImageStore {
       if (r.code !== 0) continue;
       let raw: unknown;
       try {
-        raw = parseYaml(r.stdout);
+        raw = await parseYaml(r.stdout);
       } catch {
         throw new BadRequest("Invalid image: metadata.yaml is not YAML");
       }
