@@ -77,12 +77,13 @@ if [ "$SRC" != "$PREFIX" ]; then
 fi
 ensure_modules "$PREFIX"
 
-# The launcher: `deno run` of the installed entry point with narrowed permissions (the same set
-# `deno task compile` bakes into the release binary; scripts/permissions.ts reads it).
-PERMISSIONS=$("$DENO" run --quiet --allow-read "$PREFIX/scripts/permissions.ts")
+# The launcher: `deno run` of the installed entry point with narrowed permissions and V8 memory
+# limits (the same flags `deno task compile` bakes into the release binary; scripts/permissions.ts
+# reads them).
+FLAGS=$("$DENO" run --quiet --allow-read "$PREFIX/scripts/permissions.ts")
 cat > "$BIN" <<LAUNCHER
 #!/bin/sh
-exec "$DENO" run --quiet --no-prompt $PERMISSIONS "$PREFIX/main.ts" "\$@"
+exec "$DENO" run --quiet --no-prompt $FLAGS "$PREFIX/main.ts" "\$@"
 LAUNCHER
 chmod 0755 "$BIN"
 

@@ -72,6 +72,7 @@ export class Agent {
     // What a kill -9 left: temp files, half-made or half-deleted instances, running operations.
     await this.images.recover(this.log);
     await recoverInstances(this.store, this.drivers, this.log);
+    this.operations.recoverInterrupted();
     this.instances.bootId = (await readHostFile(this.runner, "/proc/sys/kernel/random/boot_id"))
       ?.trim();
     await this.instances.reconcile();
@@ -88,6 +89,7 @@ export class Agent {
   }
 
   close(): void {
+    this.operations.close();
     this.drivers.close();
     this.store.close();
   }

@@ -75,6 +75,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     stopping ??= (async () => {
       log("shutting down (instances keep running)");
       clearInterval(pruner);
+      // A subscriber that stopped reading would hold the shutdown forever: close them first.
+      agent.events.close();
       await server.shutdown();
       await Deno.remove(agent.paths.pidfile).catch(() => {});
       agent.close();

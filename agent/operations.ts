@@ -1,9 +1,11 @@
 /**
  * Incus operations: every long verb runs as one, is visible at /1.0/operations/{id}, can be
- * waited on, and reports each state change as an `operation` event.
+ * waited on, and reports each state change as an `operation` event. Finished operations are kept
+ * for a retention time and up to a count, in memory and in the store, then pruned.
  */
+import { z } from "zod";
 import type { EventBus } from "./events.ts";
-import { BadRequest, Forbidden, messageOf, NotFound } from "./errors.ts";
+import { BadRequest, Forbidden, InvalidState, messageOf, NotFound } from "./errors.ts";
 import type { Store } from "./store.ts";
 
 export type OperationClass = "task" | "websocket" | "token";
@@ -52,15 +54,22 @@ export interface OperationSpec {
 
 class Operation {
   body: OperationBody;
-  readonly websocket?: (secret: string, req: Request) => Response | undefined;
+  /** Dropped when the operation finishes, with everything its handler holds (sockets, buffers). */
+  websocket?: (secret: string, req: Request) => Response | undefined;
   readonly done: Promise<void>;
   readonly abort = new AbortController();
+  /** When the operation finished (ms since the epoch), 0 while it runs. */
+  finishedAt = 0;
+  /** Counted among the finished ones kept (and so pruned in time). */
+  retired = false;
+  /** The size of the body as JSON when it finished (bytes, near enough). */
+  size = 0;
   #resolve!: () => void;
 
-  constructor(spec: OperationSpec) {
+  constructor(spec: OperationSpec, id: string = crypto.randomUUID()) {
     const now = new Date().toISOString();
     this.body = {
-      id: crypto.randomUUID(),
+      id,
       class: spec.class ?? "task",
       description: spec.description,
       created_at: now,
@@ -90,20 +99,73 @@ class Operation {
       status_code: code,
       updated_at: new Date().toISOString(),
     };
-    if (this.finished) this.#resolve();
+    if (this.finished) {
+      this.finishedAt = Date.now();
+      this.websocket = undefined;
+      this.#resolve();
+    }
   }
 }
 
-/** How long finished operations stay listed (Incus keeps them about as long). */
-const KEEP_FINISHED_MS = 5 * 60_000;
+/** The error of an operation the daemon was stopped (or killed) in the middle of. */
+export const INTERRUPTED = "Interrupted: the daemon stopped before the operation finished";
+
+/** What recovery needs of a stored body; the rest is kept as it was. */
+const StoredBodySchema = z.looseObject({
+  id: z.string(),
+  description: z.string().catch(""),
+  status_code: z.number(),
+});
+
+export interface OperationsOptions {
+  /**
+   * How long a finished operation stays listed and stored (default 5 s: Incus removes a finished
+   * operation from its map and database 5 s after it ends; clients read the end at once).
+   */
+  retentionMs?: number;
+  /** At most this many finished operations are kept, in memory and in the store (default 1,000). */
+  maxFinished?: number;
+  /**
+   * At most this many bytes of finished operations' bodies (as JSON) are kept, in memory and in
+   * the store (default 16 MiB): a body can carry up to a request's worth of metadata.
+   */
+  maxFinishedBytes?: number;
+  /** At most this many operations run at once; more are refused (default 10,000). */
+  maxRunning?: number;
+}
 
 export class Operations {
   #ops = new Map<string, Operation>();
+  /** Finished operations still kept, oldest first. */
+  #finished: Operation[] = [];
+  #retentionMs: number;
+  #maxFinished: number;
+  #maxFinishedBytes: number;
+  #finishedBytes = 0;
+  #maxRunning: number;
+  #pruneTimer?: ReturnType<typeof setTimeout>;
+  /** Finished operations, and their bytes, since the store was last pruned. */
+  #unpruned = 0;
+  #unprunedBytes = 0;
 
-  constructor(private events: EventBus, private store?: Store, private log = console.error) {}
+  constructor(
+    private events: EventBus,
+    private store?: Store,
+    private log: (msg: string) => void = console.error,
+    options: OperationsOptions = {},
+  ) {
+    this.#retentionMs = options.retentionMs ?? 5_000;
+    this.#maxFinished = options.maxFinished ?? 1_000;
+    this.#maxFinishedBytes = options.maxFinishedBytes ?? 16 * 2 ** 20;
+    this.#maxRunning = options.maxRunning ?? 10_000;
+  }
 
   /** Starts `spec.run` in the background and returns the operation's first body. */
   start(spec: OperationSpec): OperationBody {
+    const running = this.#ops.size - this.#finished.length;
+    if (running >= this.#maxRunning) {
+      throw new InvalidState(`Too many operations running (${running}): wait for some to finish`);
+    }
     const op = new Operation(spec);
     this.#ops.set(op.body.id, op);
     op.set("running");
@@ -111,6 +173,7 @@ export class Operations {
     const ctx: OperationContext = {
       signal: op.abort.signal,
       update: (metadata) => {
+        if (op.finished) return;
         op.body = {
           ...op.body,
           metadata: { ...op.body.metadata, ...metadata },
@@ -140,11 +203,120 @@ export class Operations {
       }`,
     );
     this.#publish(op);
-    setTimeout(() => this.#ops.delete(op.body.id), KEEP_FINISHED_MS).unref?.();
+    this.#retire(op);
+  }
+
+  /** Counts a finished operation; it is pruned after the retention time or beyond the cap. */
+  #retire(op: Operation): void {
+    if (op.retired) return;
+    op.retired = true;
+    op.size = JSON.stringify(op.body).length;
+    this.#finished.push(op);
+    this.#finishedBytes += op.size;
+    // The newest stays whatever its size: a client asking right after the end must find it.
+    while (
+      this.#finished.length > 1 &&
+      (this.#finished.length > this.#maxFinished || this.#finishedBytes > this.#maxFinishedBytes)
+    ) this.#forgetOldest();
+    // The store is pruned by a tenth of either cap, not for each operation (a prune costs ms).
+    this.#unpruned++;
+    this.#unprunedBytes += op.size;
+    if (
+      this.#unpruned >= this.#maxFinished / 10 || this.#unprunedBytes >= this.#maxFinishedBytes / 10
+    ) this.#pruneStore();
+    this.#schedulePrune();
+  }
+
+  /** Arms one timer for when the oldest kept finished operation expires. */
+  #schedulePrune(): void {
+    if (this.#pruneTimer !== undefined || this.#finished.length === 0) return;
+    const due = this.#finished[0].finishedAt + this.#retentionMs - Date.now();
+    const timer = setTimeout(() => {
+      this.#pruneTimer = undefined;
+      this.prune();
+    }, Math.max(0, due) + 10);
+    Deno.unrefTimer(timer);
+    this.#pruneTimer = timer;
+  }
+
+  /**
+   * Forgets finished operations older than the retention time, in memory and in the store, and
+   * keeps at most the cap of the newest finished ones. Runs by itself on a timer.
+   */
+  prune(now = Date.now()): void {
+    const cutoff = now - this.#retentionMs;
+    while (this.#finished.length > 0 && this.#finished[0].finishedAt <= cutoff) {
+      this.#forgetOldest();
+    }
+    this.#pruneStore(now);
+    this.#schedulePrune();
+  }
+
+  #forgetOldest(): void {
+    const op = this.#finished.shift()!;
+    this.#finishedBytes -= op.size;
+    this.#ops.delete(op.body.id);
+  }
+
+  #pruneStore(now = Date.now()): void {
+    this.#unpruned = 0;
+    this.#unprunedBytes = 0;
+    if (!this.store) return;
+    try {
+      const cutoff = new Date(now - this.#retentionMs).toISOString();
+      this.store.pruneOperations(cutoff, this.#maxFinished, this.#maxFinishedBytes);
+    } catch (err) {
+      this.log(`Could not prune stored operations: ${messageOf(err)}`);
+    }
+  }
+
+  /**
+   * At start-up, before any operation starts: the ones the store still records as created or
+   * running were cut off by the daemon stopping. Each is recorded as failed with INTERRUPTED and
+   * kept for the retention time, so a client that asks after the restart learns how it ended.
+   */
+  recoverInterrupted(): OperationBody[] {
+    if (!this.store) return [];
+    const recovered: OperationBody[] = [];
+    let stored: unknown[];
+    try {
+      stored = this.store.listOperations();
+    } catch (err) {
+      this.log(`Could not read stored operations: ${messageOf(err)}`);
+      return [];
+    }
+    for (const raw of stored) {
+      const parsed = StoredBodySchema.safeParse(raw);
+      if (!parsed.success) continue;
+      const { id, description, status_code } = parsed.data;
+      if (status_code >= 200 || this.#ops.has(id)) continue;
+      const op = new Operation({ description, run: () => Promise.resolve() }, id);
+      op.body = { ...op.body, ...(raw as Partial<OperationBody>) };
+      op.set("failure", { err: INTERRUPTED, may_cancel: false });
+      this.#ops.set(id, op);
+      this.#persist(op);
+      this.#retire(op);
+      recovered.push(op.body);
+    }
+    if (recovered.length > 0) {
+      this.log(`${recovered.length} operation(s) interrupted by a daemon stop: marked failed`);
+    }
+    this.prune();
+    return recovered;
+  }
+
+  /** Stops the prune timer (the daemon is shutting down). */
+  close(): void {
+    clearTimeout(this.#pruneTimer);
+    this.#pruneTimer = undefined;
   }
 
   #publish(op: Operation): void {
     this.events.emit("operation", op.body);
+    this.#persist(op);
+  }
+
+  #persist(op: Operation): void {
     try {
       this.store?.putOperation(op.body.id, op.body, op.body.updated_at);
     } catch (err) {
@@ -166,7 +338,10 @@ export class Operations {
     if (!op.finished) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const waits: Promise<unknown>[] = [op.done];
-      if (timeoutSec >= 0) waits.push(new Promise((r) => timer = setTimeout(r, timeoutSec * 1000)));
+      // Beyond what a timer can hold (~24.8 days) is as good as forever.
+      if (timeoutSec >= 0 && timeoutSec * 1000 < 2 ** 31) {
+        waits.push(new Promise((r) => timer = setTimeout(r, timeoutSec * 1000)));
+      }
       await Promise.race(waits);
       clearTimeout(timer);
     }
@@ -192,6 +367,7 @@ export class Operations {
     op.abort.abort();
     op.set("cancelled", { err: "Operation cancelled" });
     this.#publish(op);
+    this.#retire(op);
     return op.body;
   }
 

@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { BadRequest, NotFound } from "./errors.ts";
+import { BadRequest, InvalidState, NotFound } from "./errors.ts";
 import { EventBus, type OutpostEvent } from "./events.ts";
-import { type OperationBody, type OperationContext, Operations } from "./operations.ts";
+import {
+  INTERRUPTED,
+  type OperationBody,
+  type OperationContext,
+  Operations,
+} from "./operations.ts";
 import { Store } from "./store.ts";
 
 /** A promise with its resolve function, to hold an operation in the running state. */
@@ -243,4 +248,203 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+/** Runs `fn` with a Store on a fresh temp database, closed and removed afterwards. */
+async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "outpost-ops-" });
+  const store = new Store(join(dir, "outpost.db"));
+  try {
+    await fn(store);
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ids = (bodies: unknown[]) => bodies.map((b) => (b as OperationBody).id);
+
+Deno.test("finished operations are forgotten after the retention time, in memory and stored", () =>
+  withStore(async (store) => {
+    const ops = new Operations(new EventBus(), store, () => {}, { retentionMs: 50 });
+    try {
+      const g = gate();
+      const long = ops.start({ description: "long", run: () => g.promise });
+      const op = ops.start({ description: "short", run: async () => {} });
+      await ops.wait(op.id);
+      assert.equal(ops.get(op.id).status_code, 200);
+      assert.deepEqual(ids(store.listOperations()).sort(), [long.id, op.id].sort());
+      await sleep(200);
+      assert.throws(() => ops.get(op.id), NotFound);
+      // A running operation is never pruned, however long it runs.
+      assert.deepEqual(ops.list().map((o) => o.id), [long.id]);
+      assert.deepEqual(ids(store.listOperations()), [long.id]);
+      g.open();
+      await ops.wait(long.id);
+      await sleep(200);
+      assert.deepEqual(ops.list(), []);
+      assert.deepEqual(store.listOperations(), []);
+    } finally {
+      ops.close();
+    }
+  }));
+
+Deno.test("at most maxFinished finished operations are kept, the newest", () =>
+  withStore(async (store) => {
+    const ops = new Operations(new EventBus(), store, () => {}, { maxFinished: 5 });
+    try {
+      const started: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        const op = ops.start({ description: `op ${i}`, run: async () => {} });
+        started.push(op.id);
+        await ops.wait(op.id);
+      }
+      assert.deepEqual(ops.list().map((o) => o.id), started.slice(-5));
+      assert.deepEqual(ids(store.listOperations()), started.slice(-5));
+      assert.throws(() => ops.get(started[0]), NotFound);
+    } finally {
+      ops.close();
+    }
+  }));
+
+Deno.test("finished operations are kept within a byte budget, the newest always", () =>
+  withStore(async (store) => {
+    const ops = new Operations(new EventBus(), store, () => {}, { maxFinishedBytes: 5000 });
+    try {
+      const big = "x".repeat(2000);
+      const started: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const op = ops.start({ description: "big", metadata: { big }, run: async () => {} });
+        started.push(op.id);
+        await ops.wait(op.id);
+      }
+      assert.deepEqual(ops.list().map((o) => o.id), started.slice(-2));
+      assert.deepEqual(ids(store.listOperations()), started.slice(-2));
+      const huge = ops.start({
+        description: "huge",
+        metadata: { huge: big.repeat(5) },
+        run: async () => {},
+      });
+      await ops.wait(huge.id);
+      assert.deepEqual(ops.list().map((o) => o.id), [huge.id]);
+      assert.deepEqual(ids(store.listOperations()), [huge.id]);
+    } finally {
+      ops.close();
+    }
+  }));
+
+Deno.test("start() refuses an operation beyond maxRunning until one finishes", async () => {
+  const ops = new Operations(new EventBus(), undefined, () => {}, { maxRunning: 2 });
+  try {
+    const gates = [gate(), gate()];
+    const running = gates.map((g) => ops.start({ description: "x", run: () => g.promise }));
+    assert.throws(
+      () => ops.start({ description: "x", run: async () => {} }),
+      (err: unknown) =>
+        err instanceof InvalidState &&
+        err.message === "Too many operations running (2): wait for some to finish",
+    );
+    gates[0].open();
+    await ops.wait(running[0].id);
+    const next = ops.start({ description: "x", run: async () => {} });
+    assert.equal((await ops.wait(next.id)).status_code, 200);
+    gates[1].open();
+    await ops.wait(running[1].id);
+  } finally {
+    ops.close();
+  }
+});
+
+Deno.test("a finished operation ignores later updates and refuses websockets", async () => {
+  const { ops, events } = setup();
+  try {
+    let ctx!: OperationContext;
+    let connects = 0;
+    const op = ops.start({
+      description: "Exec",
+      class: "websocket",
+      mayCancel: true,
+      websocket: () => {
+        connects++;
+        return new Response(null);
+      },
+      run: (c) => {
+        ctx = c;
+        return new Promise(() => {}); // never settles by itself
+      },
+    });
+    await Promise.resolve();
+    assert.ok(ops.connect(op.id, "s", new Request("http://x/")));
+    ops.cancel(op.id);
+    const count = events.length;
+    ctx.update({ late: true });
+    assert.equal(events.length, count);
+    assert.equal(ops.get(op.id).metadata, null);
+    assert.throws(() => ops.connect(op.id, "s", new Request("http://x/")), BadRequest);
+    assert.equal(connects, 1);
+  } finally {
+    ops.close();
+  }
+});
+
+Deno.test("recoverInterrupted() marks operations a stopped daemon left running as failed", () =>
+  withStore(async (store) => {
+    // A previous daemon: one operation finished, two still going when it was killed.
+    const before = new Operations(new EventBus(), store, () => {});
+    const g = gate();
+    const done = before.start({ description: "Finished", run: async () => {} });
+    await before.wait(done.id);
+    const running = before.start({ description: "Creating instance", run: () => g.promise });
+    store.putOperation(
+      "created-1",
+      { ...running, id: "created-1", status: "Operation created", status_code: 100 },
+      running.updated_at,
+    );
+    before.close();
+
+    const logs: string[] = [];
+    const after = new Operations(new EventBus(), store, (m) => logs.push(m));
+    try {
+      const recovered = after.recoverInterrupted();
+      assert.deepEqual(ids(recovered).sort(), [running.id, "created-1"].sort());
+      for (const id of [running.id, "created-1"]) {
+        const body = after.get(id);
+        assert.equal(body.status, "Failure");
+        assert.equal(body.status_code, 400);
+        assert.equal(body.err, INTERRUPTED);
+        assert.equal(body.may_cancel, false);
+        assert.equal((await after.wait(id, 0)).status_code, 400);
+      }
+      assert.equal(after.get(running.id).description, "Creating instance");
+      assert.deepEqual(after.get(running.id).resources, running.resources);
+      const stored = store.listOperations() as OperationBody[];
+      assert.equal(stored.length, 3);
+      assert.ok(stored.every((o) => o.status_code >= 200), JSON.stringify(stored));
+      assert.equal(stored.find((o) => o.id === running.id)?.err, INTERRUPTED);
+      assert.ok(logs.some((l) => l.includes("2 operation(s) interrupted")), logs.join("\n"));
+      // A second call (or a later start-up) finds nothing left to recover.
+      assert.deepEqual(after.recoverInterrupted(), []);
+      const fresh = after.start({ description: "new", run: async () => {} });
+      assert.equal((await after.wait(fresh.id)).status_code, 200);
+    } finally {
+      after.close();
+      g.open();
+    }
+  }));
+
+Deno.test("wait() with a timeout too long for a timer waits for the end", async () => {
+  const { ops } = setup();
+  const g = gate();
+  const op = ops.start({ description: "x", run: () => g.promise });
+  let returned = false;
+  const waiting = ops.wait(op.id, 1e10).then((b) => {
+    returned = true;
+    return b;
+  });
+  await sleep(50);
+  assert.equal(returned, false);
+  g.open();
+  assert.equal((await waiting).status_code, 200);
+  ops.close();
 });

@@ -1,8 +1,10 @@
 /**
  * The daemon's embedded state: SQLite (node:sqlite, WAL) with versioned migrations.
  * Rows are validated with zod on the way out, so a damaged row is a clear error, not a crash later.
+ * Each SQL statement is prepared once and reused: a node:sqlite statement prepared per query is
+ * not freed until the database closes, so the daemon's memory grew with every request.
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { z } from "zod";
 
 const MIGRATIONS: string[] = [
@@ -113,8 +115,19 @@ export type SnapshotRecord = z.infer<typeof SnapshotRowSchema>;
 const AliasRowSchema = z.object({ name: z.string(), target: z.string(), description: z.string() });
 export type AliasRecord = z.infer<typeof AliasRowSchema>;
 
+/** An operation's body is kept whole as JSON; the Operations manager owns its shape. */
+const OperationRowSchema = z.object({ body: json(z.unknown()) });
+const ServerConfigRowSchema = z.object({ key: z.string(), value: z.string() });
+const VersionRowSchema = z.object({ user_version: z.number() });
+
+/** SQL true for an operation row that is not running (finished, or of unknown status). */
+const NOT_RUNNING = `coalesce(CASE WHEN json_valid(body) THEN json_extract(body, '$.status_code')
+  END, 0) NOT BETWEEN 100 AND 199`;
+
 export class Store {
   readonly db: DatabaseSync;
+  /** Prepared statements by SQL text; the texts are the constants below, so this stays small. */
+  #statements = new Map<string, StatementSync>();
 
   constructor(path: string) {
     this.db = new DatabaseSync(path);
@@ -125,24 +138,39 @@ export class Store {
   }
 
   close(): void {
+    this.#statements.clear();
     this.db.close();
+  }
+
+  /** The prepared statement for `sql`, prepared on first use. `sql` must be a constant text. */
+  #statement(sql: string): StatementSync {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  /** Runs a statement that returns no rows; answers how many rows it changed. */
+  #run(sql: string, ...params: SQLInputValue[]): number {
+    return Number(this.#statement(sql).run(...params).changes);
   }
 
   /** Every row of a query, each validated by `schema`. */
   #all<T>(schema: z.ZodType<T>, sql: string, ...params: SQLInputValue[]): T[] {
-    return this.db.prepare(sql).all(...params).map((r) => schema.parse(r));
+    return this.#statement(sql).all(...params).map((r) => schema.parse(r));
   }
 
   /** The first row of a query, validated by `schema`, or undefined. */
   #one<T>(schema: z.ZodType<T>, sql: string, ...params: SQLInputValue[]): T | undefined {
-    const row = this.db.prepare(sql).get(...params);
+    const row = this.#statement(sql).get(...params);
     return row ? schema.parse(row) : undefined;
   }
 
   /** The schema version after migrations (number of applied migrations). */
   version(): number {
-    const row = this.db.prepare("PRAGMA user_version").get() as { user_version: number };
-    return row.user_version;
+    return this.#one(VersionRowSchema, "PRAGMA user_version")!.user_version;
   }
 
   private migrate(): void {
@@ -183,7 +211,7 @@ export class Store {
   }
 
   putInstance(r: InstanceRecord): void {
-    this.db.prepare(
+    this.#run(
       `INSERT INTO instances (name, type, architecture, description, config, devices, profiles,
          ephemeral, created_at, last_used_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -191,7 +219,6 @@ export class Store {
          description = excluded.description, config = excluded.config, devices = excluded.devices,
          profiles = excluded.profiles, ephemeral = excluded.ephemeral,
          last_used_at = excluded.last_used_at`,
-    ).run(
       r.name,
       r.type,
       r.architecture,
@@ -207,11 +234,11 @@ export class Store {
 
   /** Renames an instance; its snapshots follow (ON UPDATE CASCADE). */
   renameInstance(from: string, to: string): void {
-    this.db.prepare("UPDATE instances SET name = ? WHERE name = ?").run(to, from);
+    this.#run("UPDATE instances SET name = ? WHERE name = ?", to, from);
   }
 
   deleteInstance(name: string): void {
-    this.db.prepare("DELETE FROM instances WHERE name = ?").run(name);
+    this.#run("DELETE FROM instances WHERE name = ?", name);
   }
 
   // --- snapshots ---
@@ -234,12 +261,11 @@ export class Store {
   }
 
   putSnapshot(r: SnapshotRecord): void {
-    this.db.prepare(
+    this.#run(
       `INSERT INTO snapshots (instance, name, architecture, description, config, devices, profiles,
          ephemeral, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(instance, name) DO UPDATE SET description = excluded.description,
          expires_at = excluded.expires_at`,
-    ).run(
       r.instance,
       r.name,
       r.architecture,
@@ -254,12 +280,11 @@ export class Store {
   }
 
   renameSnapshot(instance: string, from: string, to: string): void {
-    this.db.prepare("UPDATE snapshots SET name = ? WHERE instance = ? AND name = ?")
-      .run(to, instance, from);
+    this.#run("UPDATE snapshots SET name = ? WHERE instance = ? AND name = ?", to, instance, from);
   }
 
   deleteSnapshot(instance: string, name: string): void {
-    this.db.prepare("DELETE FROM snapshots WHERE instance = ? AND name = ?").run(instance, name);
+    this.#run("DELETE FROM snapshots WHERE instance = ? AND name = ?", instance, name);
   }
 
   // --- images and aliases ---
@@ -283,8 +308,8 @@ export class Store {
   }
 
   putImage(r: ImageRecord): void {
-    this.db.prepare(
-      // An upsert, not INSERT OR REPLACE: a replace deletes the row and cascades to its aliases.
+    // An upsert, not INSERT OR REPLACE: a replace deletes the row and cascades to its aliases.
+    this.#run(
       `INSERT INTO images (fingerprint, type, architecture, filename, size, properties,
          public, created_at, uploaded_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(fingerprint) DO UPDATE SET type = excluded.type,
@@ -292,7 +317,6 @@ export class Store {
          properties = excluded.properties, public = excluded.public,
          created_at = excluded.created_at, uploaded_at = excluded.uploaded_at,
          last_used_at = excluded.last_used_at`,
-    ).run(
       r.fingerprint,
       r.type,
       r.architecture,
@@ -307,7 +331,7 @@ export class Store {
   }
 
   deleteImage(fingerprint: string): void {
-    this.db.prepare("DELETE FROM images WHERE fingerprint = ?").run(fingerprint);
+    this.#run("DELETE FROM images WHERE fingerprint = ?", fingerprint);
   }
 
   listAliases(): AliasRecord[] {
@@ -319,45 +343,73 @@ export class Store {
   }
 
   putAlias(r: AliasRecord): void {
-    this.db.prepare("INSERT OR REPLACE INTO aliases (name, target, description) VALUES (?, ?, ?)")
-      .run(r.name, r.target, r.description);
+    this.#run(
+      "INSERT OR REPLACE INTO aliases (name, target, description) VALUES (?, ?, ?)",
+      r.name,
+      r.target,
+      r.description,
+    );
   }
 
   deleteAlias(name: string): void {
-    this.db.prepare("DELETE FROM aliases WHERE name = ?").run(name);
+    this.#run("DELETE FROM aliases WHERE name = ?", name);
   }
 
   // --- operations (persisted for history; live ones are kept in memory) ---
 
   putOperation(id: string, body: unknown, updatedAt: string): void {
-    this.db.prepare("INSERT OR REPLACE INTO operations (id, body, updated_at) VALUES (?, ?, ?)")
-      .run(id, JSON.stringify(body), updatedAt);
+    this.#run(
+      "INSERT OR REPLACE INTO operations (id, body, updated_at) VALUES (?, ?, ?)",
+      id,
+      JSON.stringify(body),
+      updatedAt,
+    );
   }
 
+  /** Every stored operation body, oldest update first. */
   listOperations(): unknown[] {
-    return this.db.prepare("SELECT body FROM operations ORDER BY updated_at").all()
-      .map((r) => JSON.parse((r as { body: string }).body));
+    return this.#all(OperationRowSchema, "SELECT body FROM operations ORDER BY updated_at")
+      .map((r) => r.body);
   }
 
-  pruneOperations(olderThan: string): void {
-    this.db.prepare("DELETE FROM operations WHERE updated_at < ?").run(olderThan);
+  /**
+   * Deletes the rows of operations that are not running (status code outside 100–199) and were
+   * last updated before `olderThan`; then, of those left, all but the `keep` newest and any
+   * beyond the newest whose bodies add up to more than `maxBytes`. Answers how many rows went.
+   */
+  pruneOperations(
+    olderThan: string,
+    keep = Number.MAX_SAFE_INTEGER,
+    maxBytes = Number.MAX_SAFE_INTEGER,
+  ): number {
+    return this.#run(
+      `DELETE FROM operations WHERE updated_at < ? AND ${NOT_RUNNING}`,
+      olderThan,
+    ) + this.#run(
+      `DELETE FROM operations WHERE id IN (
+         SELECT id FROM (
+           SELECT id, row_number() OVER newest AS n, sum(length(body)) OVER newest AS total
+           FROM operations WHERE ${NOT_RUNNING}
+           WINDOW newest AS (ORDER BY updated_at DESC, id ROWS UNBOUNDED PRECEDING))
+         WHERE n > ? OR (n > 1 AND total > ?))`,
+      Math.max(0, Math.floor(keep)),
+      Math.max(0, Math.floor(maxBytes)),
+    );
   }
 
   // --- server config ---
 
   serverConfig(): Record<string, string> {
-    const rows = this.db.prepare("SELECT key, value FROM server_config").all() as {
-      key: string;
-      value: string;
-    }[];
+    const rows = this.#all(ServerConfigRowSchema, "SELECT key, value FROM server_config");
     return Object.fromEntries(rows.map((r) => [r.key, r.value]));
   }
 
   setServerConfig(config: Record<string, string>): void {
     this.transaction(() => {
-      this.db.exec("DELETE FROM server_config");
-      const ins = this.db.prepare("INSERT INTO server_config (key, value) VALUES (?, ?)");
-      for (const [k, v] of Object.entries(config)) ins.run(k, v);
+      this.#run("DELETE FROM server_config");
+      for (const [k, v] of Object.entries(config)) {
+        this.#run("INSERT INTO server_config (key, value) VALUES (?, ?)", k, v);
+      }
     });
   }
 }

@@ -1,7 +1,8 @@
 /**
  * `deno task bench`: outpost against the raw tools it drives, on this host. Prints each figure
- * next to the same work done by hand, and the ratio (outpost / raw). Containers always; VMs when
- * QEMU and the VM test image are available (`--vm`, or OUTPOST_BENCH_VM=1).
+ * next to the same work done by hand, and the ratio (outpost / raw); then the daemon's memory
+ * (idle, with 50 running containers, after deleting them) against its targets. Containers always;
+ * VMs when QEMU and the VM test image are available (`--vm`, or OUTPOST_BENCH_VM=1).
  */
 import { join } from "node:path";
 import { TestDaemon, uniqueName } from "../tests/helpers.ts";
@@ -83,6 +84,74 @@ async function containers(): Promise<void> {
 }
 
 if (!Deno.args.includes("--vm-only")) await containers();
+
+const MiB = 2 ** 20;
+const RUNNING = Number(Deno.env.get("OUTPOST_BENCH_RUNNING") ?? "50");
+
+/** The daemon's resident memory (VmRSS), in bytes. */
+async function daemonRss(d: TestDaemon): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${d.proc!.pid}/status`);
+  return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)![1]) * 1024;
+}
+
+/** RSS once the daemon has been left alone (finished operations age out after 5 s). */
+async function settledRss(d: TestDaemon): Promise<number> {
+  await new Promise((r) => setTimeout(r, 6_000));
+  return await daemonRss(d);
+}
+
+function memRow(what: string, value: string, target: string, met: boolean): void {
+  console.log(
+    `${what.padEnd(38)} outpost ${value.padStart(18)}   target ${target.padEnd(14)} ${
+      met ? "met" : "NOT met"
+    }`,
+  );
+}
+
+/** Runs `fn` over `items`, `width` at a time. */
+async function pool<T>(items: T[], width: number, fn: (item: T) => Promise<unknown>) {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  }));
+}
+
+/** The daemon's memory: idle, with RUNNING containers running, and after they are deleted. */
+async function memory(): Promise<void> {
+  const d = await TestDaemon.start();
+  try {
+    await d.importBusybox();
+    const idle = await settledRss(d);
+    const names = Array.from({ length: RUNNING }, () => uniqueName("m"));
+    await pool(names, 5, (name) =>
+      d.api.run("POST", "/1.0/instances", {
+        body: { name, source: { type: "image", alias: "busybox" }, start: true },
+      }));
+    await d.api.get("/1.0/instances?recursion=2");
+    const running = await settledRss(d);
+    await pool(names, 5, async (name) => {
+      await d.api.run("PUT", `/1.0/instances/${name}/state`, {
+        body: { action: "stop", force: true },
+      });
+      await d.api.run("DELETE", `/1.0/instances/${name}`);
+    });
+    const deleted = await settledRss(d);
+    const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
+    console.log("daemon memory (VmRSS):");
+    memRow("idle (image imported)", mib(idle), "<= 60 MiB", idle <= 60 * MiB);
+    memRow(`${RUNNING} containers running`, mib(running), "<= 80 MiB", running <= 80 * MiB);
+    memRow(
+      "after deleting them",
+      `${mib(deleted)} (${(deleted / idle).toFixed(2)}x)`,
+      "<= 1.2x idle",
+      deleted <= 1.2 * idle,
+    );
+  } finally {
+    await d.cleanup();
+  }
+}
+
+if (!Deno.args.includes("--vm-only")) await memory();
 
 /**
  * VM launch → guest agent ready, through outpost (API create + start, then the first exec that

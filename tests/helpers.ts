@@ -5,12 +5,12 @@
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ApiClient } from "../api/client.ts";
-import { permissionFlags } from "../scripts/permissions.ts";
+import { runtimeFlags } from "../scripts/permissions.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 const MAIN = join(ROOT, "main.ts");
 /** The daemon and the CLI run with the release's narrowed permissions, as installed. */
-const RUN = ["run", "--quiet", "--no-prompt", ...permissionFlags(), MAIN];
+const RUN = ["run", "--quiet", "--no-prompt", ...runtimeFlags(), MAIN];
 
 export interface CliResult {
   code: number;

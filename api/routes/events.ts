@@ -1,27 +1,45 @@
-/** `GET /1.0/events`: a websocket of operation, lifecycle and logging events. */
+/**
+ * `GET /1.0/events`: a websocket of operation, lifecycle and logging events. Each subscriber has a
+ * bounded send queue: one that stops reading is dropped (see EventBus.subscribeSink).
+ */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../agent/errors.ts";
 import type { EventType } from "../../agent/events.ts";
+import { guardUpgrade } from "../websocket_upgrade.ts";
 
 const TYPES: EventType[] = ["operation", "lifecycle", "logging"];
 
+/**
+ * The `type` query: a comma-separated list of event types, all of them when absent or empty.
+ * Each entry must name a type (spaces around it are allowed): `operation,` or `operation,%0a` is
+ * refused, as Incus does.
+ */
+export function parseEventTypes(raw: string | undefined): EventType[] {
+  if (raw === undefined || raw === "") return TYPES;
+  const asked = raw.split(",").map((t) => t.replace(/^ +| +$/g, ""));
+  const unknown = asked.find((t) => !TYPES.includes(t as EventType));
+  if (unknown !== undefined) {
+    const shown = unknown.length > 40 ? `${unknown.slice(0, 40)}...` : unknown;
+    throw new BadRequest(`Unknown event type ${JSON.stringify(shown)}: use ${TYPES.join(", ")}`);
+  }
+  return [...new Set(asked as EventType[])];
+}
+
 export function eventRoutes(agent: Agent): Hono {
   const app = new Hono();
+  let subscribers = 0;
   app.get("/1.0/events", (c) => {
-    const asked = (c.req.query("type") ?? "").split(",").map((t) => t.trim()).filter(Boolean);
-    const unknown = asked.find((t) => !TYPES.includes(t as EventType));
-    if (unknown) throw new BadRequest(`Unknown event type "${unknown}": use ${TYPES.join(", ")}`);
-    if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
-      throw new BadRequest("The events endpoint needs a websocket upgrade");
-    }
-    const types = asked.length > 0 ? (asked as EventType[]) : TYPES;
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 0 });
+    const types = parseEventTypes(c.req.query("type"));
+    const { socket, response } = guardUpgrade(
+      c.req.raw,
+      () => Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 0 }),
+      "The events endpoint",
+    );
+    const label = `#${++subscribers}, ${types.join(",")}`;
     let unsubscribe = () => {};
     socket.onopen = () => {
-      unsubscribe = agent.events.subscribe(types, (event) => {
-        if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(event));
-      });
+      unsubscribe = agent.events.subscribeSink(types, socket, { label, log: agent.log });
     };
     socket.onclose = () => unsubscribe();
     socket.onerror = () => unsubscribe();

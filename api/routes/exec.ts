@@ -62,7 +62,8 @@ export function execRoutes(agent: Agent): Hono {
       description: "Executing command",
       resources: resources(name),
     };
-    const metadata = { command: body.command, environment: body.environment, interactive };
+    // As Incus: the command and its environment are not copied into the operation (its events
+    // and stored rows would carry up to a whole request body each).
 
     if (body["wait-for-websocket"]) {
       const session = new ExecSession(interactive);
@@ -71,7 +72,7 @@ export function execRoutes(agent: Agent): Hono {
         agent.operations.start({
           ...base,
           class: "websocket",
-          metadata: { ...metadata, fds: session.secrets },
+          metadata: { fds: session.secrets },
           websocket: (secret, req) => session.connect(secret, req),
           run: async (ctx) => ({ return: await session.run(spawn, ctx.signal) }),
         }),
@@ -82,7 +83,7 @@ export function execRoutes(agent: Agent): Hono {
       c,
       agent.operations.start({
         ...base,
-        metadata,
+        metadata: {},
         run: async () => {
           const proc: ExecProcess = await spawn();
           await proc.stdin.close().catch(() => {});

@@ -1,9 +1,10 @@
-/** `/1.0/operations*`: list, get, wait, cancel. */
+/** `/1.0/operations*`: list, get, wait, cancel, and the websockets of websocket operations. */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../agent/errors.ts";
 import { recursion } from "../body.ts";
 import { sync } from "../envelope.ts";
+import { guardUpgrade } from "../websocket_upgrade.ts";
 
 export function operationRoutes(agent: Agent): Hono {
   const app = new Hono();
@@ -18,12 +19,12 @@ export function operationRoutes(agent: Agent): Hono {
   });
   app.get("/1.0/operations/:id", (c) => sync(c, agent.operations.get(c.req.param("id"))));
   app.delete("/1.0/operations/:id", (c) => sync(c, agent.operations.cancel(c.req.param("id"))));
-  app.get("/1.0/operations/:id/websocket", (c) => {
-    if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
-      throw new BadRequest("This endpoint needs a websocket upgrade");
-    }
-    return agent.operations.connect(c.req.param("id"), c.req.query("secret") ?? "", c.req.raw);
-  });
+  app.get("/1.0/operations/:id/websocket", (c) =>
+    // Checked before the operation sees it: a broken upgrade must not use up a secret.
+    guardUpgrade(
+      c.req.raw,
+      () => agent.operations.connect(c.req.param("id"), c.req.query("secret") ?? "", c.req.raw),
+    ));
   app.get("/1.0/operations/:id/wait", async (c) => {
     const raw = c.req.query("timeout") ?? "-1";
     const timeout = Number(raw);
