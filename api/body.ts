@@ -4,7 +4,7 @@ import { BadRequest, PayloadTooLarge } from "../agent/errors.ts";
 import { concatBytes } from "../drivers/bytes.ts";
 
 /** JSON request bodies larger than this are refused (uploads stream elsewhere). */
-export const MAX_JSON_BODY = 4 * 2 ** 20;
+export const MAX_JSON_BODY = 1 * 2 ** 20;
 
 // ignoreBOM keeps a byte order mark in the text, so JSON.parse refuses it as it should.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });

@@ -52,7 +52,9 @@ export function toHttpError(err: unknown): { status: number; message: string } {
     return { status: 400, message: "Invalid URL: malformed percent-encoding" };
   }
   const code = (err as { code?: unknown })?.code;
-  if (code === "ENOSPC" || code === "EDQUOT") {
+  // SQLite says SQLITE_FULL (13) when the state dir's disk is full.
+  const sqliteFull = code === "ERR_SQLITE_ERROR" && (err as { errcode?: unknown }).errcode === 13;
+  if (code === "ENOSPC" || code === "EDQUOT" || sqliteFull) {
     return { status: 507, message: `Not enough disk space on the host: ${messageOf(err)}` };
   }
   if (code === "ENAMETOOLONG") return { status: 400, message: "File name too long" };

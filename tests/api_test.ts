@@ -1,7 +1,7 @@
 /** End to end through the HTTP API on the unix socket: operations, events, exec, images. */
 import assert from "node:assert/strict";
 import { openUnixWebSocket } from "../api/ws_client.ts";
-import { TestDaemon, uniqueName } from "./helpers.ts";
+import { busyboxTarball, TestDaemon, uniqueName } from "./helpers.ts";
 
 interface Op {
   id: string;
@@ -263,6 +263,29 @@ Deno.test("images: import, alias, list, delete through the API and the CLI", asy
     await d.ok("image", "delete", "second");
     assert.deepEqual(await d.api.get("/1.0/images"), []);
     assert.deepEqual(await d.api.get("/1.0/images/aliases"), []);
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("five concurrent uploads of one new image: one imports it, the others get 409", async () => {
+  const d = await TestDaemon.start();
+  try {
+    const image = await Deno.readFile(await busyboxTarball());
+    const results = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const res = await d.api.fetch("POST", "/1.0/images", { raw: image });
+        const body = await res.json();
+        if (res.status !== 202) return res.status;
+        const op = await d.api.request<{ status_code: number }>(
+          "GET",
+          `/1.0/operations/${body.metadata.id}/wait`,
+        );
+        return op.metadata.status_code === 200 ? 200 : op.metadata.status_code;
+      }),
+    );
+    assert.deepEqual(results.sort(), [200, 409, 409, 409, 409]);
+    assert.equal((await d.api.get<string[]>("/1.0/images")).length, 1);
   } finally {
     await d.cleanup();
   }

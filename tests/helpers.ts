@@ -75,8 +75,9 @@ export class TestDaemon {
     this.#logFile = join(dir, "test-daemon.log");
   }
 
-  static async start(): Promise<TestDaemon> {
-    const dir = await Deno.makeTempDir({ prefix: "outpost-e2e-" });
+  /** A daemon on a new temp state dir, or on `dir` (which must exist and be empty). */
+  static async start(dir?: string): Promise<TestDaemon> {
+    dir ??= await Deno.makeTempDir({ prefix: "outpost-e2e-" });
     const d = new TestDaemon(dir);
     await d.spawn();
     return d;

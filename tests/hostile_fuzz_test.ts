@@ -776,9 +776,10 @@ async function checkAfter(
   await settle(d);
   const answer = await exchange(d.socket, requestBytes(get("/1.0")), false);
   if (answer.status !== 200) problems.push("the daemon does not answer GET /1.0 at the end");
-  // Memory freed once idle counts: the lowest RSS over up to 10 s of quiet.
+  // Memory freed once idle counts: the lowest RSS over up to 30 s of quiet (V8 gives memory
+  // back some seconds after a burst).
   let rssAfter = d.proc ? rssMiB(d.proc.pid) : 0;
-  for (let i = 0; i < 20 && d.proc && rssAfter > 1.5 * fz.rssBefore; i++) {
+  for (let i = 0; i < 60 && d.proc && rssAfter > 1.5 * fz.rssBefore; i++) {
     await new Promise((r) => setTimeout(r, 500));
     rssAfter = Math.min(rssAfter, rssMiB(d.proc.pid));
   }
