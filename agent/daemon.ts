@@ -18,6 +18,18 @@ function timestamped(msg: string): void {
   console.error(`${new Date().toISOString()} ${msg}`);
 }
 
+/**
+ * A log that never throws: writing a log line can fail (the log's disk is full, its pipe is
+ * gone), and a request must not fail, nor the daemon stop, because a line could not be written.
+ */
+export function neverThrows(log: (msg: string) => void): (msg: string) => void {
+  return (msg) => {
+    try {
+      log(msg);
+    } catch { /* the line is lost, the daemon goes on */ }
+  };
+}
+
 /** Refuses to start over a live daemon; removes a stale socket left by a crash. */
 async function claimSocket(path: string): Promise<void> {
   try {
@@ -36,7 +48,7 @@ async function claimSocket(path: string): Promise<void> {
 }
 
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
-  const log = opts.log ?? timestamped;
+  const log = neverThrows(opts.log ?? timestamped);
   const agent = new Agent(opts.stateDir, log);
   try {
     await claimSocket(agent.paths.socket);
@@ -161,7 +173,7 @@ export function keepAliveOnUncaught(log: (msg: string) => void): () => void {
 
 /** Runs until SIGTERM/SIGINT. Instances are left running: they outlive the daemon. */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
-  keepAliveOnUncaught(opts.log ?? timestamped);
+  keepAliveOnUncaught(neverThrows(opts.log ?? timestamped));
   const d = await startDaemon(opts);
   const stop = () => void d.shutdown();
   Deno.addSignalListener("SIGTERM", stop);

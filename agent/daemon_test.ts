@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { guardedHandler, normaliseUrl } from "./daemon.ts";
+import { guardedHandler, neverThrows, normaliseUrl } from "./daemon.ts";
 
 Deno.test("normaliseUrl() serves a request whose Host does not parse as localhost", () => {
   const req = new Request("http://localhost/1.0/events?type=operation");
@@ -26,4 +26,11 @@ Deno.test("guardedHandler() turns a thrown error into a 500 envelope, not a cras
   assert.equal(body.type, "error");
   assert.equal(body.error_code, 500);
   assert.match(logs[0], /boom/);
+});
+
+Deno.test("neverThrows() keeps a failing log from failing its caller", () => {
+  const log = neverThrows(() => {
+    throw new Error("No space left on device (os error 28)");
+  });
+  log("a line");
 });

@@ -290,3 +290,25 @@ Deno.test("five concurrent uploads of one new image: one imports it, the others 
     await d.cleanup();
   }
 });
+
+Deno.test("record-output keeps at most 64 MiB of a stream and the command still finishes", async () => {
+  const d = await TestDaemon.start();
+  try {
+    await d.importBusybox();
+    const name = uniqueName("rec");
+    await d.ok("launch", "busybox", name);
+    const op = await d.api.run("POST", `/1.0/instances/${name}/exec`, {
+      body: {
+        command: ["sh", "-c", "head -c 80000000 /dev/zero; echo done >&2"],
+        "record-output": true,
+      },
+    }) as { metadata: { return: number; output: Record<string, string> } };
+    assert.equal(op.metadata.return, 0);
+    const out = await d.api.fetch("GET", op.metadata.output["1"]);
+    assert.equal((await out.arrayBuffer()).byteLength, 64 * 2 ** 20);
+    const err = await d.api.fetch("GET", op.metadata.output["2"]);
+    assert.equal(await err.text(), "done\n");
+  } finally {
+    await d.cleanup();
+  }
+});
