@@ -1,8 +1,15 @@
 /** outpost's entry point: the only place that exits the process. */
-import { CommanderError } from "@commander-js/extra-typings";
-import { buildProgram } from "./cli/program.ts";
+import { HELPER_SUBCOMMAND } from "./drivers/forkfile/protocol.ts";
 
 async function main(): Promise<number> {
+  // A compiled outpost runs its own confined file helper through a hidden subcommand; nothing
+  // else of the program is loaded for it.
+  if (Deno.args[0] === HELPER_SUBCOMMAND) {
+    const { helperMain } = await import("./drivers/forkfile/helper.ts");
+    return helperMain(Deno.args.slice(1));
+  }
+  const { CommanderError } = await import("@commander-js/extra-typings");
+  const { buildProgram } = await import("./cli/program.ts");
   const { program, ctx } = buildProgram();
   try {
     await program.parseAsync(Deno.args, { from: "user" });

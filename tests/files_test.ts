@@ -5,7 +5,11 @@
 import assert from "node:assert/strict";
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
-import { HAS_LXC, StockLxc, TestDaemon, uniqueName } from "./helpers.ts";
+import { runtimeFlags } from "../scripts/permissions.ts";
+import { HAS_LXC, ROOT, StockLxc, TestDaemon, uniqueName } from "./helpers.ts";
+
+/** `deno run` flags as the launcher (and the release binary) has them. */
+const RUN_FLAGS = ["run", "--quiet", "--no-prompt", ...runtimeFlags()];
 
 function randomBytes(size: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(size);
@@ -282,3 +286,52 @@ Deno.test("a running container's own mounts are what files see: push to and pull
     await d.ok("file", "delete", `${name}/tmp/t.bin`);
     assert.notEqual((await d.cli("exec", name, "--", "test", "-e", "/tmp/t.bin")).code, 0);
   }));
+
+Deno.test("outpost's own entry point serves the file helper (as a release binary runs it), confined", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "outpost-helper-entry-" });
+  try {
+    const rootfs = join(dir, "rootfs");
+    await Deno.mkdir(join(rootfs, "etc"), { recursive: true });
+    await Deno.writeTextFile(join(rootfs, "etc", "hostname"), "inside\n");
+    await Deno.symlink(dir, join(rootfs, "escape"));
+    await Deno.writeTextFile(join(dir, "secret"), "host\n");
+    for (const p of ["", "etc", "etc/hostname"]) {
+      await Deno.chown(join(rootfs, p), 1_300_000, 1_300_000);
+    }
+    await Deno.chmod(dir, 0o755);
+    const child = new Deno.Command("unshare", {
+      args: [
+        "--user",
+        "--map-users=1300000,0,65536",
+        "--map-groups=1300000,0,65536",
+        "--setuid",
+        "0",
+        "--setgid",
+        "0",
+        "--",
+        Deno.execPath(),
+        ...RUN_FLAGS,
+        join(ROOT, "main.ts"),
+        "__forkfile",
+        JSON.stringify({ kind: "dir", path: rootfs }),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(
+      '{"op":"stat","path":"/etc/hostname","maxEntries":10}\n' +
+        '{"op":"stat","path":"/escape/secret","maxEntries":10}\n',
+    ));
+    await w.close();
+    const out = await child.output();
+    const lines = new TextDecoder().decode(out.stdout).trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(lines[0].ok, true, new TextDecoder().decode(out.stderr));
+    assert.equal(lines[1].stat.uid, 0); // the container's root, inside its user namespace
+    assert.equal(lines[1].stat.size, 7);
+    assert.deepEqual([lines[2].ok, lines[2].kind], [false, "NotFound"]); // the host stays out
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
