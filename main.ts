@@ -8,6 +8,17 @@ async function main(): Promise<number> {
     const { helperMain } = await import("./drivers/forkfile/helper.ts");
     return helperMain(Deno.args.slice(1));
   }
+  // The daemon is a long-lived process: it is started without the command line's modules, so
+  // they never take memory in it. Anything but the plain forms goes through the CLI (and --help).
+  const stateDir = daemonInvocation(Deno.args);
+  if (stateDir !== null) {
+    const [{ runDaemon }, { resolveStateDir }] = await Promise.all([
+      import("./agent/daemon.ts"),
+      import("./agent/paths.ts"),
+    ]);
+    await runDaemon({ stateDir: resolveStateDir(stateDir) });
+    return 0;
+  }
   const { CommanderError } = await import("@commander-js/extra-typings");
   const { buildProgram } = await import("./cli/program.ts");
   const { program, ctx } = buildProgram();
@@ -24,6 +35,22 @@ async function main(): Promise<number> {
   } finally {
     ctx.close();
   }
+}
+
+/**
+ * `daemon`, `daemon --state-dir D`, `--state-dir D daemon` (or `--state-dir=D`): the state dir
+ * given (undefined when none); null for every other command line.
+ */
+export function daemonInvocation(args: string[]): string | undefined | null {
+  const rest: string[] = [];
+  let stateDir: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--state-dir" && i + 1 < args.length) stateDir = args[++i];
+    else if (arg.startsWith("--state-dir=")) stateDir = arg.slice("--state-dir=".length);
+    else rest.push(arg);
+  }
+  return rest.length === 1 && rest[0] === "daemon" ? stateDir : null;
 }
 
 if (import.meta.main) Deno.exit(await main());

@@ -2,6 +2,7 @@
 import { Agent } from "./agent.ts";
 import { createApp } from "../api/app.ts";
 import { messageOf } from "./errors.ts";
+import { tuneNativeMemory } from "./native_memory.ts";
 
 export interface DaemonOptions {
   stateDir: string;
@@ -49,16 +50,26 @@ async function claimSocket(path: string): Promise<void> {
 
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = neverThrows(opts.log ?? timestamped);
+  const memory = tuneNativeMemory();
   const agent = new Agent(opts.stateDir, log);
   try {
     await claimSocket(agent.paths.socket);
     await agent.init();
   } catch (err) {
     agent.close();
+    memory.close();
     throw err;
   }
   const app = createApp(agent);
-  const handler = guardedHandler(app.fetch, log);
+  const guarded = guardedHandler(app.fetch, log);
+  // Requests, and the operations and events they cause, are the daemon's work: a few seconds
+  // after it stops, the memory it freed goes back to the kernel.
+  const handler = (req: Request) => {
+    memory.touch();
+    return guarded(req);
+  };
+  const unsubscribe = agent.events.subscribe(["operation", "lifecycle"], () => memory.touch());
+  const settler = setInterval(() => memory.settle(), 1_000);
   const server = Deno.serve({
     path: agent.paths.socket,
     transport: "unix",
@@ -87,11 +98,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     stopping ??= (async () => {
       log("shutting down (instances keep running)");
       clearInterval(pruner);
+      clearInterval(settler);
+      unsubscribe();
       // A subscriber that stopped reading would hold the shutdown forever: close them first.
       agent.events.close();
       await server.shutdown();
       await Deno.remove(agent.paths.pidfile).catch(() => {});
       agent.close();
+      memory.close();
     })();
   return { agent, finished: server.finished, shutdown };
 }
