@@ -1,6 +1,11 @@
 /** outpost's entry point: the only place that exits the process. */
 import { HELPER_SUBCOMMAND } from "./drivers/forkfile/protocol.ts";
 
+async function runDaemon(stateDir: string): Promise<void> {
+  const daemon = await import("./daemon/daemon.ts");
+  await daemon.runDaemon({ stateDir });
+}
+
 async function main(): Promise<number> {
   // A compiled outpost runs its own confined file helper through a hidden subcommand; nothing
   // else of the program is loaded for it.
@@ -12,16 +17,13 @@ async function main(): Promise<number> {
   // they never take memory in it. Anything but the plain forms goes through the CLI (and --help).
   const stateDir = daemonInvocation(Deno.args);
   if (stateDir !== null) {
-    const [{ runDaemon }, { resolveStateDir }] = await Promise.all([
-      import("./agent/daemon.ts"),
-      import("./agent/paths.ts"),
-    ]);
-    await runDaemon({ stateDir: resolveStateDir(stateDir) });
+    const { resolveStateDir } = await import("./contract/state_dir.ts");
+    await runDaemon(resolveStateDir(stateDir));
     return 0;
   }
   const { CommanderError } = await import("@commander-js/extra-typings");
   const { buildProgram } = await import("./cli/program.ts");
-  const { program, ctx } = buildProgram();
+  const { program, ctx } = buildProgram({ runDaemon });
   try {
     await program.parseAsync(Deno.args, { from: "user" });
     return ctx.exitCode;

@@ -14,8 +14,6 @@ import { Store } from "./store.ts";
 import { recoverInstances } from "./recovery.ts";
 import { readHostFile } from "../drivers/hostfs.ts";
 
-export const VERSION = "0.1.0";
-
 export class Agent {
   readonly paths: Paths;
   readonly store: Store;

@@ -3,10 +3,10 @@
  * `docs/config.md` is generated from this table (`deno task docs`).
  */
 import { z } from "zod";
-import { BadRequest } from "./errors.ts";
-import { parseByteSize, parseCpuSet } from "./units.ts";
+import { BadRequest } from "../contract/errors.ts";
+import { parseByteSize, parseCpuSet } from "../contract/units.ts";
+import type { InstanceType } from "../contract/schemas.ts";
 
-export type InstanceType = "container" | "virtual-machine";
 export type Scope = "any" | "container" | "vm";
 
 export interface ConfigKey {
@@ -249,10 +249,6 @@ function checkValue(decl: ConfigKey, value: string): ConfigKey {
     );
   }
   return decl;
-}
-
-export function isTrue(value: string | undefined): boolean {
-  return value === "true" || value === "1";
 }
 
 function typeLabel(type: InstanceType): string {

@@ -5,9 +5,9 @@ import {
   checkServerKey,
   configReference,
   INSTANCE_KEYS,
-  isTrue,
 } from "./config_keys.ts";
-import { BadRequest } from "./errors.ts";
+import { isTrue } from "../contract/units.ts";
+import { BadRequest } from "../contract/errors.ts";
 
 /** Asserts that `fn` throws a BadRequest whose message contains every part. */
 function assertBadRequest(fn: () => unknown, ...parts: string[]): void {

@@ -5,10 +5,11 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
+import type { ImageSource } from "../drivers/driver.ts";
 import type { Runner } from "../drivers/runner.ts";
-import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "./errors.ts";
+import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../contract/errors.ts";
 import type { EventBus } from "./events.ts";
-import { checkAliasName } from "./names.ts";
+import { checkAliasName } from "../contract/names.ts";
 import type { Paths } from "./paths.ts";
 import type { AliasRecord, ImageRecord, Store } from "./store.ts";
 
@@ -31,15 +32,6 @@ const MetadataSchema = z.looseObject({
 export type ImageMetadata = z.infer<typeof MetadataSchema>;
 
 /** What a driver needs to create an instance from an image. */
-export interface ImageSource {
-  /** The image file (a unified tarball). */
-  file: string;
-  /** VM images: the unpacked directory holding `rootfs.img` (and the boot files). */
-  dir?: string;
-  /** VM images that boot a kernel directly: absolute paths inside `dir`. */
-  boot?: { kernel: string; initrd?: string; cmdline: string };
-}
-
 /** A tarball's member paths (without `./`), and whether it spells them `./x`. */
 type Members = Set<string> & { dotted: boolean };
 

@@ -3,13 +3,9 @@
  * driver, emits lifecycle events, and reconciles with the drivers at start-up.
  */
 import { createHash } from "node:crypto";
-import {
-  checkConfigKey,
-  checkInstanceConfig,
-  findInstanceKey,
-  type InstanceType,
-  isTrue,
-} from "./config_keys.ts";
+import { checkConfigKey, checkInstanceConfig, findInstanceKey } from "./config_keys.ts";
+import { isTrue } from "../contract/units.ts";
+import type { InstanceType } from "../contract/schemas.ts";
 import {
   BadRequest,
   Conflict,
@@ -17,22 +13,18 @@ import {
   messageOf,
   NotFound,
   PreconditionFailed,
-} from "./errors.ts";
+} from "../contract/errors.ts";
 import type { EventBus } from "./events.ts";
 import type { ImageStore } from "./images.ts";
 import { KeyedLock } from "./locks.ts";
 import { DELETING, RENAMING_TO, RESUME } from "./recovery.ts";
-import { checkInstanceName } from "./names.ts";
+import { checkInstanceName } from "../contract/names.ts";
 import type { Device, InstanceRecord, Store } from "./store.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
-import type { FileAccess, FileContent, FileInfo, FileWrite } from "../drivers/files.ts";
-import type {
-  ExecOptions,
-  ExecProcess,
-  ExecRequest,
-  InstanceRuntime,
-  PowerState,
-} from "../drivers/driver.ts";
+import type { FileAccess } from "../drivers/files.ts";
+import type { FileContent, FileInfo, FileWrite } from "../contract/files.ts";
+import type { ExecOptions, ExecProcess, ExecRequest } from "../drivers/driver.ts";
+import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
 
 export interface CreateRequest {
   name: string;
@@ -197,7 +189,7 @@ export class InstanceManager {
           created_at: now,
           last_used_at: "1970-01-01T00:00:00Z",
         };
-        await driver.create(inst, await this.images.source(image));
+        Object.assign(inst.config, await driver.create(inst, await this.images.source(image)));
         try {
           this.store.putInstance(inst);
         } catch (err) {
@@ -275,7 +267,7 @@ export class InstanceManager {
 
   async #start(inst: InstanceRecord, announce = true): Promise<void> {
     const driver = this.drivers.get(inst.type);
-    await driver.start(inst);
+    Object.assign(inst.config, await driver.start(inst));
     inst.last_used_at = new Date().toISOString();
     if (this.bootId) inst.config[BOOT_ID] = this.bootId;
     this.#setPower(inst, "RUNNING");

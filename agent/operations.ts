@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import type { EventBus } from "./events.ts";
-import { BadRequest, Forbidden, InvalidState, messageOf, NotFound } from "./errors.ts";
+import { BadRequest, Forbidden, InvalidState, messageOf, NotFound } from "../contract/errors.ts";
 import type { Store } from "./store.ts";
 
 export type OperationClass = "task" | "websocket" | "token";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { BadRequest, InvalidState, NotFound } from "./errors.ts";
+import { BadRequest, InvalidState, NotFound } from "../contract/errors.ts";
 import { EventBus, type OutpostEvent } from "./events.ts";
 import {
   INTERRUPTED,

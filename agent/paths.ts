@@ -1,17 +1,11 @@
 /** The layout of the daemon's state directory. */
 import { join } from "node:path";
-
-export const DEFAULT_STATE_DIR = "/var/lib/outpost";
-
-/** The state dir from `--state-dir`, then `OUTPOST_DIR`, then the default. */
-export function resolveStateDir(flag?: string): string {
-  return flag ?? Deno.env.get("OUTPOST_DIR") ?? DEFAULT_STATE_DIR;
-}
+import { socketPath } from "../contract/state_dir.ts";
 
 export class Paths {
   constructor(readonly root: string) {}
   get socket(): string {
-    return join(this.root, "unix.socket");
+    return socketPath(this.root);
   }
   get database(): string {
     return join(this.root, "outpost.db");

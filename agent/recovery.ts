@@ -6,8 +6,8 @@
  * storage with no record at all is what an interrupted create left, and is removed.
  */
 import type { DriverRegistry } from "../drivers/registry.ts";
-import type { InstanceType } from "./config_keys.ts";
-import { messageOf } from "./errors.ts";
+import type { InstanceType } from "../contract/schemas.ts";
+import { messageOf } from "../contract/errors.ts";
 import type { InstanceRecord, Store } from "./store.ts";
 
 /** Set on a record while its storage is being deleted. */

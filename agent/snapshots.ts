@@ -6,7 +6,7 @@
 import type { Driver } from "../drivers/driver.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
 import type { SnapshotAccess } from "../drivers/snapshots.ts";
-import { BadRequest, Conflict, messageOf, NotFound } from "./errors.ts";
+import { BadRequest, Conflict, messageOf, NotFound } from "../contract/errors.ts";
 import type { EventBus } from "./events.ts";
 import type { InstanceManager } from "./instances.ts";
 import type { InstanceRecord, SnapshotRecord, Store } from "./store.ts";

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { z } from "zod";
-import { BadRequest, PayloadTooLarge } from "../agent/errors.ts";
-import { concatBytes } from "../drivers/bytes.ts";
+import { BadRequest, PayloadTooLarge } from "../contract/errors.ts";
+import { concatBytes } from "../contract/bytes.ts";
 
 /** JSON request bodies larger than this are refused (uploads stream elsewhere). */
 export const MAX_JSON_BODY = 1 * 2 ** 20;

@@ -2,7 +2,7 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
-import { DomainError, messageOf } from "../agent/errors.ts";
+import { DomainError, messageOf } from "../contract/errors.ts";
 import type { OperationBody } from "../agent/operations.ts";
 
 export function sync(c: Context, metadata: unknown, opts: { status?: number; etag?: string } = {}) {

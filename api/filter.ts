@@ -5,7 +5,7 @@
  * `expanded_config.limits.cpu`); config keys with dots are matched as one key. Values may be
  * quoted. Comparison is case-insensitive for status-like values, as Incus does.
  */
-import { BadRequest } from "../agent/errors.ts";
+import { BadRequest } from "../contract/errors.ts";
 
 interface Clause {
   not: boolean;

@@ -1,14 +1,12 @@
 /** Shapes domain records as the Incus API objects clients expect. */
 import type { ImageStore } from "../agent/images.ts";
 import type { ImageRecord, InstanceRecord } from "../agent/store.ts";
-import type { InstanceRuntime, PowerState } from "../drivers/driver.ts";
-
-export const STATUS_CODES: Record<PowerState, number> = {
-  Running: 103,
-  Stopped: 102,
-  Frozen: 110,
-  Error: 112,
-};
+import {
+  type InstanceRuntime,
+  type InstanceState,
+  type PowerState,
+  STATUS_CODES,
+} from "../contract/instance_state.ts";
 
 export function instanceView(inst: InstanceRecord, status: PowerState) {
   return {
@@ -32,7 +30,7 @@ export function instanceView(inst: InstanceRecord, status: PowerState) {
   };
 }
 
-export function stateView(rt: InstanceRuntime) {
+export function stateView(rt: InstanceRuntime): InstanceState {
   return {
     status: rt.status,
     status_code: STATUS_CODES[rt.status],

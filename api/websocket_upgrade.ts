@@ -2,7 +2,7 @@
  * Websocket upgrades, checked before Deno is asked: a request that is not a valid RFC 6455
  * upgrade is a 400 in the error envelope, never a TypeError from `Deno.upgradeWebSocket` (a 500).
  */
-import { BadRequest, messageOf } from "../agent/errors.ts";
+import { BadRequest, messageOf } from "../contract/errors.ts";
 
 /** A header's comma-separated tokens, trimmed and lower-cased. */
 function tokens(req: Request, name: string): string[] {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Agent } from "../agent/agent.ts";
-import { BadRequest, NotFound } from "../agent/errors.ts";
+import { BadRequest, NotFound } from "../contract/errors.ts";
 import { createApp } from "./app.ts";
 import { guardUpgrade, upgradeProblem } from "./websocket_upgrade.ts";
 

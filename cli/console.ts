@@ -3,8 +3,8 @@
  * ctrl+a a sends a literal ctrl+a). `--show-log` prints the console output kept since start.
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import type { Operation } from "../api/client.ts";
-import { openOperationSocket } from "../api/ws_client.ts";
+import type { Operation } from "../contract/client.ts";
+import { openOperationSocket } from "../contract/ws_client.ts";
 import { type CliContext, UsageError } from "./context.ts";
 
 const CTRL_A = 0x01;

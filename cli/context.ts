@@ -1,6 +1,6 @@
 /** What every command shares: the state dir, the API client, and the exit code for main.ts. */
-import { ApiClient } from "../api/client.ts";
-import { Paths, resolveStateDir } from "../agent/paths.ts";
+import { ApiClient } from "../contract/client.ts";
+import { resolveStateDir, socketPath } from "../contract/state_dir.ts";
 
 export class CliContext {
   exitCode = 0;
@@ -13,7 +13,7 @@ export class CliContext {
   }
 
   get client(): ApiClient {
-    this.#client ??= new ApiClient(new Paths(this.stateDir).socket);
+    this.#client ??= new ApiClient(socketPath(this.stateDir));
     return this.#client;
   }
 

@@ -5,8 +5,8 @@
  * either. The command's exit code becomes outpost's.
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import type { Operation } from "../api/client.ts";
-import { openOperationSocket, type WebSocket } from "../api/ws_client.ts";
+import type { Operation } from "../contract/client.ts";
+import { openOperationSocket, type WebSocket } from "../contract/ws_client.ts";
 import { type CliContext, collect, parseIntOption, parseKeyValues, UsageError } from "./context.ts";
 
 const FORWARDED_SIGNALS: [Deno.Signal, number][] = [

@@ -1,7 +1,7 @@
 /** `outpost file push/pull/delete`: files in and out of instances, as `lxc file` does it. */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { basename, join, posix, resolve } from "node:path";
-import { type ApiClient, ApiError } from "../api/client.ts";
+import { type ApiClient, ApiError } from "../contract/client.ts";
 import { type CliContext, parseIntOption, UsageError } from "./context.ts";
 
 type RemoteType = "file" | "directory" | "symlink";

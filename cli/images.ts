@@ -108,10 +108,10 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
         const out = opts.output ?? join(dir, `${kind}.tar.gz`);
         console.error(`Building ${kind} image`);
         const file = kind === "busybox"
-          ? (await (await import("../agent/image_build/busybox.ts")).buildBusyboxImage({
+          ? (await (await import("../image_build/busybox.ts")).buildBusyboxImage({
             outFile: out,
           })).file
-          : (await (await import("../agent/image_build/vm_busybox.ts")).buildVmBusyboxImage({
+          : (await (await import("../image_build/vm_busybox.ts")).buildVmBusyboxImage({
             outFile: out,
             progress: (msg) => console.error(msg),
           })).file;

@@ -1,6 +1,6 @@
 /** Instance commands: launch, init, list, info, start, stop, restart, pause, resume, delete. */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import type { Operation } from "../api/client.ts";
+import type { Operation } from "../contract/client.ts";
 import { type CliContext, collect, parseIntOption, parseKeyValues } from "./context.ts";
 import { type Column, formatBytes, formatDuration, parseFormat, renderList } from "./format.ts";
 

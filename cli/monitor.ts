@@ -1,6 +1,6 @@
 /** `outpost monitor`: prints the daemon's events as they happen (until interrupted). */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { openUnixWebSocket } from "../api/ws_client.ts";
+import { openUnixWebSocket } from "../contract/ws_client.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { renderYaml } from "./format.ts";
 

@@ -1,6 +1,6 @@
 /** The `outpost` command line: one module per command group, assembled here. */
 import { Command } from "@commander-js/extra-typings";
-import { VERSION } from "../agent/agent.ts";
+import { VERSION } from "../contract/version.ts";
 import { configCommand } from "./config.ts";
 import { consoleCommand } from "./console.ts";
 import { CliContext } from "./context.ts";
@@ -11,7 +11,12 @@ import { instanceCommands } from "./instances.ts";
 import { monitorCommand } from "./monitor.ts";
 import { snapshotCommand } from "./snapshots.ts";
 
-export function buildProgram(): { program: Command; ctx: CliContext } {
+/** What the command line cannot do itself: `main.ts` hands in the daemon (the CLI never loads it). */
+export interface ProgramDeps {
+  runDaemon(stateDir: string): Promise<void>;
+}
+
+export function buildProgram(deps: ProgramDeps): { program: Command; ctx: CliContext } {
   const program = new Command("outpost")
     .description(
       "outpost: system containers (LXC) on this host, driven through an Incus-compatible API",
@@ -27,10 +32,7 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
 
   program.command("daemon")
     .description("Run the outpost daemon in the foreground (serves DIR/unix.socket)")
-    .action(async () => {
-      const { runDaemon } = await import("../agent/daemon.ts");
-      await runDaemon({ stateDir: ctx.stateDir });
-    });
+    .action(() => deps.runDaemon(ctx.stateDir));
 
   for (
     const cmd of [

@@ -4,16 +4,10 @@
  * view of its file system (its mounts included) is what is read and written, and no path can
  * leave it. Content can also move through a faster channel where there is one (guest-file-*).
  */
-import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../agent/errors.ts";
-import type { InstanceRecord } from "../agent/store.ts";
-import {
-  dataBytes,
-  type FileAccess,
-  type FileContent,
-  type FileInfo,
-  type FileType,
-  type FileWrite,
-} from "./files.ts";
+import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../contract/errors.ts";
+import type { InstanceSpec } from "./driver.ts";
+import { dataBytes, type FileAccess } from "./files.ts";
+import type { FileContent, FileInfo, FileType, FileWrite } from "../contract/files.ts";
 
 export interface CommandResult {
   code: number;
@@ -23,11 +17,11 @@ export interface CommandResult {
 
 export interface GuestCommands {
   /** Runs argv in the instance as root, with `input` as its stdin. */
-  run(inst: InstanceRecord, argv: string[], input?: Uint8Array): Promise<CommandResult>;
+  run(inst: InstanceSpec, argv: string[], input?: Uint8Array): Promise<CommandResult>;
   /** A faster way to read a file's content (at most `max` bytes), if the instance has one. */
-  readFile?(inst: InstanceRecord, path: string, max: number): ReadableStream<Uint8Array>;
+  readFile?(inst: InstanceSpec, path: string, max: number): ReadableStream<Uint8Array>;
   /** A faster way to write a file's content, if the instance has one. */
-  writeFile?(inst: InstanceRecord, path: string, data: Uint8Array, append: boolean): Promise<void>;
+  writeFile?(inst: InstanceSpec, path: string, data: Uint8Array, append: boolean): Promise<void>;
 }
 
 const dec = new TextDecoder();
@@ -45,12 +39,12 @@ function checkPath(path: string): string {
 export class CommandFiles implements FileAccess {
   constructor(private guest: GuestCommands) {}
 
-  async #sh(inst: InstanceRecord, argv: string[], input?: Uint8Array) {
+  async #sh(inst: InstanceSpec, argv: string[], input?: Uint8Array) {
     const r = await this.guest.run(inst, argv, input);
     return { code: r.code, out: r.stdout, err: dec.decode(r.stderr).trim() };
   }
 
-  async stat(inst: InstanceRecord, path: string): Promise<FileInfo> {
+  async stat(inst: InstanceSpec, path: string): Promise<FileInfo> {
     checkPath(path);
     const r = await this.#sh(inst, ["stat", "-c", "%F|%u|%g|%a|%s", "--", path]);
     if (r.code !== 0) throw new NotFound(`File "${path}" not found in instance "${inst.name}"`);
@@ -82,7 +76,7 @@ export class CommandFiles implements FileAccess {
     return info;
   }
 
-  async get(inst: InstanceRecord, path: string): Promise<FileInfo | FileContent> {
+  async get(inst: InstanceSpec, path: string): Promise<FileInfo | FileContent> {
     const info = await this.stat(inst, path);
     if (info.type === "directory" || info.type === "symlink") return info;
     if (info.type !== "file") {
@@ -106,7 +100,7 @@ export class CommandFiles implements FileAccess {
     return { info, body };
   }
 
-  async write(inst: InstanceRecord, path: string, w: FileWrite): Promise<void> {
+  async write(inst: InstanceSpec, path: string, w: FileWrite): Promise<void> {
     checkPath(path);
     if (path.replace(/\/+$/, "") === "") throw new BadRequest("Cannot write to /");
     const existing = await this.stat(inst, path).catch(() => undefined);
@@ -159,7 +153,7 @@ export class CommandFiles implements FileAccess {
     ]);
   }
 
-  async remove(inst: InstanceRecord, path: string): Promise<void> {
+  async remove(inst: InstanceSpec, path: string): Promise<void> {
     checkPath(path);
     if (path.replace(/\/+$/, "") === "") {
       throw new BadRequest(`Cannot remove the root directory of instance "${inst.name}"`);

@@ -1,45 +1,38 @@
 /** The small interface every instance driver implements (LXC containers, QEMU VMs). */
-import type { ImageSource } from "../agent/images.ts";
-import type { InstanceRecord } from "../agent/store.ts";
+import type { InstanceType } from "../contract/schemas.ts";
 import type { FileAccess } from "./files.ts";
 import type { SnapshotAccess } from "./snapshots.ts";
+import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
 
-export type PowerState = "Running" | "Stopped" | "Frozen" | "Error";
-
-export interface NetworkAddress {
-  family: "inet" | "inet6";
-  address: string;
-  netmask: string;
-  scope: string;
+/**
+ * What a driver is told about an instance: a read-only view of its record. A driver never changes
+ * it; the `volatile.*` keys it sets while creating or starting one come back as `VolatileChanges`
+ * for the core to store.
+ */
+export interface InstanceSpec {
+  readonly name: string;
+  readonly type: InstanceType;
+  readonly architecture: string;
+  readonly config: Readonly<Record<string, string>>;
+  readonly devices: Readonly<Record<string, Readonly<Record<string, string>>>>;
 }
 
-export interface NetworkState {
-  addresses: NetworkAddress[];
-  counters: {
-    bytes_received: number;
-    bytes_sent: number;
-    packets_received: number;
-    packets_sent: number;
-    errors_received: number;
-    errors_sent: number;
-    packets_dropped_inbound: number;
-    packets_dropped_outbound: number;
-  };
-  hwaddr: string;
-  host_name: string;
-  mtu: number;
-  state: "up" | "down";
-  type: string;
+/** `volatile.*` keys a driver set (create, start); the core merges them into the record. */
+export type VolatileChanges = Record<string, string>;
+
+/** The spec with some config keys changed (for the rest of a create or start). */
+export function withConfig(inst: InstanceSpec, changes: VolatileChanges): InstanceSpec {
+  return { ...inst, config: { ...inst.config, ...changes } };
 }
 
-/** The live state of one instance, shaped as Incus's `InstanceState`. */
-export interface InstanceRuntime {
-  status: PowerState;
-  pid: number;
-  processes: number;
-  memory: { usage: number; usage_peak: number; swap_usage: number; swap_usage_peak: number };
-  cpu: { usage: number };
-  network: Record<string, NetworkState>;
+/** An image as a driver creates an instance from it. */
+export interface ImageSource {
+  /** The image file (a unified tarball). */
+  file: string;
+  /** VM images: the unpacked directory holding `rootfs.img` (and the boot files). */
+  dir?: string;
+  /** VM images that boot a kernel directly: absolute paths inside `dir`. */
+  boot?: { kernel: string; initrd?: string; cmdline: string };
 }
 
 export interface StopOptions {
@@ -108,17 +101,17 @@ export interface DriverInfo {
 }
 
 export interface Driver {
-  readonly type: InstanceRecord["type"];
+  readonly type: InstanceType;
   info(): DriverInfo;
   /** Creates the instance's storage from an image. */
-  create(inst: InstanceRecord, image: ImageSource): Promise<void>;
-  start(inst: InstanceRecord): Promise<void>;
-  stop(inst: InstanceRecord, opts: StopOptions): Promise<void>;
-  freeze(inst: InstanceRecord): Promise<void>;
-  unfreeze(inst: InstanceRecord): Promise<void>;
-  delete(inst: InstanceRecord): Promise<void>;
+  create(inst: InstanceSpec, image: ImageSource): Promise<VolatileChanges>;
+  start(inst: InstanceSpec): Promise<VolatileChanges>;
+  stop(inst: InstanceSpec, opts: StopOptions): Promise<void>;
+  freeze(inst: InstanceSpec): Promise<void>;
+  unfreeze(inst: InstanceSpec): Promise<void>;
+  delete(inst: InstanceSpec): Promise<void>;
   /** Moves a stopped instance's storage to a new name. */
-  rename(inst: InstanceRecord, newName: string): Promise<void>;
+  rename(inst: InstanceSpec, newName: string): Promise<void>;
   /** The names of the instances whose storage exists (start-up recovery compares them). */
   storageNames(): Promise<string[]>;
   /**
@@ -127,20 +120,20 @@ export interface Driver {
    * `snapshots` are the recorded snapshot names; returns what it did and which of them have no
    * storage.
    */
-  recover(inst: InstanceRecord, snapshots: string[]): Promise<RecoveryReport>;
-  state(inst: InstanceRecord): Promise<InstanceRuntime>;
+  recover(inst: InstanceSpec, snapshots: string[]): Promise<RecoveryReport>;
+  state(inst: InstanceSpec): Promise<InstanceRuntime>;
   /** Cheap status check, without usage counters. */
-  status(inst: InstanceRecord): Promise<PowerState>;
-  exec(inst: InstanceRecord, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess>;
+  status(inst: InstanceSpec): Promise<PowerState>;
+  exec(inst: InstanceSpec, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess>;
   /**
    * Applies changed `limits.*` keys to a running instance (and rewrites its config for the next
    * start). `changed` names the keys that changed; others are left as they are.
    */
-  applyLimits(inst: InstanceRecord, changed: string[]): Promise<void>;
+  applyLimits(inst: InstanceSpec, changed: string[]): Promise<void>;
   /** Attaches to the instance's console (a PTY stream), where the driver offers it. */
-  console?(inst: InstanceRecord, opts: { width?: number; height?: number }): Promise<ExecProcess>;
+  console?(inst: InstanceSpec, opts: { width?: number; height?: number }): Promise<ExecProcess>;
   /** The console output kept since the instance started. */
-  consoleLog?(inst: InstanceRecord): Promise<Uint8Array>;
+  consoleLog?(inst: InstanceSpec): Promise<Uint8Array>;
   /** File access inside the instance, where the driver offers it. */
   readonly files?: FileAccess;
   /** Snapshots of the instance's storage, where the driver offers them. */

@@ -1,6 +1,6 @@
 /** The driver for each instance type, probed once at start-up. */
-import { Conflict } from "../agent/errors.ts";
-import type { InstanceType } from "../agent/config_keys.ts";
+import { Conflict } from "../contract/errors.ts";
+import type { InstanceType } from "../contract/schemas.ts";
 import type { Driver, DriverInfo } from "./driver.ts";
 
 export interface ProbedDriver extends Driver {

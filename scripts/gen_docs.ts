@@ -10,7 +10,7 @@ import { buildProgram } from "../cli/program.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 
 function cliReference(): string {
-  const { program } = buildProgram();
+  const { program } = buildProgram({ runDaemon: () => Promise.resolve() });
   const sections: string[] = [
     "# CLI reference",
     "",

@@ -1,6 +1,6 @@
 /** End to end through the HTTP API on the unix socket: operations, events, exec, images. */
 import assert from "node:assert/strict";
-import { openUnixWebSocket } from "../api/ws_client.ts";
+import { openUnixWebSocket } from "../contract/ws_client.ts";
 import { busyboxTarball, TestDaemon, uniqueName } from "./helpers.ts";
 
 interface Op {

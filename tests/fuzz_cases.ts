@@ -3,7 +3,7 @@
  * a seeded PRNG. Every case is built to be refused (`expect: "reject"`) or only reads
  * (`expect: "any"`), so whatever it makes the daemon accept, answer 5xx or change is a bug there.
  */
-import { concatBytes } from "../drivers/bytes.ts";
+import { concatBytes } from "../contract/bytes.ts";
 
 // ---------------------------------------------------------------------------------------------
 // PRNG

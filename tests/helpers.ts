@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { ApiClient } from "../api/client.ts";
+import { ApiClient } from "../contract/client.ts";
 import { runtimeFlags } from "../scripts/permissions.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -28,7 +28,7 @@ let imageTarball: Promise<string> | undefined;
 /** The busybox image, built once per test process. */
 export function busyboxTarball(): Promise<string> {
   imageTarball ??= (async () => {
-    const { buildBusyboxImage } = await import("../agent/image_build/busybox.ts");
+    const { buildBusyboxImage } = await import("../image_build/busybox.ts");
     const dir = await Deno.makeTempDir({ prefix: "outpost-test-image-" });
     const built = await buildBusyboxImage({ outFile: join(dir, "busybox.tar.gz") });
     globalThis.addEventListener("unload", () => {
@@ -46,7 +46,7 @@ let vmImage: Promise<string> | undefined;
 /** The VM test image (Debian kernel + busybox + qemu-guest-agent), built once per test process. */
 export function vmTarball(): Promise<string> {
   vmImage ??= (async () => {
-    const { buildVmBusyboxImage } = await import("../agent/image_build/vm_busybox.ts");
+    const { buildVmBusyboxImage } = await import("../image_build/vm_busybox.ts");
     const dir = await Deno.makeTempDir({ prefix: "outpost-test-vm-image-" });
     const built = await buildVmBusyboxImage({ outFile: join(dir, "vm-busybox.tar.gz") });
     globalThis.addEventListener("unload", () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import type { ApiError } from "../api/client.ts";
+import type { ApiError } from "../contract/client.ts";
 import { TestDaemon, uniqueName } from "./helpers.ts";
 
 interface Snapshot {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { openUnixWebSocket } from "../api/ws_client.ts";
+import { openUnixWebSocket } from "../contract/ws_client.ts";
 import { eventually, TestDaemon, uniqueName } from "./helpers.ts";
 
 const MiB = 2 ** 20;

@@ -4,11 +4,11 @@
  */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest, InvalidState } from "../../agent/errors.ts";
+import { BadRequest, InvalidState } from "../../contract/errors.ts";
 import { ExecSession } from "../../agent/exec_session.ts";
 import { parseBody } from "../body.ts";
 import { async } from "../envelope.ts";
-import { ConsolePostSchema } from "../schemas.ts";
+import { ConsolePostSchema } from "../../contract/schemas.ts";
 import { resources } from "./instances.ts";
 
 export function consoleRoutes(agent: Agent): Hono {

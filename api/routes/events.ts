@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest } from "../../agent/errors.ts";
+import { BadRequest } from "../../contract/errors.ts";
 import type { EventType } from "../../agent/events.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";
 

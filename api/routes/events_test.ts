@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BadRequest } from "../../agent/errors.ts";
+import { BadRequest } from "../../contract/errors.ts";
 import { parseEventTypes } from "./events.ts";
 
 Deno.test("parseEventTypes() answers every type when none is asked for", () => {

@@ -5,8 +5,8 @@
  */
 import { type Context, Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest } from "../../agent/errors.ts";
-import type { FileInfo, FileWrite } from "../../drivers/files.ts";
+import { BadRequest } from "../../contract/errors.ts";
+import type { FileInfo, FileWrite } from "../../contract/files.ts";
 import { readLimited } from "../body.ts";
 import { sync } from "../envelope.ts";
 

@@ -1,12 +1,12 @@
 /** `/1.0/images*`: list, upload, get, delete; `/1.0/images/aliases*`. */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest, PayloadTooLarge } from "../../agent/errors.ts";
+import { BadRequest, PayloadTooLarge } from "../../contract/errors.ts";
 import { MAX_IMAGE_BYTES } from "../../agent/images.ts";
 import { parseBody, recursion } from "../body.ts";
 import { applyFilter } from "../filter.ts";
 import { async, sync } from "../envelope.ts";
-import { ImageAliasPostSchema, ImageAliasPutSchema } from "../schemas.ts";
+import { ImageAliasPostSchema, ImageAliasPutSchema } from "../../contract/schemas.ts";
 import { imageView } from "../views.ts";
 
 const header = (c: { req: { header(n: string): string | undefined } }, name: string) =>

@@ -1,7 +1,7 @@
 /** `/1.0/instances*`: list, create, get, update, delete, state. */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest, NotFound } from "../../agent/errors.ts";
+import { BadRequest, NotFound } from "../../contract/errors.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
 import { parseBody, recursion } from "../body.ts";
 import { applyFilter } from "../filter.ts";
@@ -12,7 +12,7 @@ import {
   InstancePutSchema,
   InstancesPostSchema,
   InstanceStatePutSchema,
-} from "../schemas.ts";
+} from "../../contract/schemas.ts";
 import { snapshotView } from "../../agent/snapshots.ts";
 import { fullInstanceView, instanceView, stateView } from "../views.ts";
 

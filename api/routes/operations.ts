@@ -1,7 +1,7 @@
 /** `/1.0/operations*`: list, get, wait, cancel, and the websockets of websocket operations. */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest } from "../../agent/errors.ts";
+import { BadRequest } from "../../contract/errors.ts";
 import { recursion } from "../body.ts";
 import { sync } from "../envelope.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";

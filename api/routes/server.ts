@@ -2,10 +2,10 @@
 import { Hono } from "hono";
 import { arch, availableParallelism, cpus, freemem, hostname, release, totalmem } from "node:os";
 import type { Agent } from "../../agent/agent.ts";
-import { VERSION } from "../../agent/agent.ts";
+import { VERSION } from "../../contract/version.ts";
 import { parseBody } from "../body.ts";
 import { sync } from "../envelope.ts";
-import { ServerPutSchema } from "../schemas.ts";
+import { ServerPutSchema } from "../../contract/schemas.ts";
 
 /** Exactly the API extensions outpost implements. */
 export const API_EXTENSIONS = [

@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest } from "../../agent/errors.ts";
+import { BadRequest } from "../../contract/errors.ts";
 import { snapshotUrl, snapshotView } from "../../agent/snapshots.ts";
 import { parseBody, recursion } from "../body.ts";
 import { async, sync } from "../envelope.ts";

@@ -15,8 +15,8 @@ import {
   InsufficientStorage,
   NotFound,
   PayloadTooLarge,
-} from "../../agent/errors.ts";
-import { concatBytes } from "../bytes.ts";
+} from "../../contract/errors.ts";
+import { concatBytes } from "../../contract/bytes.ts";
 import type { Runner } from "../runner.ts";
 import {
   HELPER_SUBCOMMAND,

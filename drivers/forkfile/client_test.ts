@@ -13,7 +13,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../../agent/errors.ts";
+import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../../contract/errors.ts";
 import { Runner } from "../runner.ts";
 import { ConfinedFiles, type ConfinedTarget, enterStopped, type IdRange } from "./client.ts";
 

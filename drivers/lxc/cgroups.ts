@@ -4,7 +4,7 @@
  */
 import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
-import { parseByteSize, parseCpuSet } from "../../agent/units.ts";
+import { parseByteSize, parseCpuSet } from "../../contract/units.ts";
 import { readHostFile, readHostFiles } from "../hostfs.ts";
 import type { Runner } from "../runner.ts";
 

@@ -1,5 +1,5 @@
 /** Generates the LXC config file of one container from its instance config (pure). */
-import { isTrue } from "../../agent/config_keys.ts";
+import { isTrue } from "../../contract/units.ts";
 import { type CgroupLayout, limitConfigLines, limitsFromConfig } from "./cgroups.ts";
 import { type IdMap, idmapLines } from "./idmap.ts";
 

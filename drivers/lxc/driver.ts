@@ -2,22 +2,23 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { availableParallelism, totalmem } from "node:os";
-import { isTrue } from "../../agent/config_keys.ts";
-import { Conflict, InvalidState, NotFound } from "../../agent/errors.ts";
-import type { ImageSource } from "../../agent/images.ts";
-import type { InstanceRecord } from "../../agent/store.ts";
+import { isTrue } from "../../contract/units.ts";
+import { Conflict, InvalidState, NotFound } from "../../contract/errors.ts";
 import {
   type Driver,
   type DriverInfo,
   type ExecOptions,
   type ExecProcess,
   type ExecRequest,
-  type InstanceRuntime,
-  type PowerState,
+  type ImageSource,
+  type InstanceSpec,
   type RecoveryReport,
   type StopOptions,
   subdirs,
+  type VolatileChanges,
+  withConfig,
 } from "../driver.ts";
+import type { InstanceRuntime, PowerState } from "../../contract/instance_state.ts";
 import type { Runner } from "../runner.ts";
 import { hostLayout, limitSettings, limitsFromConfig, readUsage } from "./cgroups.ts";
 import { lxcConfig } from "./config.ts";
@@ -86,7 +87,7 @@ export class LxcDriver implements Driver {
   }
 
   /** How the file helper enters `inst`: its running init, or its rootfs when stopped. */
-  async #target(inst: InstanceRecord): Promise<ConfinedTarget> {
+  async #target(inst: InstanceSpec): Promise<ConfinedTarget> {
     const privileged = isTrue(inst.config["security.privileged"]);
     const { status, pid } = await this.#info2(inst.name);
     if (status === "Error") {
@@ -102,13 +103,13 @@ export class LxcDriver implements Driver {
   }
 
   /** The rootfs of a stopped container, entered with the map its files are shifted to. */
-  #stoppedTarget(inst: InstanceRecord): ConfinedTarget {
+  #stoppedTarget(inst: InstanceSpec): ConfinedTarget {
     const map = idRanges(inst.config["volatile.last_state.idmap"] ?? "[]");
     return { enter: enterStopped(map), root: { kind: "dir", path: this.rootfs(inst.name) } };
   }
 
   /** Writes /etc/hostname of a stopped container (skipped when it has no /etc). */
-  async #writeHostname(inst: InstanceRecord): Promise<void> {
+  async #writeHostname(inst: InstanceSpec): Promise<void> {
     await this.confined.write(this.#stoppedTarget(inst), {
       path: "/etc/hostname",
       type: "file",
@@ -156,7 +157,9 @@ export class LxcDriver implements Driver {
     return [tool, "-P", this.lxcPath, "-n", name, ...args];
   }
 
-  async create(inst: InstanceRecord, image: ImageSource): Promise<void> {
+  async create(created: InstanceSpec, image: ImageSource): Promise<VolatileChanges> {
+    // A fresh rootfs carries the image's ids: shifting starts from an empty map.
+    let inst = withConfig(created, { "volatile.last_state.idmap": "[]" });
     const dir = this.dir(inst.name);
     if (existsSync(dir)) {
       throw new Conflict(
@@ -182,10 +185,11 @@ export class LxcDriver implements Driver {
       if (!existsSync(unpacked)) throw new Error("The image has no rootfs/ directory");
       await Deno.rename(unpacked, this.rootfs(inst.name));
       await Deno.remove(unpack, { recursive: true });
-      inst.config["volatile.last_state.idmap"] = "[]";
-      this.#shiftForConfig(inst);
+      const changes = { "volatile.last_state.idmap": "[]", ...this.#shiftForConfig(inst) };
+      inst = withConfig(inst, changes);
       await this.#writeHostname(inst);
       await this.#writeConfig(inst);
+      return changes;
     } catch (err) {
       // A failed create leaves nothing behind.
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -193,8 +197,11 @@ export class LxcDriver implements Driver {
     }
   }
 
-  /** Shifts the rootfs when the wanted id map differs from the one it was last shifted to. */
-  #shiftForConfig(inst: InstanceRecord): void {
+  /**
+   * Shifts the rootfs when the wanted id map differs from the one it was last shifted to; returns
+   * the id-map keys to record.
+   */
+  #shiftForConfig(inst: InstanceSpec): VolatileChanges {
     const want = isTrue(inst.config["security.privileged"]) ? undefined : this.#hostIdMap();
     const wantJson = want ? idmapJson(want) : "[]";
     const have = inst.config["volatile.last_state.idmap"] ?? "[]";
@@ -207,12 +214,11 @@ export class LxcDriver implements Driver {
         base(wantJson, true) - base(have, true),
         base(wantJson, false) - base(have, false),
       );
-      inst.config["volatile.last_state.idmap"] = wantJson;
     }
-    inst.config["volatile.idmap.current"] = wantJson;
+    return { "volatile.last_state.idmap": wantJson, "volatile.idmap.current": wantJson };
   }
 
-  async #writeConfig(inst: InstanceRecord): Promise<void> {
+  async #writeConfig(inst: InstanceSpec): Promise<void> {
     const text = lxcConfig({
       name: inst.name,
       dir: this.dir(inst.name),
@@ -225,12 +231,13 @@ export class LxcDriver implements Driver {
     await Deno.writeTextFile(join(this.dir(inst.name), "config"), text);
   }
 
-  async start(inst: InstanceRecord): Promise<void> {
-    const status = await this.status(inst);
+  async start(stopped: InstanceSpec): Promise<VolatileChanges> {
+    const status = await this.status(stopped);
     if (status !== "Stopped") {
-      throw new InvalidState(`Instance "${inst.name}" is already ${status.toLowerCase()}`);
+      throw new InvalidState(`Instance "${stopped.name}" is already ${status.toLowerCase()}`);
     }
-    this.#shiftForConfig(inst);
+    const changes = this.#shiftForConfig(stopped);
+    const inst = withConfig(stopped, changes);
     if (!isTrue(inst.config["security.privileged"])) checkSearchable(this.rootfs(inst.name));
     await this.#writeConfig(inst);
     const log = join(this.dir(inst.name), "lxc.log");
@@ -244,9 +251,10 @@ export class LxcDriver implements Driver {
       throw new Error(`Failed to start container "${inst.name}"${detail ? `: ${detail}` : ""}`);
     }
     await this.runner.run(this.#lxc("lxc-wait", inst.name, "-s", "RUNNING", "-t", "10"));
+    return changes;
   }
 
-  async stop(inst: InstanceRecord, opts: StopOptions): Promise<void> {
+  async stop(inst: InstanceSpec, opts: StopOptions): Promise<void> {
     const status = await this.status(inst);
     if (status === "Stopped") return;
     if (opts.force) {
@@ -257,15 +265,15 @@ export class LxcDriver implements Driver {
     await this.runner.run(this.#lxc("lxc-stop", inst.name, "-t", String(opts.timeout)));
   }
 
-  async freeze(inst: InstanceRecord): Promise<void> {
+  async freeze(inst: InstanceSpec): Promise<void> {
     await this.runner.run(this.#lxc("lxc-freeze", inst.name));
   }
 
-  async unfreeze(inst: InstanceRecord): Promise<void> {
+  async unfreeze(inst: InstanceSpec): Promise<void> {
     await this.runner.run(this.#lxc("lxc-unfreeze", inst.name));
   }
 
-  async delete(inst: InstanceRecord): Promise<void> {
+  async delete(inst: InstanceSpec): Promise<void> {
     if ((await this.status(inst)) !== "Stopped") {
       await this.runner.run(this.#lxc("lxc-stop", inst.name, "-k"), { allowFailure: true });
     }
@@ -274,7 +282,7 @@ export class LxcDriver implements Driver {
     });
   }
 
-  async rename(inst: InstanceRecord, newName: string): Promise<void> {
+  async rename(inst: InstanceSpec, newName: string): Promise<void> {
     if (existsSync(this.dir(newName))) {
       throw new Conflict(
         `Storage for "${newName}" already exists in ${this.lxcPath}: remove it first`,
@@ -291,7 +299,7 @@ export class LxcDriver implements Driver {
     return await subdirs(this.lxcPath);
   }
 
-  async recover(inst: InstanceRecord, snapshots: string[]): Promise<RecoveryReport> {
+  async recover(inst: InstanceSpec, snapshots: string[]): Promise<RecoveryReport> {
     const actions = [...await recoverTemp(this.dir(inst.name))];
     const { removed, missing } = await this.snapshots.reconcile(inst.name, snapshots);
     for (const s of removed) actions.push(`removed snapshot storage "${s}" that had no record`);
@@ -317,11 +325,11 @@ export class LxcDriver implements Driver {
     return { status, pid: status === "Stopped" ? -1 : Number.isFinite(pid) ? pid : -1 };
   }
 
-  async status(inst: InstanceRecord): Promise<PowerState> {
+  async status(inst: InstanceSpec): Promise<PowerState> {
     return (await this.#info2(inst.name)).status;
   }
 
-  async state(inst: InstanceRecord): Promise<InstanceRuntime> {
+  async state(inst: InstanceSpec): Promise<InstanceRuntime> {
     const { status, pid } = await this.#info2(inst.name);
     const runtime: InstanceRuntime = {
       status,
@@ -349,7 +357,7 @@ export class LxcDriver implements Driver {
   }
 
   /** Starts a command; the caller (the instance manager) has checked the container runs. */
-  async exec(inst: InstanceRecord, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
+  async exec(inst: InstanceSpec, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
     const env = execEnvironment(req, opts.interactive);
     const { argv, cwd } = attachPlan(
       this.lxcPath,
@@ -371,7 +379,7 @@ export class LxcDriver implements Driver {
   }
 
   async console(
-    inst: InstanceRecord,
+    inst: InstanceSpec,
     opts: { width?: number; height?: number },
   ): Promise<ExecProcess> {
     if ((await this.status(inst)) !== "Running") {
@@ -382,13 +390,13 @@ export class LxcDriver implements Driver {
     return await spawnPty(this.runner, argv, "/", { interactive: true, ...opts });
   }
 
-  async consoleLog(inst: InstanceRecord): Promise<Uint8Array> {
+  async consoleLog(inst: InstanceSpec): Promise<Uint8Array> {
     return await Deno.readFile(join(this.dir(inst.name), "console.log")).catch(() =>
       new Uint8Array()
     );
   }
 
-  async applyLimits(inst: InstanceRecord, changed: string[]): Promise<void> {
+  async applyLimits(inst: InstanceSpec, changed: string[]): Promise<void> {
     await this.#writeConfig(inst);
     if ((await this.status(inst)) === "Stopped") return;
     const controllers = new Set(changed.map((k) => LIMIT_CONTROLLERS[k]).filter(Boolean));

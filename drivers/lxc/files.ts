@@ -3,10 +3,11 @@
  * kernel keeps every path inside the container, and ids are the container's own because the
  * helper runs in its user namespace. Nothing here resolves a container path on the host.
  */
-import { BadRequest, NotFound } from "../../agent/errors.ts";
-import type { InstanceRecord } from "../../agent/store.ts";
+import { BadRequest, NotFound } from "../../contract/errors.ts";
+import type { InstanceSpec } from "../driver.ts";
 import type { ConfinedFiles, ConfinedTarget, IdRange } from "../forkfile/client.ts";
-import type { FileAccess, FileContent, FileInfo, FileWrite } from "../files.ts";
+import type { FileAccess } from "../files.ts";
+import type { FileContent, FileInfo, FileWrite } from "../../contract/files.ts";
 
 /** The ranges of a `volatile.*idmap*` JSON value (Incus's form); empty when privileged. */
 export function idRanges(json: string): IdRange[] {
@@ -41,7 +42,7 @@ function checkPath(path: string): string {
 }
 
 /** "... not found" names the instance too. */
-async function naming<T>(inst: InstanceRecord, work: Promise<T>): Promise<T> {
+async function naming<T>(inst: InstanceSpec, work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (err) {
@@ -53,15 +54,15 @@ async function naming<T>(inst: InstanceRecord, work: Promise<T>): Promise<T> {
 export class LxcFileAccess implements FileAccess {
   constructor(
     private confined: ConfinedFiles,
-    private target: (inst: InstanceRecord) => Promise<ConfinedTarget>,
+    private target: (inst: InstanceSpec) => Promise<ConfinedTarget>,
   ) {}
 
-  async stat(inst: InstanceRecord, path: string): Promise<FileInfo> {
+  async stat(inst: InstanceSpec, path: string): Promise<FileInfo> {
     const st = await naming(inst, this.confined.stat(await this.target(inst), checkPath(path)));
     return { ...st };
   }
 
-  async get(inst: InstanceRecord, path: string): Promise<FileInfo | FileContent> {
+  async get(inst: InstanceSpec, path: string): Promise<FileInfo | FileContent> {
     const { stat, body } = await naming(
       inst,
       this.confined.get(await this.target(inst), checkPath(path)),
@@ -69,7 +70,7 @@ export class LxcFileAccess implements FileAccess {
     return body ? { info: { ...stat }, body } : { ...stat };
   }
 
-  async write(inst: InstanceRecord, path: string, w: FileWrite): Promise<void> {
+  async write(inst: InstanceSpec, path: string, w: FileWrite): Promise<void> {
     checkPath(path);
     const target = await this.target(inst);
     if (w.type === "symlink") {
@@ -101,7 +102,7 @@ export class LxcFileAccess implements FileAccess {
     );
   }
 
-  async remove(inst: InstanceRecord, path: string): Promise<void> {
+  async remove(inst: InstanceSpec, path: string): Promise<void> {
     await naming(inst, this.confined.remove(await this.target(inst), checkPath(path)));
   }
 }

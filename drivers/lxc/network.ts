@@ -1,5 +1,5 @@
 /** Network state of a container, read from the host by entering its network namespace. */
-import type { NetworkState } from "../driver.ts";
+import type { NetworkState } from "../../contract/instance_state.ts";
 import type { Runner } from "../runner.ts";
 
 interface IpAddrJson {

@@ -7,8 +7,8 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Conflict, NotFound } from "../../agent/errors.ts";
-import type { InstanceRecord } from "../../agent/store.ts";
+import { Conflict, NotFound } from "../../contract/errors.ts";
+import type { InstanceSpec } from "../driver.ts";
 import type { Runner } from "../runner.ts";
 import type { SnapshotAccess } from "../snapshots.ts";
 
@@ -25,7 +25,7 @@ export class LxcSnapshots implements SnapshotAccess {
     return join(this.root(name), snap);
   }
 
-  async create(inst: InstanceRecord, snap: string): Promise<void> {
+  async create(inst: InstanceSpec, snap: string): Promise<void> {
     const target = this.path(inst.name, snap);
     if (existsSync(target)) {
       throw new Conflict(`Storage for snapshot "${inst.name}/${snap}" already exists`);
@@ -41,7 +41,7 @@ export class LxcSnapshots implements SnapshotAccess {
     }
   }
 
-  async restore(inst: InstanceRecord, snap: string): Promise<void> {
+  async restore(inst: InstanceSpec, snap: string): Promise<void> {
     const source = join(this.path(inst.name, snap), "rootfs");
     if (!existsSync(source)) {
       throw new NotFound(`Storage for snapshot "${inst.name}/${snap}" is missing`);
@@ -67,11 +67,11 @@ export class LxcSnapshots implements SnapshotAccess {
     }
   }
 
-  async delete(inst: InstanceRecord, snap: string): Promise<void> {
+  async delete(inst: InstanceSpec, snap: string): Promise<void> {
     await removeTree(this.path(inst.name, snap));
   }
 
-  async rename(inst: InstanceRecord, from: string, to: string): Promise<void> {
+  async rename(inst: InstanceSpec, from: string, to: string): Promise<void> {
     const target = this.path(inst.name, to);
     if (existsSync(target)) {
       throw new Conflict(`Storage for snapshot "${inst.name}/${to}" already exists`);

@@ -1,22 +1,17 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { NotFound } from "../../agent/errors.ts";
-import type { InstanceRecord } from "../../agent/store.ts";
+import { NotFound } from "../../contract/errors.ts";
+import type { InstanceSpec } from "../driver.ts";
 import { Runner } from "../runner.ts";
 import { LxcSnapshots } from "./snapshots.ts";
 
-const inst: InstanceRecord = {
+const inst: InstanceSpec = {
   name: "c1",
   type: "container",
   architecture: "x86_64",
-  description: "",
   config: {},
   devices: {},
-  profiles: [],
-  ephemeral: false,
-  created_at: "2024-01-01T00:00:00.000Z",
-  last_used_at: "1970-01-01T00:00:00Z",
 };
 
 /** A container dir holding a small rootfs with the things a copy must keep. */

@@ -6,21 +6,21 @@
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { BadRequest, InvalidState, messageOf } from "../../agent/errors.ts";
-import type { ImageSource } from "../../agent/images.ts";
-import type { InstanceRecord } from "../../agent/store.ts";
-import { parseByteSize, parseCpuSet } from "../../agent/units.ts";
+import { BadRequest, InvalidState, messageOf } from "../../contract/errors.ts";
+import { parseByteSize, parseCpuSet } from "../../contract/units.ts";
 import {
   type DriverInfo,
   type ExecOptions,
   type ExecProcess,
   type ExecRequest,
-  type InstanceRuntime,
-  type PowerState,
+  type ImageSource,
+  type InstanceSpec,
   type RecoveryReport,
   type StopOptions,
   subdirs,
+  type VolatileChanges,
 } from "../driver.ts";
+import type { InstanceRuntime, PowerState } from "../../contract/instance_state.ts";
 import { readHostFiles } from "../hostfs.ts";
 import type { ProbedDriver } from "../registry.ts";
 import type { Runner } from "../runner.ts";
@@ -156,7 +156,7 @@ export class QemuDriver implements ProbedDriver {
     return vmPaths(this.dir(name));
   }
 
-  async create(inst: InstanceRecord, image: ImageSource): Promise<void> {
+  async create(inst: InstanceSpec, image: ImageSource): Promise<VolatileChanges> {
     if (!image.dir) throw new BadRequest("The image has no VM disk (rootfs.img)");
     const dir = this.dir(inst.name);
     if (existsSync(dir)) {
@@ -202,6 +202,7 @@ export class QemuDriver implements ProbedDriver {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw err;
     }
+    return {};
   }
 
   /** The open QMP connection to a running VM, reattaching after a daemon restart. */
@@ -230,7 +231,7 @@ export class QemuDriver implements ProbedDriver {
     return connecting;
   }
 
-  async status(inst: InstanceRecord): Promise<PowerState> {
+  async status(inst: InstanceSpec): Promise<PowerState> {
     if (!existsSync(join(this.dir(inst.name), "disk.qcow2"))) return "Error";
     const qmp = await this.#client(inst.name);
     if (!qmp) return "Stopped";
@@ -251,7 +252,7 @@ export class QemuDriver implements ProbedDriver {
     }
   }
 
-  #spec(inst: InstanceRecord, accel: Accel) {
+  #spec(inst: InstanceSpec, accel: Accel) {
     const dir = this.dir(inst.name);
     const boot: BootFile = JSON.parse(Deno.readTextFileSync(join(dir, "boot.json")));
     const cpu = inst.config["limits.cpu"];
@@ -290,7 +291,7 @@ export class QemuDriver implements ProbedDriver {
     };
   }
 
-  async start(inst: InstanceRecord): Promise<void> {
+  async start(inst: InstanceSpec): Promise<VolatileChanges> {
     const status = await this.status(inst);
     if (status !== "Stopped") {
       throw new InvalidState(`Instance "${inst.name}" is already ${status.toLowerCase()}`);
@@ -306,9 +307,9 @@ export class QemuDriver implements ProbedDriver {
       const why = (r.stderr.trim() || log.trim()).split("\n").slice(-2).join("; ");
       throw new Error(`QEMU failed to start VM "${inst.name}": ${why}`);
     }
-    inst.config["volatile.vm.accel"] = accel;
     const qmp = await this.#client(inst.name);
     if (!qmp) throw new Error(`QEMU started VM "${inst.name}" but its QMP socket does not answer`);
+    return { "volatile.vm.accel": accel };
   }
 
   async #pid(name: string): Promise<number> {
@@ -317,7 +318,7 @@ export class QemuDriver implements ProbedDriver {
     return Number.isInteger(pid) && pid > 0 ? pid : -1;
   }
 
-  async stop(inst: InstanceRecord, opts: StopOptions): Promise<void> {
+  async stop(inst: InstanceSpec, opts: StopOptions): Promise<void> {
     const qmp = await this.#client(inst.name);
     if (!qmp) return;
     // Read now: QEMU removes its pid file as it exits.
@@ -359,26 +360,26 @@ export class QemuDriver implements ProbedDriver {
     for (const f of [p.qmp, p.qga, p.console, p.pid]) await Deno.remove(f).catch(() => {});
   }
 
-  async freeze(inst: InstanceRecord): Promise<void> {
+  async freeze(inst: InstanceSpec): Promise<void> {
     const qmp = await this.#client(inst.name);
     if (!qmp) throw new InvalidState(`Instance "${inst.name}" is not running`);
     await qmp.execute("stop");
   }
 
-  async unfreeze(inst: InstanceRecord): Promise<void> {
+  async unfreeze(inst: InstanceSpec): Promise<void> {
     const qmp = await this.#client(inst.name);
     if (!qmp) throw new InvalidState(`Instance "${inst.name}" is not running`);
     await qmp.execute("cont");
   }
 
-  async delete(inst: InstanceRecord): Promise<void> {
+  async delete(inst: InstanceSpec): Promise<void> {
     if ((await this.status(inst)) !== "Stopped") await this.stop(inst, { force: true, timeout: 0 });
     await Deno.remove(this.dir(inst.name), { recursive: true }).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     });
   }
 
-  async rename(inst: InstanceRecord, newName: string): Promise<void> {
+  async rename(inst: InstanceSpec, newName: string): Promise<void> {
     if (existsSync(this.dir(newName))) {
       throw new InvalidState(`Storage for VM "${newName}" already exists: ${this.dir(newName)}`);
     }
@@ -392,11 +393,11 @@ export class QemuDriver implements ProbedDriver {
   }
 
   /** VM snapshots live inside the disk image (qemu-img): nothing outside it to recover. */
-  recover(_inst: InstanceRecord, _snapshots: string[]): Promise<RecoveryReport> {
+  recover(_inst: InstanceSpec, _snapshots: string[]): Promise<RecoveryReport> {
     return Promise.resolve({ actions: [], missingSnapshots: [] });
   }
 
-  async state(inst: InstanceRecord): Promise<InstanceRuntime> {
+  async state(inst: InstanceSpec): Promise<InstanceRuntime> {
     const status = await this.status(inst);
     const runtime: InstanceRuntime = {
       status,
@@ -436,7 +437,7 @@ export class QemuDriver implements ProbedDriver {
   }
 
   /** The guest agent of a running VM (waits up to `timeoutMs` for it to answer). */
-  async guestAgent(inst: InstanceRecord, timeoutMs = 10_000): Promise<QgaClient> {
+  async guestAgent(inst: InstanceSpec, timeoutMs = 10_000): Promise<QgaClient> {
     if ((await this.status(inst)) !== "Running") {
       throw new InvalidState(`Instance "${inst.name}" is not running`);
     }
@@ -455,7 +456,7 @@ export class QemuDriver implements ProbedDriver {
     return qga;
   }
 
-  async exec(inst: InstanceRecord, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
+  async exec(inst: InstanceSpec, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
     if (opts.interactive) {
       throw new BadRequest(
         `Interactive exec in a VM is not supported: the guest agent cannot give a PTY; use "outpost console ${inst.name}"`,
@@ -465,18 +466,18 @@ export class QemuDriver implements ProbedDriver {
     return guestExecProcess(qga, req);
   }
 
-  async console(inst: InstanceRecord): Promise<ExecProcess> {
+  async console(inst: InstanceSpec): Promise<ExecProcess> {
     if ((await this.status(inst)) === "Stopped") {
       throw new InvalidState(`Instance "${inst.name}" is not running`);
     }
     return await consoleProcess(this.#paths(inst.name).console);
   }
 
-  async consoleLog(inst: InstanceRecord): Promise<Uint8Array> {
+  async consoleLog(inst: InstanceSpec): Promise<Uint8Array> {
     return await Deno.readFile(this.#paths(inst.name).consoleLog).catch(() => new Uint8Array());
   }
 
-  async applyLimits(inst: InstanceRecord): Promise<void> {
+  async applyLimits(inst: InstanceSpec): Promise<void> {
     if ((await this.status(inst)) !== "Stopped") {
       throw new InvalidState(
         `Limits of VM "${inst.name}" apply when it starts: stop it first, then change them`,

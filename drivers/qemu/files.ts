@@ -1,9 +1,9 @@
 /** File access inside a VM: commands through the guest agent, content through guest-file-*. */
-import type { InstanceRecord } from "../../agent/store.ts";
+import type { InstanceSpec } from "../driver.ts";
 import { CommandFiles } from "../command_files.ts";
 import type { QgaClient } from "./qga.ts";
 
-export function qgaFiles(agent: (inst: InstanceRecord) => Promise<QgaClient>): CommandFiles {
+export function qgaFiles(agent: (inst: InstanceSpec) => Promise<QgaClient>): CommandFiles {
   return new CommandFiles({
     run: async (inst, argv, input) => {
       const r = await (await agent(inst)).run(argv, { input, timeoutMs: 30_000 });

@@ -3,7 +3,7 @@
  * `ExecProcess` (stdin is gathered, the command runs, its output arrives when it exits), and the
  * serial console socket as a stream.
  */
-import { BadRequest } from "../../agent/errors.ts";
+import { BadRequest } from "../../contract/errors.ts";
 import type { ExecProcess, ExecRequest } from "../driver.ts";
 import type { QgaClient } from "./qga.ts";
 

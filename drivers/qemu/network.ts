@@ -1,5 +1,5 @@
 /** A VM's network state, as its guest agent reports it (`guest-network-get-interfaces`). */
-import type { NetworkState } from "../driver.ts";
+import type { NetworkState } from "../../contract/instance_state.ts";
 import type { QgaClient } from "./qga.ts";
 
 interface GuestInterface {

@@ -1,7 +1,7 @@
 /** `outpost daemon`: the foreground server on the state dir's unix socket. */
-import { Agent } from "./agent.ts";
+import { Agent } from "../agent/agent.ts";
 import { createApp } from "../api/app.ts";
-import { messageOf } from "./errors.ts";
+import { messageOf } from "../contract/errors.ts";
 import { tuneNativeMemory } from "./native_memory.ts";
 
 export interface DaemonOptions {

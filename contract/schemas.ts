@@ -1,6 +1,10 @@
 /** zod schemas for API request bodies: the single source of truth for their shapes. */
 import { z } from "zod";
 
+/** The two kinds of instance. */
+export const InstanceTypeSchema = z.enum(["container", "virtual-machine"]);
+export type InstanceType = z.infer<typeof InstanceTypeSchema>;
+
 /** A string that can travel in argv, a file header or a log line: no NUL byte. */
 export const text = z.string().refine((v) => !v.includes("\0"), {
   error: "NUL bytes are not allowed",

@@ -40,3 +40,8 @@ export function parseCpuSet(value: string): number[] | undefined {
   }
   return [...ids].sort((a, b) => a - b);
 }
+
+/** A boolean config value as Incus reads it: "true" or "1". */
+export function isTrue(value: string | undefined): boolean {
+  return value === "true" || value === "1";
+}
