@@ -61,26 +61,25 @@ export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
       if (tty) Deno.stdin.setRaw(true);
       const onResize = () => {
         const { columns, rows } = Deno.consoleSize();
-        control.send(
-          JSON.stringify({
-            command: "window-resize",
-            args: { width: String(columns), height: String(rows) },
-          }),
-        );
+        const resize = { width: String(columns), height: String(rows) };
+        if (control.isOpen) {
+          control.send(JSON.stringify({ command: "window-resize", args: resize })).catch(() => {});
+        }
       };
       if (Deno.stdout.isTerminal()) Deno.addSignalListener("SIGWINCH", onResize);
       try {
-        const closed = new Promise<void>((resolve) => {
-          io.on("message", (data: Uint8Array, isBinary: boolean) => {
-            if (!isBinary) return;
-            const bytes = new Uint8Array(data);
-            for (let off = 0; off < bytes.length;) {
-              off += Deno.stdout.writeSync(bytes.subarray(off));
+        const closed = (async () => {
+          try {
+            for await (const msg of io) {
+              if (msg.type !== "binary") continue;
+              for (let off = 0; off < msg.data.length;) {
+                off += Deno.stdout.writeSync(msg.data.subarray(off));
+              }
             }
-          });
-          io.on("close", () => resolve());
-          io.on("error", () => resolve());
-        });
+          } catch {
+            // A broken socket ends the session like a close.
+          }
+        })();
         const typed = (async () => {
           const filter = new EscapeFilter();
           const buf = new Uint8Array(4096);
@@ -92,7 +91,7 @@ export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
               return;
             }
             const { send, detach } = filter.feed(buf.subarray(0, n));
-            if (send.length > 0 && io.readyState === io.OPEN) io.send(send);
+            if (send.length > 0 && io.isOpen) await io.send(send).catch(() => {});
             if (detach) return;
           }
         })();
@@ -100,8 +99,7 @@ export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
       } finally {
         if (tty) Deno.stdin.setRaw(false);
         if (Deno.stdout.isTerminal()) Deno.removeSignalListener("SIGWINCH", onResize);
-        io.close();
-        control.close();
+        await Promise.all([io.close(), control.close()]);
       }
       await ctx.client.wait(op.id).catch(() => {});
       console.error("");

@@ -6,7 +6,7 @@
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { Operation } from "../contract/client.ts";
-import { openOperationSocket, type WebSocket } from "../contract/ws_client.ts";
+import { openOperationSocket, type WebSocketClient } from "../contract/ws_client.ts";
 import { type CliContext, collect, parseIntOption, parseKeyValues, UsageError } from "./context.ts";
 
 const FORWARDED_SIGNALS: [Deno.Signal, number][] = [
@@ -18,24 +18,26 @@ const FORWARDED_SIGNALS: [Deno.Signal, number][] = [
   ["SIGUSR2", 12],
 ];
 
-/** Writes every frame of `ws` to `sink` until an empty text frame or the close. */
-function mirror(ws: WebSocket, sink: { writeSync(p: Uint8Array): number }): Promise<void> {
-  return new Promise((resolve) => {
-    ws.on("message", (data: Uint8Array, isBinary: boolean) => {
-      if (!isBinary) {
-        if (data.length === 0) resolve();
-        return;
+/** Writes every binary message of `ws` to `sink` until an empty text message or the close. */
+async function mirror(
+  ws: WebSocketClient,
+  sink: { writeSync(p: Uint8Array): number },
+): Promise<void> {
+  try {
+    for await (const msg of ws) {
+      if (msg.type === "text") {
+        if (msg.data === "") return;
+        continue;
       }
-      const bytes = new Uint8Array(data);
-      for (let off = 0; off < bytes.length;) off += sink.writeSync(bytes.subarray(off));
-    });
-    ws.on("close", () => resolve());
-    ws.on("error", () => resolve());
-  });
+      for (let off = 0; off < msg.data.length;) off += sink.writeSync(msg.data.subarray(off));
+    }
+  } catch {
+    // A broken socket ends the output like a close.
+  }
 }
 
-/** Sends stdin to `ws` as binary frames, then the end-of-input marker. */
-async function pumpStdin(ws: WebSocket, endMarker: boolean): Promise<void> {
+/** Sends stdin to `ws` as binary messages, each once the last is written, then the end marker. */
+async function pumpStdin(ws: WebSocketClient, endMarker: boolean): Promise<void> {
   const buf = new Uint8Array(64 * 1024);
   while (true) {
     let n: number | null;
@@ -45,10 +47,18 @@ async function pumpStdin(ws: WebSocket, endMarker: boolean): Promise<void> {
       n = null;
     }
     if (n === null) break;
-    if (ws.readyState !== ws.OPEN) return;
-    ws.send(buf.slice(0, n));
+    try {
+      await ws.send(buf.subarray(0, n));
+    } catch {
+      return; // the session has ended
+    }
   }
-  if (endMarker && ws.readyState === ws.OPEN) ws.send("");
+  if (endMarker && ws.isOpen) await ws.send("").catch(() => {});
+}
+
+/** Sends a control message (a resize, a signal), dropped if the control socket has closed. */
+function sendControl(control: WebSocketClient, msg: unknown): void {
+  if (control.isOpen) control.send(JSON.stringify(msg)).catch(() => {});
 }
 
 export function execCommand(ctx: CliContext): CommandUnknownOpts {
@@ -103,10 +113,10 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
           cleanups.push(() => Deno.stdin.isTerminal() && Deno.stdin.setRaw(false));
           const onResize = () => {
             const { columns, rows } = Deno.consoleSize();
-            control.send(JSON.stringify({
+            sendControl(control, {
               command: "window-resize",
               args: { width: String(columns), height: String(rows) },
-            }));
+            });
           };
           if (Deno.stdout.isTerminal()) {
             Deno.addSignalListener("SIGWINCH", onResize);
@@ -121,7 +131,7 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
           outputs = [mirror(stdout, Deno.stdout), mirror(stderr, Deno.stderr)];
           void pumpStdin(stdin, true);
           for (const [sig, num] of FORWARDED_SIGNALS) {
-            const forward = () => control.send(JSON.stringify({ command: "signal", signal: num }));
+            const forward = () => sendControl(control, { command: "signal", signal: num });
             Deno.addSignalListener(sig, forward);
             cleanups.push(() => Deno.removeSignalListener(sig, forward));
           }
@@ -131,7 +141,7 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
         ctx.exitCode = Number(done.metadata?.return ?? 0);
       } finally {
         for (const c of cleanups) c();
-        control.close();
+        await control.close();
       }
     });
 }

@@ -1,26 +1,32 @@
-/** A websocket client over the daemon's unix socket (Deno's WebSocket cannot dial one). */
-// @ts-types="@types/ws"
-import WebSocket from "ws";
+/** The daemon's websockets over its unix socket: the event stream and an operation's fds. */
+import { connectUnix, type WebSocketClient } from "./websocket.ts";
 
-export { WebSocket };
+export {
+  connectUnix,
+  HandshakeError,
+  type Message,
+  WebSocketClient,
+  WebSocketError,
+} from "./websocket.ts";
 
-/** Opens `path` (e.g. `/1.0/events?type=lifecycle`) on the unix socket at `socket`. */
-export function openUnixWebSocket(socket: string, path: string): WebSocket {
-  return new WebSocket(`ws+unix://${socket}:${path}`);
+/** Subscribes to `/1.0/events`, of the given comma-separated types (all when none). */
+export function openEvents(socket: string, types?: string): Promise<WebSocketClient> {
+  const query = types ? `?type=${encodeURIComponent(types)}` : "";
+  return connectUnix(socket, `/1.0/events${query}`);
 }
 
 /** Connects to one websocket of an operation (`fds` secret), failing with a clear message. */
-export function openOperationSocket(
+export async function openOperationSocket(
   socket: string,
   opId: string,
   secret: string,
-): Promise<WebSocket> {
-  const ws = openUnixWebSocket(socket, `/1.0/operations/${opId}/websocket?secret=${secret}`);
-  return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(ws));
-    ws.once(
-      "error",
-      (err: Error) => reject(new Error(`Operation websocket failed: ${err.message}`)),
-    );
-  });
+): Promise<WebSocketClient> {
+  const path = `/1.0/operations/${encodeURIComponent(opId)}/websocket?secret=${
+    encodeURIComponent(secret)
+  }`;
+  try {
+    return await connectUnix(socket, path);
+  } catch (err) {
+    throw new Error(`Operation websocket failed: ${err instanceof Error ? err.message : err}`);
+  }
 }

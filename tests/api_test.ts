@@ -1,6 +1,6 @@
 /** End to end through the HTTP API on the unix socket: operations, events, exec, images. */
 import assert from "node:assert/strict";
-import { openUnixWebSocket } from "../contract/ws_client.ts";
+import { openEvents } from "../contract/ws_client.ts";
 import { busyboxTarball, TestDaemon, uniqueName } from "./helpers.ts";
 
 interface Op {
@@ -19,15 +19,22 @@ interface Event {
 }
 
 /** Collects events from /1.0/events until closed. */
-async function listen(d: TestDaemon, types: string): Promise<{ events: Event[]; close(): void }> {
-  const ws = openUnixWebSocket(d.socket, `/1.0/events?type=${types}`);
+async function listen(
+  d: TestDaemon,
+  types: string,
+): Promise<{ events: Event[]; close(): Promise<void> }> {
+  const ws = await openEvents(d.socket, types);
   const events: Event[] = [];
-  ws.on("message", (data: unknown) => events.push(JSON.parse(String(data))));
-  await new Promise<void>((resolve, reject) => {
-    ws.on("open", () => resolve());
-    ws.on("error", reject);
-  });
-  return { events, close: () => ws.close() };
+  const reading = (async () => {
+    for await (const msg of ws) if (msg.type === "text") events.push(JSON.parse(msg.data));
+  })();
+  return {
+    events,
+    close: async () => {
+      await ws.close();
+      await reading;
+    },
+  };
 }
 
 Deno.test("the API runs long verbs as operations and streams their events", async () => {
@@ -115,7 +122,7 @@ Deno.test("the API runs long verbs as operations and streams their events", asyn
     const del = await d.api.request<Op>("DELETE", `/1.0/instances/${name}`);
     await d.api.wait(del.metadata.id);
     await new Promise((r) => setTimeout(r, 200));
-    feed.close();
+    await feed.close();
 
     const actions = feed.events.filter((e) => e.type === "lifecycle").map((e) => e.metadata.action);
     for (

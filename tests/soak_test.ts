@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { openUnixWebSocket } from "../contract/ws_client.ts";
+import { openEvents, type WebSocketClient } from "../contract/ws_client.ts";
 import { eventually, TestDaemon, uniqueName } from "./helpers.ts";
 
 const MiB = 2 ** 20;
@@ -165,7 +165,8 @@ Deno.test({
   async fn() {
     const d = await TestDaemon.start();
     const stuck: Deno.UnixConn[] = [];
-    let reader: ReturnType<typeof openUnixWebSocket> | undefined;
+    let reader: WebSocketClient | undefined;
+    let reading: Promise<void> | undefined;
     try {
       await d.importBusybox();
       const name = uniqueName("ev");
@@ -185,19 +186,17 @@ Deno.test({
         }
       };
       // A subscriber that reads keeps getting everything.
-      reader = openUnixWebSocket(d.socket, "/1.0/events?type=operation,lifecycle");
+      reader = await openEvents(d.socket, "operation,lifecycle");
       let finished = 0;
       let received = 0;
-      reader.on("message", (data: unknown) => {
-        const text = String(data);
-        received += text.length;
-        const event = JSON.parse(text);
-        if (event.type === "operation" && event.metadata.status_code === 200) finished++;
-      });
-      await new Promise<void>((resolve, reject) => {
-        reader!.on("open", () => resolve());
-        reader!.on("error", reject);
-      });
+      reading = (async () => {
+        for await (const msg of reader!) {
+          if (msg.type !== "text") continue;
+          received += msg.data.length;
+          const event = JSON.parse(msg.data);
+          if (event.type === "operation" && event.metadata.status_code === 200) finished++;
+        }
+      })();
       // The same work first without the stuck subscriber: the daemon's memory finds its level.
       await execs(150);
       await new Promise((r) => setTimeout(r, 1000));
@@ -250,7 +249,8 @@ Deno.test({
         }
       }
     } finally {
-      reader?.close();
+      await reader?.close();
+      await reading?.catch(() => {});
       for (const c of stuck) c.close();
       await d.cleanup();
     }
