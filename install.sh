@@ -77,13 +77,22 @@ if [ "$SRC" != "$PREFIX" ]; then
 fi
 ensure_modules "$PREFIX"
 
-# The launcher: `deno run` of the installed entry point with narrowed permissions and V8 memory
-# limits (the same flags `deno task compile` bakes into the release binary; scripts/permissions.ts
-# reads them).
+# The launcher: `deno run` with narrowed permissions and V8 memory limits (the same flags `deno
+# task compile` bakes into the release binary; scripts/permissions.ts reads them). Commands run
+# the prebuilt bundle (`deno task bundle`: nothing is resolved or transpiled per call, and only
+# the command's own chunk is loaded); the daemon runs from the sources, beside the file helper
+# it copies from them.
 FLAGS=$("$DENO" run --quiet --allow-read "$PREFIX/scripts/permissions.ts")
+(cd "$PREFIX" && "$DENO" task --quiet bundle)
 cat > "$BIN" <<LAUNCHER
 #!/bin/sh
-exec "$DENO" run --quiet --no-prompt $FLAGS "$PREFIX/main.ts" "\$@"
+for arg in "\$@"; do
+  case "\$arg" in
+    --) break ;;
+    daemon) exec "$DENO" run --quiet --no-prompt $FLAGS "$PREFIX/main.ts" "\$@" ;;
+  esac
+done
+exec "$DENO" run --quiet --no-prompt --no-config --no-lock $FLAGS "$PREFIX/dist/cli/main.js" "\$@"
 LAUNCHER
 chmod 0755 "$BIN"
 

@@ -23,7 +23,7 @@ async function main(): Promise<number> {
   }
   const { CommanderError } = await import("@commander-js/extra-typings");
   const { buildProgram } = await import("./cli/program.ts");
-  const { program, ctx } = buildProgram({ runDaemon });
+  const { program, ctx } = await buildProgram({ runDaemon }, Deno.args);
   try {
     await program.parseAsync(Deno.args, { from: "user" });
     return ctx.exitCode;

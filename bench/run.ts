@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { TestDaemon, uniqueName } from "../tests/helpers.ts";
+import { cliRows, listRows, median } from "./cli.ts";
 
 const ROUNDS = Number(Deno.env.get("OUTPOST_BENCH_ROUNDS") ?? "10");
 
@@ -13,11 +14,6 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
   await fn();
   return performance.now() - t;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 async function sh(cmd: string, ...args: string[]): Promise<void> {
@@ -78,6 +74,9 @@ async function containers(): Promise<void> {
       infoT.push(await time(() => sh("lxc-info", "-P", d.lxcPath, "-n", raw)));
     }
     row("list recursion=2 vs lxc-info", median(listT), median(infoT));
+    await d.api.run("PUT", `${path}/state`, { body: { action: "start" } });
+    console.log("command line and exec (median of rounds, same daemon):");
+    await cliRows(d, name);
   } finally {
     await d.cleanup();
   }
@@ -129,6 +128,8 @@ async function memory(): Promise<void> {
       }));
     await d.api.get("/1.0/instances?recursion=2");
     const running = await settledRss(d);
+    console.log(`listing with ${RUNNING} running:`);
+    await listRows(d, RUNNING);
     await pool(names, 5, async (name) => {
       await d.api.run("PUT", `/1.0/instances/${name}/state`, {
         body: { action: "stop", force: true },

@@ -1,7 +1,7 @@
 /** `outpost config get/set/unset/show`: instance keys with a NAME, server keys without. */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { type CliContext, UsageError } from "./context.ts";
-import { renderYaml } from "./format.ts";
+import { renderYaml } from "./yaml.ts";
 
 interface Writable {
   config: Record<string, string>;

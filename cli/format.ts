@@ -2,7 +2,6 @@
  * Output formats shared by the CLI's `list`-style commands, shaped like Incus's `--format`:
  * an Incus box table, a borderless compact table, header-less CSV, one-line JSON and YAML.
  */
-import { stringify } from "yaml";
 
 export type Format = "table" | "json" | "yaml" | "csv" | "compact";
 
@@ -26,17 +25,18 @@ export interface Column<T> {
  * Render rows for `list` commands. json/yaml render `raw` (the API objects) as-is, falling back
  * to `rows`; table/csv/compact render the columns.
  */
-export function renderList<T>(
+export async function renderList<T>(
   format: Format,
   rows: T[],
   columns: Column<T>[],
   raw?: unknown,
-): string {
+): Promise<string> {
   switch (format) {
     case "json":
       return `${JSON.stringify(raw ?? rows)}\n`;
     case "yaml":
-      return renderYaml(raw ?? rows);
+      // YAML's module is big: it is loaded only for YAML.
+      return (await import("./yaml.ts")).renderYaml(raw ?? rows);
     case "table":
     case "csv":
     case "compact": {
@@ -69,12 +69,6 @@ export function renderCompact(headers: string[], rows: string[][]): string {
 /** Header-less CSV with RFC 4180 quoting, as `lxc list --format csv`; no rows gives "". */
 export function renderCsv(rows: string[][]): string {
   return rows.map((row) => `${row.map(csvField).join(",")}\n`).join("");
-}
-
-/** YAML of any value, ending in exactly one newline and without document markers. */
-export function renderYaml(value: unknown): string {
-  const text = stringify(value).replace(/^---\n/, "").replace(/\n\.\.\.\n?$/, "\n");
-  return `${text.replace(/\n+$/, "")}\n`;
 }
 
 const KIB = 1024;

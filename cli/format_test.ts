@@ -7,8 +7,8 @@ import {
   parseFormat,
   renderList,
   renderTable,
-  renderYaml,
 } from "./format.ts";
+import { renderYaml } from "./yaml.ts";
 
 interface Row {
   name: string;
@@ -26,9 +26,9 @@ const columns: Column<Row>[] = [
 
 const c1: Row = { name: "c1", state: "RUNNING", ipv4: "", type: "CONTAINER" };
 
-Deno.test("table centres headers and left-aligns cells like lxc list", () => {
+Deno.test("table centres headers and left-aligns cells like lxc list", async () => {
   assert.equal(
-    renderList("table", [c1], columns),
+    await renderList("table", [c1], columns),
     [
       "+------+---------+------+-----------+",
       "| NAME |  STATE  | IPV4 |   TYPE    |",
@@ -40,7 +40,7 @@ Deno.test("table centres headers and left-aligns cells like lxc list", () => {
   );
 });
 
-Deno.test("table puts each line of a multi-line cell on its own physical line", () => {
+Deno.test("table puts each line of a multi-line cell on its own physical line", async () => {
   const row: Row = {
     name: "web",
     state: "RUNNING",
@@ -48,7 +48,7 @@ Deno.test("table puts each line of a multi-line cell on its own physical line", 
     type: "VM",
   };
   assert.equal(
-    renderList("table", [row, c1], columns),
+    await renderList("table", [row, c1], columns),
     [
       "+------+---------+-----------------+-----------+",
       "| NAME |  STATE  |      IPV4       |   TYPE    |",
@@ -76,10 +76,10 @@ Deno.test("table measures widths in code points", () => {
   );
 });
 
-Deno.test("compact has no borders, left-aligned headers and no trailing spaces", () => {
+Deno.test("compact has no borders, left-aligned headers and no trailing spaces", async () => {
   const row: Row = { name: "a-long-name", state: "STOPPED", ipv4: "", type: "VM" };
   assert.equal(
-    renderList("compact", [c1, row], columns),
+    await renderList("compact", [c1, row], columns),
     [
       "NAME         STATE    IPV4  TYPE",
       "c1           RUNNING        CONTAINER",
@@ -89,32 +89,32 @@ Deno.test("compact has no borders, left-aligned headers and no trailing spaces",
   );
 });
 
-Deno.test("csv quotes commas, quotes and newlines and has no header row", () => {
+Deno.test("csv quotes commas, quotes and newlines and has no header row", async () => {
   const rows: Row[] = [
     c1,
     { name: 'say "hi"', state: "a,b", ipv4: "1.2.3.4\n5.6.7.8", type: "cr\rhere" },
   ];
   assert.equal(
-    renderList("csv", rows, columns),
+    await renderList("csv", rows, columns),
     'c1,RUNNING,,CONTAINER\n"say ""hi""","a,b","1.2.3.4\n5.6.7.8","cr\rhere"\n',
   );
-  assert.equal(renderList("csv", [], columns), "");
+  assert.equal(await renderList("csv", [], columns), "");
 });
 
-Deno.test("json renders the raw API objects on one line", () => {
+Deno.test("json renders the raw API objects on one line", async () => {
   const raw = [{ name: "c1", status: "Running", config: { "limits.cpu": "2" } }];
-  assert.equal(renderList("json", [c1], columns, raw), `${JSON.stringify(raw)}\n`);
-  assert.equal(renderList("json", [c1], columns), `${JSON.stringify([c1])}\n`);
-  assert.equal(renderList("json", [], columns), "[]\n");
+  assert.equal(await renderList("json", [c1], columns, raw), `${JSON.stringify(raw)}\n`);
+  assert.equal(await renderList("json", [c1], columns), `${JSON.stringify([c1])}\n`);
+  assert.equal(await renderList("json", [], columns), "[]\n");
 });
 
-Deno.test("yaml renders the raw API objects without document markers", () => {
+Deno.test("yaml renders the raw API objects without document markers", async () => {
   const raw = [{ name: "c1", description: "line one\nline two" }];
   assert.equal(
-    renderList("yaml", [c1], columns, raw),
+    await renderList("yaml", [c1], columns, raw),
     "- name: c1\n  description: |-\n    line one\n    line two\n",
   );
-  assert.equal(renderList("yaml", [], columns), "[]\n");
+  assert.equal(await renderList("yaml", [], columns), "[]\n");
   assert.equal(renderYaml("text\n"), "|\ntext\n");
   assert.equal(renderYaml({ a: 1 }), "a: 1\n");
 });

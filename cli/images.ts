@@ -142,7 +142,7 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
     .action(async (opts) => {
       const format = parseFormat(opts.format);
       const all = await ctx.client.get<ImageJson[]>("/1.0/images?recursion=1");
-      Deno.stdout.writeSync(new TextEncoder().encode(renderList(format, all, COLUMNS, all)));
+      Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, all, COLUMNS, all)));
     });
 
   image.command("delete")
@@ -179,15 +179,17 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
       const all = await ctx.client.get<{ name: string; target: string; description: string }[]>(
         "/1.0/images/aliases?recursion=1",
       );
-      Deno.stdout.writeSync(new TextEncoder().encode(renderList(
-        "table",
-        all,
-        [
-          { header: "ALIAS", value: (a) => a.name },
-          { header: "FINGERPRINT", value: (a) => a.target.slice(0, 12) },
-          { header: "DESCRIPTION", value: (a) => a.description },
-        ],
-      )));
+      Deno.stdout.writeSync(new TextEncoder().encode(
+        await renderList(
+          "table",
+          all,
+          [
+            { header: "ALIAS", value: (a) => a.name },
+            { header: "FINGERPRINT", value: (a) => a.target.slice(0, 12) },
+            { header: "DESCRIPTION", value: (a) => a.description },
+          ],
+        ),
+      ));
     });
 
   return image;

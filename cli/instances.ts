@@ -167,7 +167,7 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
     .action(async (opts) => {
       const format = parseFormat(opts.format);
       const all = await ctx.client.get<InstanceJson[]>("/1.0/instances?recursion=2");
-      Deno.stdout.writeSync(new TextEncoder().encode(renderList(format, all, COLUMNS, all)));
+      Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, all, COLUMNS, all)));
     });
 
   const info = new Command("info")

@@ -1,8 +1,13 @@
 /** `outpost monitor`: prints the daemon's events as they happen (until interrupted). */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { openUnixWebSocket } from "../contract/ws_client.ts";
+import {
+  HandshakeError,
+  openEvents,
+  type WebSocketClient,
+  WebSocketError,
+} from "../contract/ws_client.ts";
 import { type CliContext, UsageError } from "./context.ts";
-import { renderYaml } from "./format.ts";
+import { renderYaml } from "./yaml.ts";
 
 export function monitorCommand(ctx: CliContext): CommandUnknownOpts {
   return new Command("monitor")
@@ -26,32 +31,23 @@ export function monitorCommand(ctx: CliContext): CommandUnknownOpts {
       }
       // Check the socket first, so a missing daemon is the usual one-line error.
       await ctx.client.get("/1.0");
-      const query = opts.type ? `?type=${encodeURIComponent(opts.type)}` : "";
-      const ws = openUnixWebSocket(ctx.client.socket, `/1.0/events${query}`);
+      let ws: WebSocketClient;
+      try {
+        ws = await openEvents(ctx.client.socket, opts.type);
+      } catch (err) {
+        if (err instanceof HandshakeError) {
+          throw new UsageError(
+            err.serverError ?? `The daemon refused the event stream (HTTP ${err.status})`,
+          );
+        }
+        throw new UsageError(`Event stream failed: ${err instanceof Error ? err.message : err}`);
+      }
       const enc = new TextEncoder();
       let seen = 0;
-      await new Promise<void>((resolve, reject) => {
-        ws.on(
-          "unexpected-response",
-          (
-            _req: unknown,
-            res: { statusCode?: number; on: (e: string, f: (d: Uint8Array) => void) => void },
-          ) => {
-            let body = "";
-            res.on("data", (d) => body += new TextDecoder().decode(d));
-            res.on("end", () => {
-              try {
-                reject(new UsageError(JSON.parse(body).error));
-              } catch {
-                reject(
-                  new UsageError(`The daemon refused the event stream (HTTP ${res.statusCode})`),
-                );
-              }
-            });
-          },
-        );
-        ws.on("message", (data: Uint8Array) => {
-          const event = JSON.parse(new TextDecoder().decode(data));
+      try {
+        for await (const msg of ws) {
+          const data = msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
+          const event = JSON.parse(data);
           let text: string;
           if (opts.format === "json") text = `${JSON.stringify(event)}\n`;
           else if (opts.format === "pretty") {
@@ -64,16 +60,15 @@ export function monitorCommand(ctx: CliContext): CommandUnknownOpts {
             text = `${event.timestamp} ${event.type} ${what}\n`;
           } else text = `${renderYaml(event)}\n`;
           Deno.stdout.writeSync(enc.encode(text));
-          if (opts.count !== undefined && ++seen >= opts.count) {
-            ws.close();
-            resolve();
-          }
-        });
-        ws.on("close", () => resolve());
-        ws.on(
-          "error",
-          (err: Error) => reject(new UsageError(`Event stream failed: ${err.message}`)),
-        );
-      });
+          if (opts.count !== undefined && ++seen >= opts.count) break;
+        }
+      } catch (err) {
+        if (err instanceof WebSocketError) {
+          throw new UsageError(`Event stream failed: ${err.message}`);
+        }
+        throw err;
+      } finally {
+        await ws.close();
+      }
     });
 }

@@ -1,22 +1,85 @@
-/** The `outpost` command line: one module per command group, assembled here. */
-import { Command } from "@commander-js/extra-typings";
+/**
+ * The `outpost` command line: one module per command group, assembled here. Only the module of
+ * the command being run is loaded (the start-up of a command line is most of its run time); help
+ * and unknown commands load them all.
+ */
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { VERSION } from "../contract/version.ts";
-import { configCommand } from "./config.ts";
-import { consoleCommand } from "./console.ts";
 import { CliContext } from "./context.ts";
-import { execCommand } from "./exec.ts";
-import { fileCommand } from "./files.ts";
-import { imageCommand } from "./images.ts";
-import { instanceCommands } from "./instances.ts";
-import { monitorCommand } from "./monitor.ts";
-import { snapshotCommand } from "./snapshots.ts";
 
 /** What the command line cannot do itself: `main.ts` hands in the daemon (the CLI never loads it). */
 export interface ProgramDeps {
   runDaemon(stateDir: string): Promise<void>;
 }
 
-export function buildProgram(deps: ProgramDeps): { program: Command; ctx: CliContext } {
+type Load = (ctx: CliContext) => Promise<CommandUnknownOpts[]>;
+
+/** Each command group: the top-level names (and aliases) it defines, and how to load it. */
+export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
+  {
+    names: [
+      "launch",
+      "init",
+      "list",
+      "ls",
+      "info",
+      "rename",
+      "delete",
+      "rm",
+      "start",
+      "stop",
+      "restart",
+      "pause",
+      "resume",
+    ],
+    load: async (ctx) => (await import("./instances.ts")).instanceCommands(ctx),
+  },
+  { names: ["exec"], load: async (ctx) => [(await import("./exec.ts")).execCommand(ctx)] },
+  {
+    names: ["console"],
+    load: async (ctx) => [(await import("./console.ts")).consoleCommand(ctx)],
+  },
+  { names: ["file"], load: async (ctx) => [(await import("./files.ts")).fileCommand(ctx)] },
+  {
+    names: ["snapshot"],
+    load: async (ctx) => [(await import("./snapshots.ts")).snapshotCommand(ctx)],
+  },
+  { names: ["config"], load: async (ctx) => [(await import("./config.ts")).configCommand(ctx)] },
+  { names: ["image"], load: async (ctx) => [(await import("./images.ts")).imageCommand(ctx)] },
+  {
+    names: ["monitor"],
+    load: async (ctx) => [(await import("./monitor.ts")).monitorCommand(ctx)],
+  },
+];
+
+/** The command a command line names: its first word that is not a global option. */
+export function commandWord(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--state-dir") i++;
+    else if (!arg.startsWith("-")) return arg;
+  }
+  return undefined;
+}
+
+/** The groups a command line needs (all of them without one: the docs generator). */
+function groupsFor(argv?: string[]): typeof COMMAND_GROUPS {
+  if (!argv) return COMMAND_GROUPS;
+  const word = commandWord(argv);
+  // `--version` needs no command; help and a mistyped command (which gets a suggestion) need
+  // them all.
+  if (word === undefined) {
+    return argv.some((a) => a === "--version" || a === "-V") ? [] : COMMAND_GROUPS;
+  }
+  if (word === "daemon") return [];
+  const named = COMMAND_GROUPS.filter((g) => g.names.includes(word));
+  return named.length > 0 ? named : COMMAND_GROUPS;
+}
+
+export async function buildProgram(
+  deps: ProgramDeps,
+  argv?: string[],
+): Promise<{ program: Command; ctx: CliContext }> {
   const program = new Command("outpost")
     .description(
       "outpost: system containers (LXC) on this host, driven through an Incus-compatible API",
@@ -34,19 +97,8 @@ export function buildProgram(deps: ProgramDeps): { program: Command; ctx: CliCon
     .description("Run the outpost daemon in the foreground (serves DIR/unix.socket)")
     .action(() => deps.runDaemon(ctx.stateDir));
 
-  for (
-    const cmd of [
-      ...instanceCommands(ctx),
-      execCommand(ctx),
-      consoleCommand(ctx),
-      fileCommand(ctx),
-      snapshotCommand(ctx),
-      configCommand(ctx),
-      imageCommand(ctx),
-      monitorCommand(ctx),
-    ]
-  ) {
-    program.addCommand(cmd);
+  for (const group of groupsFor(argv)) {
+    for (const cmd of await group.load(ctx)) program.addCommand(cmd);
   }
   // Subcommands report errors the same way as the program (main.ts prints them).
   const propagate = (cmd: Command | ReturnType<Command["command"]>) => {

@@ -1,7 +1,8 @@
 /** `outpost snapshot create/list/show/restore/rename/delete`: instance snapshots. */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { CliContext } from "./context.ts";
-import { type Column, parseFormat, renderList, renderYaml } from "./format.ts";
+import { type Column, parseFormat, renderList } from "./format.ts";
+import { renderYaml } from "./yaml.ts";
 
 export interface SnapshotJson {
   name: string;
@@ -58,7 +59,7 @@ export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
     .action(async (name, opts) => {
       const format = parseFormat(opts.format);
       const all = await ctx.client.get<SnapshotJson[]>(`${base(name)}/snapshots?recursion=1`);
-      Deno.stdout.writeSync(new TextEncoder().encode(renderList(format, all, COLUMNS, all)));
+      Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, all, COLUMNS, all)));
     });
 
   snapshot.command("show")

@@ -55,7 +55,11 @@ export class ApiClient {
     try {
       return await fetch(`http://outpost${path}`, { method, headers, body, client: this.#http });
     } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
+      // fetch() says "fetch failed"; what happened is in its cause.
+      const cause = err instanceof Error && err.cause instanceof Error
+        ? `: ${err.cause.message}`
+        : "";
+      const why = `${err instanceof Error ? err.message : String(err)}${cause}`;
       if (/No such file|ENOENT|Connection refused|os error 2|os error 111/.test(why)) {
         throw new ApiError(
           `Cannot reach the outpost daemon at ${this.socket}: is it running? (start it with "outpost daemon")`,

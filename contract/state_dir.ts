@@ -1,5 +1,4 @@
 /** Where a local client finds the daemon: its state dir and the unix socket in it. */
-import { join } from "node:path";
 
 export const DEFAULT_STATE_DIR = "/var/lib/outpost";
 
@@ -10,5 +9,5 @@ export function resolveStateDir(flag?: string): string {
 
 /** The daemon's API socket in a state dir. */
 export function socketPath(stateDir: string): string {
-  return join(stateDir, "unix.socket");
+  return `${stateDir.replace(/\/+$/, "")}/unix.socket`;
 }

@@ -9,8 +9,8 @@ import { buildProgram } from "../cli/program.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
-function cliReference(): string {
-  const { program } = buildProgram({ runDaemon: () => Promise.resolve() });
+async function cliReference(): Promise<string> {
+  const { program } = await buildProgram({ runDaemon: () => Promise.resolve() });
   const sections: string[] = [
     "# CLI reference",
     "",
@@ -27,17 +27,17 @@ function cliReference(): string {
   return sections.join("\n");
 }
 
-export function generated(): Record<string, string> {
+export async function generated(): Promise<Record<string, string>> {
   return {
     "docs/config.md": configReference(),
-    "docs/cli.md": cliReference(),
+    "docs/cli.md": await cliReference(),
   };
 }
 
 if (import.meta.main) {
   const check = Deno.args.includes("--check");
   let stale = false;
-  for (const [file, text] of Object.entries(generated())) {
+  for (const [file, text] of Object.entries(await generated())) {
     const path = join(ROOT, file);
     const current = await Deno.readTextFile(path).catch(() => "");
     if (current === text) continue;

@@ -54,6 +54,7 @@ Deno.test("install.sh installs a working outpost: launch, exec exit code, list, 
 
     const launcher = await Deno.readTextFile(bin);
     assert.doesNotMatch(launcher, /--allow-all|-A /, "the launcher narrows permissions");
+    assert.match(launcher, /dist\/cli\/main\.js/, "commands run the prebuilt bundle");
     const outpost = (...args: string[]) => sh(bin, args, { OUTPOST_DIR: state });
 
     const images = JSON.parse((await outpost("image", "list", "--format", "json")).stdout);
@@ -67,6 +68,13 @@ Deno.test("install.sh installs a working outpost: launch, exec exit code, list, 
     assert.equal(list[0].name, name);
     assert.equal(list[0].status, "Running");
     assert.ok(list[0].state.pid > 0);
+    // YAML output loads its module (and Node's built-ins it needs) only then.
+    const yaml = await outpost("list", "--format", "yaml");
+    assert.equal(yaml.code, 0, yaml.stderr);
+    assert.match(yaml.stdout, new RegExp(`^- architecture: \\S+\\n[^]*  name: ${name}\\n`));
+    const typo = await outpost("lst");
+    assert.equal(typo.code, 1);
+    assert.match(typo.stderr, /unknown command 'lst'[^]*list/);
     assert.equal((await outpost("stop", name, "--timeout", "10")).code, 0);
     assert.equal((await outpost("delete", name)).code, 0);
     assert.equal(JSON.parse((await outpost("list", "--format", "json")).stdout).length, 0);
