@@ -498,7 +498,15 @@ export class InstanceManager {
   }
 
   /** Starts a command in a running instance, with the instance's `environment.*` keys. */
-  async exec(name: string, req: ExecRequest, opts: ExecOptions): Promise<ExecProcess> {
+  /**
+   * Checks an exec request (a command, a running instance: one status probe) and returns the
+   * function that starts it, so a refusal comes before any operation exists.
+   */
+  async prepareExec(
+    name: string,
+    req: ExecRequest,
+    opts: ExecOptions,
+  ): Promise<() => Promise<ExecProcess>> {
     const inst = this.get(name);
     if (req.command.length === 0) throw new BadRequest("Exec needs a command");
     const status = await this.status(inst);
@@ -511,8 +519,10 @@ export class InstanceManager {
     for (const [k, v] of Object.entries(inst.config)) {
       if (k.startsWith("environment.")) env[k.slice("environment.".length)] = v;
     }
-    this.events.lifecycle("instance-exec", `/1.0/instances/${name}`, { command: req.command });
-    return await driver.exec(inst, { ...req, environment: { ...env, ...req.environment } }, opts);
+    return async () => {
+      this.events.lifecycle("instance-exec", `/1.0/instances/${name}`, { command: req.command });
+      return await driver.exec(inst, { ...req, environment: { ...env, ...req.environment } }, opts);
+    };
   }
 
   /**

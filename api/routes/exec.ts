@@ -4,7 +4,6 @@
  */
 import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
-import { InvalidState } from "../../contract/errors.ts";
 import { ExecSession } from "../../agent/exec_session.ts";
 import { runToEnd } from "../../agent/exec_output.ts";
 import { parseBody } from "../body.ts";
@@ -17,20 +16,14 @@ export function execRoutes(agent: Agent): Hono {
   app.post("/1.0/instances/:name/exec", async (c) => {
     const name = c.req.param("name");
     const body = await parseBody(c, ExecPostSchema);
-    const status = await agent.instances.status(agent.instances.get(name));
-    if (status === "Frozen") {
-      throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
-    }
-    if (status !== "Running") throw new InvalidState(`Instance "${name}" is not running`);
     const interactive = body["wait-for-websocket"] && body.interactive;
-    const spawn = () =>
-      agent.instances.exec(name, {
-        command: body.command,
-        environment: body.environment,
-        cwd: body.cwd || undefined,
-        user: body.user,
-        group: body.group,
-      }, { interactive, width: body.width, height: body.height });
+    const spawn = await agent.instances.prepareExec(name, {
+      command: body.command,
+      environment: body.environment,
+      cwd: body.cwd || undefined,
+      user: body.user,
+      group: body.group,
+    }, { interactive, width: body.width, height: body.height });
     const base = {
       description: "Executing command",
       resources: resources(name),

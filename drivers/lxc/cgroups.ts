@@ -245,3 +245,29 @@ export async function readCgroupFile(
   const file = cgroupFile(layout, paths, c, v1name, v2name);
   return file === undefined ? undefined : (await readHostFile(runner, file))?.trim();
 }
+
+/**
+ * A container's init as the kernel sees it, read without a process: whether `pid` still runs in
+ * container `name`'s payload cgroup (LXC's `lxc.payload.NAME`), and whether that cgroup is
+ * frozen. A pid that died, or that the kernel gave to another process, is `undefined`.
+ */
+export async function payloadInit(
+  runner: Runner,
+  name: string,
+  pid: number,
+): Promise<{ frozen: boolean } | undefined> {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  const paths = parseProcCgroup(await readHostFile(runner, `/proc/${pid}/cgroup`) ?? "");
+  const payload = `lxc.payload.${name}`;
+  const inPayload = (p: string | undefined) => p?.split("/").includes(payload) ?? false;
+  if (![...paths.v1.values(), paths.v2].some(inPayload)) return undefined;
+  const layout = await hostLayout(runner);
+  // v2 freezes without a controller: every cgroup has cgroup.events.
+  const file = layout.v1.freezer
+    ? cgroupFile(layout, paths, "freezer", "freezer.state", "")
+    : layout.v2 && paths.v2 !== undefined
+    ? join(layout.v2.mount, paths.v2, "cgroup.events")
+    : undefined;
+  const text = file ? await readHostFile(runner, file) ?? "" : "";
+  return { frozen: /^(FROZEN|FREEZING)\s*$|^frozen 1$/m.test(text) };
+}

@@ -20,7 +20,9 @@ import {
 } from "../driver.ts";
 import type { InstanceRuntime, PowerState } from "../../contract/instance_state.ts";
 import type { Runner } from "../runner.ts";
-import { hostLayout, limitSettings, limitsFromConfig, readUsage } from "./cgroups.ts";
+import { parseProcNet, procNetFiles } from "./procnet.ts";
+import { readHostFiles } from "../hostfs.ts";
+import { hostLayout, limitSettings, limitsFromConfig, payloadInit, readUsage } from "./cgroups.ts";
 import { lxcConfig } from "./config.ts";
 import { hostIdMap, type IdMap, idmapJson, shiftTree } from "./idmap.ts";
 import { attachPlan, execEnvironment, spawnPiped, spawnPty } from "./attach.ts";
@@ -189,6 +191,8 @@ export class LxcDriver implements Driver {
       inst = withConfig(inst, changes);
       await this.#writeHostname(inst);
       await this.#writeConfig(inst);
+      // Never started: its status needs no lxc-info either.
+      await Deno.writeTextFile(this.#pidfile(inst.name), "");
       return changes;
     } catch (err) {
       // A failed create leaves nothing behind.
@@ -251,6 +255,9 @@ export class LxcDriver implements Driver {
       throw new Error(`Failed to start container "${inst.name}"${detail ? `: ${detail}` : ""}`);
     }
     await this.runner.run(this.#lxc("lxc-wait", inst.name, "-s", "RUNNING", "-t", "10"));
+    // The init's pid, asked once here: every status after this reads the kernel's files.
+    const { pid } = await this.#lxcInfo(inst.name);
+    await Deno.writeTextFile(this.#pidfile(inst.name), pid > 0 ? String(pid) : "");
     return changes;
   }
 
@@ -306,8 +313,29 @@ export class LxcDriver implements Driver {
     return { actions, missingSnapshots: missing };
   }
 
+  #pidfile(name: string): string {
+    return join(this.dir(name), "init.pid");
+  }
+
+  /**
+   * Status and init pid. A container started by outpost has its init's pid in `init.pid`: the
+   * kernel says (through /proc and the cgroup files, no process) whether it still runs in the
+   * container's cgroup and whether that is frozen. Only a container without the file (created
+   * before outpost wrote it) asks `lxc-info`.
+   */
   async #info2(name: string): Promise<{ status: PowerState; pid: number }> {
     if (!existsSync(join(this.dir(name), "config"))) return { status: "Error", pid: -1 };
+    const pidText = await Deno.readTextFile(this.#pidfile(name)).catch(() => undefined);
+    if (pidText !== undefined) {
+      const pid = Number(pidText.trim());
+      const init = await payloadInit(this.runner, name, pid);
+      if (!init) return { status: "Stopped", pid: -1 };
+      return { status: init.frozen ? "Frozen" : "Running", pid };
+    }
+    return await this.#lxcInfo(name);
+  }
+
+  async #lxcInfo(name: string): Promise<{ status: PowerState; pid: number }> {
     const r = await this.runner.run(this.#lxc("lxc-info", name, "-s", "-p", "-H"), {
       allowFailure: true,
     });
@@ -351,7 +379,9 @@ export class LxcDriver implements Driver {
         };
         runtime.cpu = { usage: u.cpuNs };
       } catch { /* the container stopped while we read it */ }
-      runtime.network = await readNetwork(this.runner, pid);
+      // The kernel's files first (no process); `ip` in the namespace for what they lack.
+      runtime.network = parseProcNet(await readHostFiles(this.runner, procNetFiles(pid))) ??
+        await readNetwork(this.runner, pid);
     }
     return runtime;
   }
