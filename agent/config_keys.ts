@@ -9,12 +9,17 @@ import type { InstanceType } from "../contract/schemas.ts";
 
 export type Scope = "any" | "container" | "vm";
 
+/**
+ * Whether a key can change while the instance runs (applied at once): for every type, or only
+ * for the types named (a VM's memory and CPUs are fixed while QEMU runs).
+ */
+export type Live = boolean | { container: boolean; vm: boolean };
+
 export interface ConfigKey {
   key: string;
   schema: z.ZodType<string>;
   scope: Scope;
-  /** Can be changed while the instance runs (applied at once). */
-  live: boolean;
+  live: Live;
   default?: string;
   doc: string;
 }
@@ -93,14 +98,14 @@ export const INSTANCE_KEYS: ConfigKey[] = [
     key: "limits.cpu",
     schema: cpuCountOrSet,
     scope: "any",
-    live: true,
+    live: { container: true, vm: false },
     doc: "Number of CPUs, or a CPU set (`0-1,3`) to pin to",
   },
   {
     key: "limits.memory",
     schema: byteSizeOrPercent,
     scope: "any",
-    live: true,
+    live: { container: true, vm: false },
     doc: "Memory limit in bytes (`256MiB`, `1GB`) or a percentage of host memory",
   },
   {
@@ -169,6 +174,18 @@ export const SERVER_KEYS: ConfigKey[] = [
       "VM acceleration: `kvm` (refuse VMs without a usable KVM), `tcg` (software emulation), or `auto` (KVM when a probe guest runs, else TCG)",
   },
 ];
+
+/** Whether `key` can change while an instance of `type` runs. */
+export function isLive(key: ConfigKey, type: InstanceType): boolean {
+  return typeof key.live === "boolean"
+    ? key.live
+    : key.live[type === "virtual-machine" ? "vm" : "container"];
+}
+
+function liveText(live: Live): string {
+  if (typeof live === "boolean") return live ? "yes" : "no";
+  return live.container && live.vm ? "yes" : live.container ? "containers" : live.vm ? "VMs" : "no";
+}
 
 function fitsType(scope: Scope, type: InstanceType): boolean {
   return scope === "any" || (scope === "vm") === (type === "virtual-machine");
@@ -258,8 +275,8 @@ function typeLabel(type: InstanceType): string {
 /** Markdown reference of every key, for docs/config.md. */
 export function configReference(): string {
   const rows = [
-    ...INSTANCE_KEYS.map((k) => [k.key, k.scope, k.live ? "yes" : "no", k.default ?? "", k.doc]),
-    ...NAMESPACES.map((n) => [`${n.prefix}*`, n.scope, n.live ? "yes" : "no", "", n.doc]),
+    ...INSTANCE_KEYS.map((k) => [k.key, k.scope, liveText(k.live), k.default ?? "", k.doc]),
+    ...NAMESPACES.map((n) => [`${n.prefix}*`, n.scope, liveText(n.live), "", n.doc]),
   ];
   const server = [
     ...SERVER_KEYS.map((k) => [k.key, k.default ?? "", k.doc]),

@@ -4,7 +4,9 @@ import {
   checkInstanceConfig,
   checkServerKey,
   configReference,
+  findInstanceKey,
   INSTANCE_KEYS,
+  isLive,
 } from "./config_keys.ts";
 import { isTrue } from "../contract/units.ts";
 import { BadRequest } from "../contract/errors.ts";
@@ -219,4 +221,15 @@ Deno.test("checkConfigKey() range-checks limits so an instance can always start"
   checkConfigKey("limits.memory", "100%", "container");
   checkConfigKey("limits.processes", "4194304", "container");
   checkConfigKey("limits.cpu", "8192", "container");
+});
+
+Deno.test("the key table says which keys are live per instance type: a VM's limits wait for a start", () => {
+  const live = (key: string, type: "container" | "virtual-machine") =>
+    isLive(findInstanceKey(key, type)!, type);
+  assert.equal(live("limits.memory", "container"), true);
+  assert.equal(live("limits.cpu", "container"), true);
+  assert.equal(live("limits.memory", "virtual-machine"), false);
+  assert.equal(live("limits.cpu", "virtual-machine"), false);
+  assert.equal(live("user.x", "virtual-machine"), true);
+  assert.equal(live("security.privileged", "container"), false);
 });

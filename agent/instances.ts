@@ -3,7 +3,7 @@
  * driver, emits lifecycle events, and reconciles with the drivers at start-up.
  */
 import { createHash } from "node:crypto";
-import { checkConfigKey, checkInstanceConfig, findInstanceKey } from "./config_keys.ts";
+import { checkConfigKey, checkInstanceConfig, findInstanceKey, isLive } from "./config_keys.ts";
 import { isTrue } from "../contract/units.ts";
 import type { InstanceType } from "../contract/schemas.ts";
 import {
@@ -331,7 +331,10 @@ export class InstanceManager {
       const status = await driver.status(cur);
       const running = status !== "Stopped";
       if (running) {
-        const fixed = changed.filter((k) => !findInstanceKey(k, cur.type)?.live);
+        const fixed = changed.filter((k) => {
+          const key = findInstanceKey(k, cur.type);
+          return !key || !isLive(key, cur.type);
+        });
         if (fixed.length > 0) {
           throw new InvalidState(
             `Config key "${
