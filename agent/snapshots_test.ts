@@ -20,6 +20,9 @@ import {
 } from "./snapshots.ts";
 import type { InstanceRecord, SnapshotRecord } from "./store.ts";
 import { Store } from "./store.ts";
+import { type Core, withCore } from "../tests/core_fixture.ts";
+import { MemoryDriver } from "../tests/memory_driver.ts";
+import { RESUME } from "./recovery.ts";
 
 const instance: InstanceRecord = {
   name: "c1",
@@ -377,4 +380,112 @@ Deno.test("snapshot work waits for the instance's lock", () =>
     await held;
     await taking;
     assert.deepEqual(driver.calls, ["snapshot.create s0", "cp"]);
+  }));
+
+// --- orchestration against the in-memory test double (tests/memory_driver.ts) ---
+
+async function restore(core: Core, name: string, snap: string) {
+  return await core.snapshots.prepareRestore(name, snap)();
+}
+
+Deno.test("a failed snapshot copy of a running instance thaws it and records nothing", () =>
+  withCore(async (core) => {
+    await core.createRunning("c1");
+    core.driver.failNext("snapshots.create", new Error("no space"));
+    await assert.rejects(core.snapshots.prepareCreate("c1", { name: "s0" })(), /no space/);
+    assert.deepEqual(core.driver.trace(), ["freeze c1", "snapshots.create c1", "unfreeze c1"]);
+    assert.equal(core.driver.storage.get("c1")!.power, "Running");
+    assert.deepEqual(core.store.listSnapshots("c1"), []);
+    assert.deepEqual(core.lifecycle, []);
+  }));
+
+Deno.test("a failed snapshot record write deletes the copied storage", () =>
+  withCore(async (core) => {
+    await core.create("c1");
+    const work = core.snapshots.prepareCreate("c1", { name: "s0" });
+    core.store.putSnapshot = () => {
+      throw new Error("database or disk is full");
+    };
+    await assert.rejects(work(), /disk is full/);
+    assert.deepEqual(core.driver.trace(), ["snapshots.create c1", "snapshots.delete c1"]);
+    assert.equal(core.driver.storage.get("c1")!.snapshots.size, 0);
+  }));
+
+Deno.test("restore of a paused instance resumes it before stopping it", () =>
+  withCore(async (core) => {
+    await core.createRunning("c1");
+    await core.snapshots.prepareCreate("c1", { name: "s0" })();
+    await (await core.instances.prepareState("c1", {
+      action: "freeze",
+      force: false,
+      timeout: -1,
+    }))();
+    core.reset();
+    await restore(core, "c1", "s0");
+    assert.deepEqual(core.driver.trace(), [
+      "unfreeze c1",
+      "stop c1",
+      "snapshots.restore c1",
+      "start c1",
+    ]);
+    assert.deepEqual(core.driver.called("stop")[0].args[0], { force: true, timeout: -1 });
+  }));
+
+Deno.test("a restore whose start fails says so, keeps the restored files and no resume intent", () =>
+  withCore(async (core) => {
+    await core.createRunning("c1");
+    core.driver.writeFile("c1", "/data", "v1");
+    await core.snapshots.prepareCreate("c1", { name: "s0" })();
+    core.driver.writeFile("c1", "/data", "v2");
+    core.driver.failNext("start");
+    await assert.rejects(restore(core, "c1", "s0"), /restored from "s0" but did not start again/);
+    assert.equal(core.driver.readFile("c1", "/data"), "v1");
+    assert.equal(core.instances.get("c1").config[RESUME], undefined);
+  }));
+
+Deno.test("a failed restore of a running instance leaves it running, and without a resume intent", () =>
+  withCore(async (core) => {
+    await core.createRunning("c1");
+    await core.snapshots.prepareCreate("c1", { name: "s0" })();
+    core.driver.failNext("snapshots.restore", new Error("copy failed"));
+    await assert.rejects(restore(core, "c1", "s0"), /copy failed/);
+    assert.equal(await core.instances.status(core.instances.get("c1")), "Running");
+    // The user stops it: the next start-up leaves it stopped.
+    await (await core.instances.prepareState("c1", {
+      action: "stop",
+      force: false,
+      timeout: -1,
+    }))();
+    core.reset();
+    await core.instances.reconcile();
+    assert.deepEqual(core.driver.calls, [], "the restore's resume intent outlived it");
+  }));
+
+Deno.test("a failed snapshot storage delete keeps the snapshot's record", () =>
+  withCore(async (core) => {
+    await core.create("c1");
+    await core.snapshots.prepareCreate("c1", { name: "s0" })();
+    core.driver.failNext("snapshots.delete");
+    await assert.rejects(core.snapshots.prepareDelete("c1", "s0")());
+    assert.ok(core.store.getSnapshot("c1", "s0"));
+  }));
+
+Deno.test("pruneExpired() reports a snapshot it could not delete and keeps its record", () =>
+  withCore(async (core) => {
+    await core.create("c1");
+    await core.snapshots.prepareCreate("c1", { name: "old", expires_at: "2020-01-01T00:00:00Z" })();
+    core.driver.failNext("snapshots.delete", new Error("busy"));
+    assert.deepEqual(await core.snapshots.pruneExpired(), {
+      pruned: [],
+      failed: ["c1/old: busy"],
+    });
+    assert.ok(core.store.getSnapshot("c1", "old"));
+  }));
+
+Deno.test("snapshots of an instance whose driver has no snapshot storage are a BadRequest", () =>
+  withCore(async (core) => {
+    await core.create("c1");
+    const drivers = new DriverRegistry([new MemoryDriver({ snapshots: false })]);
+    const manager = new SnapshotManager(core.store, core.instances, drivers, core.events);
+    assert.throws(() => manager.prepareCreate("c1", { name: "s0" }), BadRequest);
   }));
