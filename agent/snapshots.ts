@@ -231,11 +231,24 @@ export class SnapshotManager {
           // brings back up (see agent/recovery.ts).
           cur.config[RESUME] = "true";
           this.store.putInstance(cur);
-          if (status === "Frozen") await driver.unfreeze(cur);
-          await driver.stop(cur, { force: true, timeout: -1 });
-          this.events.lifecycle("instance-stopped", source);
         }
-        await access.restore(cur, name);
+        try {
+          if (wasRunning) {
+            if (status === "Frozen") await driver.unfreeze(cur);
+            await driver.stop(cur, { force: true, timeout: -1 });
+            this.events.lifecycle("instance-stopped", source);
+          }
+          await access.restore(cur, name);
+        } catch (err) {
+          if (wasRunning) {
+            // Nothing was restored: the instance runs again as it was, and the intent goes (it
+            // would otherwise start an instance its user stops later, at the next daemon start).
+            await this.instances.startLocked(cur).catch(() => {});
+            delete cur.config[RESUME];
+            this.store.putInstance(cur);
+          }
+          throw err;
+        }
         const next = restoredInstance(cur, rec);
         next.config["volatile.last_state.power"] = "STOPPED";
         if (wasRunning) next.config[RESUME] = "true";
