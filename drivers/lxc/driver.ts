@@ -61,6 +61,10 @@ const LIMIT_CONTROLLERS: Record<string, string> = {
   "limits.cpu": "cpuset",
 };
 
+/** `init.pid` of a container outpost stopped (or never started), and of one being started. */
+const STOPPED = "0";
+const UNKNOWN = "";
+
 export class LxcDriver implements Driver {
   readonly type = "container" as const;
   #info: DriverInfo = { name: "lxc", version: "", available: false, error: "not probed" };
@@ -191,8 +195,7 @@ export class LxcDriver implements Driver {
       inst = withConfig(inst, changes);
       await this.#writeHostname(inst);
       await this.#writeConfig(inst);
-      // Never started: its status needs no lxc-info either.
-      await Deno.writeTextFile(this.#pidfile(inst.name), "");
+      await this.#recordInit(inst.name, STOPPED);
       return changes;
     } catch (err) {
       // A failed create leaves nothing behind.
@@ -246,6 +249,8 @@ export class LxcDriver implements Driver {
     await this.#writeConfig(inst);
     const log = join(this.dir(inst.name), "lxc.log");
     await Deno.writeTextFile(log, "");
+    // Unknown until the start is done: a daemon killed meanwhile leaves LXC the judge.
+    await this.#recordInit(inst.name, UNKNOWN);
     const r = await this.runner.run(this.#lxc("lxc-start", inst.name), { allowFailure: true });
     if (r.code !== 0) {
       const detail = (await Deno.readTextFile(log).catch(() => "")).trim().split("\n")
@@ -257,19 +262,21 @@ export class LxcDriver implements Driver {
     await this.runner.run(this.#lxc("lxc-wait", inst.name, "-s", "RUNNING", "-t", "10"));
     // The init's pid, asked once here: every status after this reads the kernel's files.
     const { pid } = await this.#lxcInfo(inst.name);
-    await Deno.writeTextFile(this.#pidfile(inst.name), pid > 0 ? String(pid) : "");
+    if (pid > 0) await this.#recordInit(inst.name, String(pid));
     return changes;
   }
 
   async stop(inst: InstanceSpec, opts: StopOptions): Promise<void> {
     const status = await this.status(inst);
-    if (status === "Stopped") return;
-    if (opts.force) {
-      await this.runner.run(this.#lxc("lxc-stop", inst.name, "-k"));
-      return;
+    if (status !== "Stopped") {
+      if (opts.force) {
+        await this.runner.run(this.#lxc("lxc-stop", inst.name, "-k"));
+      } else {
+        if (status === "Frozen") await this.unfreeze(inst);
+        await this.runner.run(this.#lxc("lxc-stop", inst.name, "-t", String(opts.timeout)));
+      }
     }
-    if (status === "Frozen") await this.unfreeze(inst);
-    await this.runner.run(this.#lxc("lxc-stop", inst.name, "-t", String(opts.timeout)));
+    await this.#recordInit(inst.name, STOPPED);
   }
 
   async freeze(inst: InstanceSpec): Promise<void> {
@@ -317,22 +324,28 @@ export class LxcDriver implements Driver {
     return join(this.dir(name), "init.pid");
   }
 
+  /** Records what is known of the container's init in `init.pid` (see `#info2`). */
+  async #recordInit(name: string, what: string): Promise<void> {
+    await Deno.writeTextFile(this.#pidfile(name), what).catch(() => {});
+  }
+
   /**
-   * Status and init pid. A container started by outpost has its init's pid in `init.pid`: the
-   * kernel says (through /proc and the cgroup files, no process) whether it still runs in the
-   * container's cgroup and whether that is frozen. Only a container without the file (created
-   * before outpost wrote it) asks `lxc-info`.
+   * Status and init pid, without a process when outpost knows them. `init.pid` holds the init's
+   * pid (written once the container started), "0" (stopped by outpost, or never started) or
+   * nothing (a start under way or interrupted). A pid is checked with the kernel (through /proc
+   * and the cgroup files): still in the container's cgroup, and frozen or not. Anything else (no
+   * file, an empty one, a pid that died because the container stopped on its own) asks
+   * `lxc-info`, and a running init found so is recorded.
    */
   async #info2(name: string): Promise<{ status: PowerState; pid: number }> {
     if (!existsSync(join(this.dir(name), "config"))) return { status: "Error", pid: -1 };
-    const pidText = await Deno.readTextFile(this.#pidfile(name)).catch(() => undefined);
-    if (pidText !== undefined) {
-      const pid = Number(pidText.trim());
-      const init = await payloadInit(this.runner, name, pid);
-      if (!init) return { status: "Stopped", pid: -1 };
-      return { status: init.frozen ? "Frozen" : "Running", pid };
-    }
-    return await this.#lxcInfo(name);
+    const recorded = (await Deno.readTextFile(this.#pidfile(name)).catch(() => "")).trim();
+    if (recorded === STOPPED) return { status: "Stopped", pid: -1 };
+    const init = await payloadInit(this.runner, name, Number(recorded));
+    if (init) return { status: init.frozen ? "Frozen" : "Running", pid: Number(recorded) };
+    const info = await this.#lxcInfo(name);
+    if (info.pid > 0 && info.status !== "Stopped") await this.#recordInit(name, String(info.pid));
+    return info;
   }
 
   async #lxcInfo(name: string): Promise<{ status: PowerState; pid: number }> {
