@@ -21,7 +21,7 @@ import {
 import type { InstanceRuntime, PowerState } from "../../contract/instance_state.ts";
 import type { Runner } from "../runner.ts";
 import { parseProcNet, procNetFiles } from "./procnet.ts";
-import { readHostFiles } from "../hostfs.ts";
+import { readHostFile, readHostFiles } from "../hostfs.ts";
 import { hostLayout, limitSettings, limitsFromConfig, payloadInit, readUsage } from "./cgroups.ts";
 import { lxcConfig } from "./config.ts";
 import { hostIdMap, type IdMap, idmapJson, shiftTree } from "./idmap.ts";
@@ -251,7 +251,11 @@ export class LxcDriver implements Driver {
     await Deno.writeTextFile(log, "");
     // Unknown until the start is done: a daemon killed meanwhile leaves LXC the judge.
     await this.#recordInit(inst.name, UNKNOWN);
-    const r = await this.runner.run(this.#lxc("lxc-start", inst.name), { allowFailure: true });
+    // LXC's monitor process writes its pid: a stop is over only once the monitor is gone.
+    const r = await this.runner.run(
+      this.#lxc("lxc-start", inst.name, "--pidfile", this.#monitorPidfile(inst.name)),
+      { allowFailure: true },
+    );
     if (r.code !== 0) {
       const detail = (await Deno.readTextFile(log).catch(() => "")).trim().split("\n")
         .filter((l) => l.includes("ERROR")).slice(-3).map((l) => l.replace(/^.* - /, "")).join(
@@ -276,6 +280,7 @@ export class LxcDriver implements Driver {
         await this.runner.run(this.#lxc("lxc-stop", inst.name, "-t", String(opts.timeout)));
       }
     }
+    await this.#monitorGone(inst.name);
     await this.#recordInit(inst.name, STOPPED);
   }
 
@@ -291,6 +296,7 @@ export class LxcDriver implements Driver {
     if ((await this.status(inst)) !== "Stopped") {
       await this.runner.run(this.#lxc("lxc-stop", inst.name, "-k"), { allowFailure: true });
     }
+    await this.#monitorGone(inst.name);
     await Deno.remove(this.dir(inst.name), { recursive: true }).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     });
@@ -322,6 +328,28 @@ export class LxcDriver implements Driver {
 
   #pidfile(name: string): string {
     return join(this.dir(name), "init.pid");
+  }
+
+  #monitorPidfile(name: string): string {
+    return join(this.dir(name), "monitor.pid");
+  }
+
+  /**
+   * Waits (up to 10 s) for the container's LXC monitor to exit. lxc-stop returns when the
+   * container is down, a little before its monitor has cleaned up: the container's directory
+   * must not be removed or moved under it.
+   */
+  async #monitorGone(name: string): Promise<void> {
+    const pid = Number(
+      (await Deno.readTextFile(this.#monitorPidfile(name)).catch(() => "")).trim(),
+    );
+    if (!Number.isSafeInteger(pid) || pid <= 0) return;
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const cmdline = await readHostFile(this.runner, `/proc/${pid}/cmdline`);
+      if (!cmdline?.startsWith("[lxc monitor]") || !cmdline.includes(name)) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** Records what is known of the container's init in `init.pid` (see `#info2`). */
