@@ -2,10 +2,14 @@
  * The websockets of one `exec` operation: secrets per fd, stdin buffered from the moment a socket
  * connects (clients send input before the other sockets exist), output pumped as binary frames,
  * end of stream as an empty text frame, and `window-resize` / `signal` control messages.
+ *
+ * The command starts once the sockets it needs are connected. As with LXD, a non-interactive
+ * command needs only its stdio (0, 1, 2): `control` is optional there, and pylxd never opens it;
+ * an interactive one (and a console) needs 0 and `control`.
  */
 import type { ExecProcess } from "../drivers/driver.ts";
 
-/** How long the client has to connect every websocket. */
+/** How long the client has to connect the websockets the command needs. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 /** How long output may keep flowing after the command has exited. */
 const OUTPUT_GRACE_MS = 1_000;
@@ -23,10 +27,14 @@ function secret(): string {
 
 export class ExecSession {
   readonly secrets: Record<string, string>;
+  /** The fds that must be connected before the command starts. */
+  readonly required: readonly string[];
   #sockets = new Map<string, WebSocket>();
   #opened = new Set<string>();
-  #allOpen!: () => void;
-  #allOpenPromise = new Promise<void>((r) => this.#allOpen = r);
+  #ready!: () => void;
+  #readyPromise = new Promise<void>((r) => this.#ready = r);
+  /** Set once the session has closed its sockets: later connections are refused. */
+  #closed = false;
   #stdin: Uint8Array[] = [];
   #stdinEnded = false;
   #controls: Control[] = [];
@@ -41,12 +49,13 @@ export class ExecSession {
   constructor(readonly interactive: boolean, private detachOnClose = false) {
     const fds = interactive ? ["0", "control"] : ["0", "1", "2", "control"];
     this.secrets = Object.fromEntries(fds.map((fd) => [fd, secret()]));
+    this.required = interactive ? fds : ["0", "1", "2"];
   }
 
   /** Upgrades a websocket request carrying one of the secrets; undefined if it carries none. */
   connect(given: string, req: Request): Response | undefined {
     const fd = Object.entries(this.secrets).find(([, s]) => s === given)?.[0];
-    if (fd === undefined || this.#sockets.has(fd)) return undefined;
+    if (fd === undefined || this.#sockets.has(fd) || this.#closed) return undefined;
     const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 0 });
     socket.binaryType = "arraybuffer";
     this.#sockets.set(fd, socket);
@@ -73,12 +82,15 @@ export class ExecSession {
     }
     socket.onopen = () => {
       this.#opened.add(fd);
-      if (this.#opened.size === Object.keys(this.secrets).length) this.#allOpen();
+      if (this.required.every((r) => this.#opened.has(r))) this.#ready();
     };
     return response;
   }
 
-  /** Waits for every socket, runs the process, pumps its streams, returns its exit code. */
+  /**
+   * Waits for the sockets the command needs, runs it, pumps its streams, returns its exit code.
+   * A `control` socket that connects later still carries signals and resizes.
+   */
   async run(spawn: () => Promise<ExecProcess>, signal?: AbortSignal): Promise<number> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -88,7 +100,7 @@ export class ExecSession {
       );
     });
     try {
-      await Promise.race([this.#allOpenPromise, timeout]);
+      await Promise.race([this.#readyPromise, timeout]);
     } catch (err) {
       this.closeAll();
       throw err;
@@ -178,6 +190,7 @@ export class ExecSession {
   }
 
   closeAll(): void {
+    this.#closed = true;
     for (const s of this.#sockets.values()) {
       try {
         if (s.readyState === WebSocket.OPEN || s.readyState === WebSocket.CONNECTING) s.close();

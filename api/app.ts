@@ -1,7 +1,8 @@
-/** The Hono app serving the Incus /1.0 API. */
+/** The Hono app serving the Incus /1.0 API: every resource's route table, registered in one place. */
 import { Hono } from "hono";
 import type { Agent } from "../agent/agent.ts";
 import { errorBody, toHttpError } from "./envelope.ts";
+import { instanceAlias, type InstanceFamily, register, type Route } from "./route_table.ts";
 import { consoleRoutes } from "./routes/console.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { execRoutes } from "./routes/exec.ts";
@@ -11,6 +12,38 @@ import { instanceRoutes } from "./routes/instances.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { serverRoutes } from "./routes/server.ts";
 import { snapshotRoutes } from "./routes/snapshots.ts";
+
+/** One route table per resource. */
+const TABLES: ((agent: Agent) => Route[])[] = [
+  serverRoutes,
+  instanceRoutes,
+  execRoutes,
+  consoleRoutes,
+  fileRoutes,
+  snapshotRoutes,
+  operationRoutes,
+  eventRoutes,
+  imageRoutes,
+];
+
+/**
+ * LXD's legacy paths, which LXD 5.0 still serves and pylxd and Ansible's `lxd_container` use: every
+ * instance route again, each collection holding one type.
+ */
+export const LEGACY_FAMILIES: InstanceFamily[] = [
+  { base: "/1.0/containers", type: "container" },
+  { base: "/1.0/virtual-machines", type: "virtual-machine" },
+];
+
+/** Every route the app serves, legacy aliases included, in registration order. */
+export function allRoutes(agent: Agent): Route[] {
+  const routes = TABLES.flatMap((table) => table(agent));
+  const typeOf = (name: string) => agent.instances.get(name).type;
+  return [
+    ...routes,
+    ...LEGACY_FAMILIES.flatMap((family) => instanceAlias(routes, family, typeOf)),
+  ];
+}
 
 /** A request path as one log line can show it (no control characters, bounded length). */
 function logSafe(path: string): string {
@@ -27,21 +60,7 @@ export function createApp(agent: Agent): Hono {
     const ms = (performance.now() - started).toFixed(1);
     agent.log(`${c.req.method} ${logSafe(c.req.path)} ${c.res.status} ${ms}ms`);
   });
-  for (
-    const routes of [
-      serverRoutes,
-      instanceRoutes,
-      execRoutes,
-      consoleRoutes,
-      fileRoutes,
-      snapshotRoutes,
-      operationRoutes,
-      eventRoutes,
-      imageRoutes,
-    ]
-  ) {
-    app.route("/", routes(agent));
-  }
+  register(app, allRoutes(agent));
   app.notFound((c) => c.json(errorBody("not found", 404), 404));
   app.onError((err, c) => {
     const { status, message } = toHttpError(err);

@@ -279,3 +279,116 @@ Deno.test("a byte order mark, a lone surrogate or a NUL anywhere in a body is a 
     assertError(await call(app, "PUT", "/1.0/instances/c1", {}), 400, "whole instance");
   });
 });
+
+/** Stores an instance record as the core would (no driver runs). */
+function putRecord(agent: Agent, name: string, type: "container" | "virtual-machine") {
+  agent.store.putInstance({
+    name,
+    type,
+    architecture: "x86_64",
+    description: "",
+    config: {},
+    devices: {},
+    profiles: [],
+    ephemeral: false,
+    created_at: "2024-01-01T00:00:00Z",
+    last_used_at: "1970-01-01T00:00:00Z",
+  });
+}
+
+Deno.test("LXD's legacy /1.0/containers and /1.0/virtual-machines list their type, in their own URLs", () =>
+  withApp(async (app, agent) => {
+    putRecord(agent, "c1", "container");
+    putRecord(agent, "v1", "virtual-machine");
+    const list = async (path: string) => (await call(app, "GET", path)).body.metadata;
+    assert.deepEqual(await list("/1.0/containers"), ["/1.0/containers/c1"]);
+    assert.deepEqual(await list("/1.0/virtual-machines"), ["/1.0/virtual-machines/v1"]);
+    assert.deepEqual(await list("/1.0/instances"), ["/1.0/instances/c1", "/1.0/instances/v1"]);
+    assert.deepEqual(
+      await list("/1.0/containers?filter=name+eq+c1"),
+      ["/1.0/containers/c1"],
+    );
+  }));
+
+Deno.test("a legacy path does not find an instance of the other type, and says where it is", () =>
+  withApp(async (app, agent) => {
+    putRecord(agent, "v1", "virtual-machine");
+    assertError(await call(app, "GET", "/1.0/containers/v1"), 404, "/1.0/instances/v1");
+    assertError(await call(app, "DELETE", "/1.0/containers/v1"), 404, "virtual-machine");
+    assertError(
+      await call(app, "PUT", "/1.0/containers/v1/state", { action: "start" }),
+      404,
+      "/1.0/instances/v1",
+    );
+    assertError(await call(app, "GET", "/1.0/containers/nope/state"), 404, '"nope"');
+    assertError(await call(app, "GET", "/1.0/virtual-machines/nope"), 404, '"nope"');
+    assert.deepEqual(agent.instances.list().map((i) => i.name), ["v1"]);
+    assert.deepEqual(agent.operations.list(), []);
+  }));
+
+Deno.test("the legacy paths check bodies as /1.0/instances does", () =>
+  withApp(async (app, agent) => {
+    putRecord(agent, "c1", "container");
+    assertError(
+      await call(app, "POST", "/1.0/containers", { name: "c1", source, colour: "red" }),
+      400,
+      '"colour"',
+    );
+    assertError(await call(app, "POST", "/1.0/containers", { name: "c2", source }), 404, "busybox");
+    assertError(await call(app, "PUT", "/1.0/containers/c1/state", { action: "dance" }), 400);
+  }));
+
+Deno.test("a move is refused, naming what is not supported; the rename fields alone are not", () =>
+  withApp(async (app) => {
+    const rename = (body: unknown) => call(app, "POST", "/1.0/instances/c1", body);
+    assertError(await rename({ name: "c2", migration: true }), 400, "between servers");
+    assertError(await rename({ name: "c2", live: true }), 400, "Live migration");
+    assertError(await rename({ name: "c2", pool: "fast" }), 400, "storage pools");
+    assertError(await rename({ name: "c2", project: "p1" }), 400, "project");
+    assertError(await rename({ name: "c2", Config: { "user.a": "1" } }), 400, "Config overrides");
+    assertError(await rename({ name: "c2", target: { operation: "x" } }), 400, "between servers");
+    assertError(await rename({ name: "c2", colour: "red" }), 400, '"colour"');
+    // The Incus 6 client's whole rename body parses: the instance is what is missing.
+    const incus6 = {
+      name: "c2",
+      migration: false,
+      live: false,
+      instance_only: false,
+      target: null,
+      pool: "",
+      project: "",
+      allow_inconsistent: false,
+      Config: null,
+      Devices: null,
+      Profiles: null,
+    };
+    assertError(await rename(incus6), 404, '"c1"');
+    assertError(await rename({ ...incus6, project: "default" }), 404, '"c1"');
+  }));
+
+Deno.test("stateful stop/start is refused as not supported", () =>
+  withApp(async (app) => {
+    assertError(
+      await call(app, "PUT", "/1.0/instances/c1/state", { action: "stop", stateful: true }),
+      400,
+      "Stateful stop/start is not supported",
+    );
+  }));
+
+Deno.test("a JSON POST /1.0/images is checked, then refused by what it asks", () =>
+  withApp(async (app) => {
+    const post = (body: unknown) => call(app, "POST", "/1.0/images", body);
+    assertError(
+      await post({ source: { type: "instance", name: "c1" }, public: false, aliases: [] }),
+      400,
+      "Publishing an instance",
+    );
+    assertError(
+      await post({ source: { type: "url", url: "https://example.com/x" } }),
+      400,
+      "from a server or a URL",
+    );
+    assertError(await post({ filename: "x.tar.gz" }), 400, "Only image file uploads");
+    assertError(await post({ source: { type: "image" }, colour: 1 }), 400, '"colour"');
+    assertError(await post({ source: { type: "image", colour: 1 } }), 400, '"source.colour"');
+  }));

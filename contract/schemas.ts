@@ -33,35 +33,83 @@ const INSTANCE_READ_ONLY = {
   backups: z.unknown().optional(),
 };
 
-/** What Incus clients send in `source` when creating an instance. */
+/**
+ * A field outpost takes only at its default (Go's zero value: what a client sends when it does not
+ * use the feature); any other value is a 400 saying it is not supported.
+ */
+function onlyDefault<T extends z.ZodType>(
+  schema: T,
+  isDefault: (v: z.output<T>) => boolean,
+  message: string,
+) {
+  return schema.optional().refine((v) => v === undefined || isDefault(v as z.output<T>), {
+    error: message,
+  });
+}
+const notTrue = (message: string) => onlyDefault(z.boolean(), (v) => !v, message);
+const notSet = (message: string) => onlyDefault(z.string(), (v) => v === "", message);
+/** A map or list taken only when null or empty. */
+const noneOf = <T extends z.ZodRecord | z.ZodArray>(schema: T, message: string) =>
+  onlyDefault(
+    schema.nullable(),
+    (v) => v === null || Object.keys(v as object).length === 0,
+    message,
+  );
+/** Only the default project exists. */
+const project = (what: string) =>
+  onlyDefault(
+    z.string(),
+    (v) => v === "" || v === "default",
+    `${what} is not supported: only the "default" project exists`,
+  );
+
+/**
+ * `source` of `POST /1.0/instances`: every field of Incus's and LXD 5.0's `InstanceSource`. Only
+ * local images are supported; the other types are refused by name.
+ */
 export const InstanceSourceSchema = z.object({
   type: z.enum(["image", "none", "copy", "migration"]),
+  // An image: by alias or fingerprint (properties select one on image servers).
   alias: z.string().optional(),
   fingerprint: z.string().optional(),
+  properties: stringMap.nullish(),
   server: z.string().optional(),
   protocol: z.string().optional(),
   certificate: z.string().optional(),
   secret: z.string().optional(),
+  project: project("An image or instance from another project"),
+  // A copy or a migration.
+  source: z.string().optional(),
+  "base-image": z.string().optional(),
   mode: z.string().optional(),
+  operation: z.string().optional(),
+  secrets: stringMap.nullish(),
+  live: z.boolean().optional(),
+  instance_only: z.boolean().optional(),
+  container_only: z.boolean().optional(),
+  refresh: z.boolean().optional(),
+  refresh_exclude_older: z.boolean().optional(),
   allow_inconsistent: z.boolean().optional(),
-  image_type: z.string().optional(),
-  properties: stringMap.optional(),
-  project: z.string().optional(),
-}).loose(); // copy and migration sources carry many more fields; unsupported types are refused by name
+}).strict();
 
+/** `POST /1.0/instances` (`InstancesPost`: the writable fields of an instance, and how to make it). */
 export const InstancesPostSchema = z.object({
   name: z.string({ error: "a name is required" }),
-  type: z.enum(["container", "virtual-machine", ""]).default("container"),
+  // Empty: a container, or the type of the legacy path used (`/1.0/virtual-machines`).
+  type: z.enum(["container", "virtual-machine", ""]).default(""),
   source: InstanceSourceSchema,
   config: stringMap.nullish().transform((v) => v ?? {}),
   devices: devices.nullish().transform((v) => v ?? {}),
   profiles: z.array(z.string()).nullish().transform((v) => v ?? []),
   description: text.default(""),
   ephemeral: z.boolean().default(false),
-  stateful: z.boolean().optional(),
-  architecture: z.string().optional(),
-  instance_type: z.string().optional(),
   start: z.boolean().default(false),
+  // Ignored: the architecture is the image's, a new instance has no saved state.
+  architecture: z.string().optional(),
+  stateful: z.boolean().optional(),
+  disk_only: z.boolean().optional(),
+  instance_type: notSet("instance_type is not supported: set limits.cpu and limits.memory"),
+  restore: notSet("restore is for an existing instance: PUT it with restore"),
 }).strict();
 export type InstancesPost = z.infer<typeof InstancesPostSchema>;
 
@@ -74,6 +122,8 @@ export const InstancePutSchema = z.object({
   architecture: z.string().optional(),
   stateful: z.boolean().optional(),
   restore: z.string().optional(),
+  // A restore brings back the disk only in any case (snapshots are never stateful).
+  disk_only: z.boolean().optional(),
   ...INSTANCE_READ_ONLY,
 }).strict().refine((b) => b.restore !== undefined || b.config !== undefined, {
   // A full replacement says what to replace with: a stray `{}` cannot wipe an instance.
@@ -89,6 +139,8 @@ export const InstancePatchSchema = z.object({
   ephemeral: z.boolean().optional(),
   architecture: z.string().optional(),
   stateful: z.boolean().optional(),
+  restore: notSet("A PATCH cannot restore a snapshot: PUT the instance with restore"),
+  disk_only: z.boolean().optional(),
   ...INSTANCE_READ_ONLY,
 }).strict();
 
@@ -98,7 +150,7 @@ export const InstanceStatePutSchema = z.object({
   }),
   timeout: z.number().int().min(-1).default(-1),
   force: z.boolean().default(false),
-  stateful: z.boolean().default(false),
+  stateful: notTrue("Stateful stop/start is not supported"),
 }).strict();
 
 /** An exec environment variable: a POSIX name, a value without NUL. */
@@ -147,15 +199,119 @@ export const ConsolePostSchema = z.object({
   force: z.boolean().optional(),
 }).strict();
 
-/** `POST /1.0/instances/{name}`: a rename (`migration` and `live` are for moves, not supported). */
+/** Where a migration goes (`InstancePostTarget`): only for moves between servers. */
+const MigrationTargetSchema = z.object({
+  certificate: z.string().optional(),
+  operation: z.string().optional(),
+  secrets: stringMap.nullish(),
+}).strict();
+
+const NO_MOVES = "Moving instances between servers is not supported yet";
+/** Move overrides (`instance_move_config`); the Incus and LXD clients send them capitalised. */
+const moveOverride = (field: string) =>
+  `${field} overrides are for moves, which are not supported yet`;
+
+/**
+ * `POST /1.0/instances/{name}`: a rename (`InstancePost` of Incus 6 and LXD 5.0). The fields of a
+ * move are taken at their defaults; a move itself is refused, naming the field that asks for it.
+ */
 export const InstancePostSchema = z.object({
   name: z.string(),
-  migration: z.boolean().default(false),
-  live: z.boolean().optional(),
+  migration: notTrue(NO_MOVES),
+  live: notTrue("Live migration is not supported"),
+  target: onlyDefault(MigrationTargetSchema.nullable(), (v) => v === null, NO_MOVES),
+  pool: notSet("Moving instances between storage pools is not supported"),
+  project: project("Moving instances between projects"),
+  // Options of a migration, meaningless without one.
   instance_only: z.boolean().optional(),
   container_only: z.boolean().optional(),
   allow_inconsistent: z.boolean().optional(),
-  target: z.unknown().optional(),
-  pool: z.string().optional(),
-  project: z.string().optional(),
+  refresh: z.boolean().optional(),
+  override_snapshot_profiles: z.boolean().optional(),
+  Config: noneOf(stringMap, moveOverride("Config")),
+  Devices: noneOf(devices, moveOverride("Devices")),
+  Profiles: noneOf(z.array(z.string()), moveOverride("Profiles")),
+  config: noneOf(stringMap, moveOverride("Config")),
+  devices: noneOf(devices, moveOverride("Devices")),
+  profiles: noneOf(z.array(z.string()), moveOverride("Profiles")),
+}).strict();
+
+const expiresAt = z.string().nullish();
+
+/** `POST /1.0/instances/{name}/snapshots` (`InstanceSnapshotsPost`). */
+export const SnapshotsPostSchema = z.object({
+  name: z.string().default(""),
+  stateful: z.boolean().default(false),
+  expires_at: expiresAt,
+}).strict();
+
+/** `POST /1.0/instances/{name}/snapshots/{snap}`: a rename (`InstanceSnapshotPost`). */
+export const SnapshotPostSchema = z.object({
+  name: z.string({ error: "a new name is required" }),
+  migration: notTrue("Snapshot migration is not supported"),
+  live: z.boolean().optional(),
+  target: onlyDefault(
+    MigrationTargetSchema.nullable(),
+    (v) => v === null,
+    "Snapshot migration is not supported",
+  ),
+}).strict();
+
+/**
+ * `PUT/PATCH /1.0/instances/{name}/snapshots/{snap}` (`InstanceSnapshotPut`, plus description).
+ * The read-only fields of a full snapshot object, which clients send back, are ignored; any other
+ * field is refused.
+ */
+export const SnapshotPutSchema = z.object({
+  expires_at: expiresAt,
+  description: z.string().optional(),
+  ...Object.fromEntries(
+    [
+      "name",
+      "created_at",
+      "last_used_at",
+      "architecture",
+      "config",
+      "devices",
+      "ephemeral",
+      "profiles",
+      "stateful",
+      "size",
+      "expanded_config",
+      "expanded_devices",
+    ].map((k) => [k, z.unknown().optional()]),
+  ),
+}).strict();
+
+const ImageAliasSchema = z.object({ name: z.string(), description: z.string().optional() })
+  .strict();
+
+/**
+ * A JSON `POST /1.0/images` (`ImagesPost`, with `ImagePut` and `ImagesPostSource`): an image made
+ * from an instance, a server or a URL. Checked, then refused: only uploads are supported yet.
+ */
+export const ImagesPostSchema = z.object({
+  filename: z.string().optional(),
+  source: z.object({
+    type: z.string().optional(),
+    mode: z.string().optional(),
+    name: z.string().optional(),
+    fingerprint: z.string().optional(),
+    alias: z.string().optional(),
+    server: z.string().optional(),
+    protocol: z.string().optional(),
+    certificate: z.string().optional(),
+    image_type: z.string().optional(),
+    url: z.string().optional(),
+    secret: z.string().optional(),
+    project: z.string().optional(),
+  }).strict().nullish(),
+  compression_algorithm: z.string().optional(),
+  format: z.string().optional(),
+  aliases: z.array(ImageAliasSchema).nullish(),
+  auto_update: z.boolean().optional(),
+  properties: stringMap.nullish(),
+  public: z.boolean().optional(),
+  expires_at: z.string().optional(),
+  profiles: z.array(z.string()).nullish(),
 }).strict();

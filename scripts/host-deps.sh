@@ -4,8 +4,8 @@
 
 OUTPOST_DENO_VERSION=2.9.6
 OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux procps tar gzip xz-utils ca-certificates qemu-system-x86 qemu-utils qemu-guest-agent ovmf kmod cpio e2fsprogs"
-# The stock LXD client: the compatibility tests drive outpost with it.
-OUTPOST_TEST_APT_PACKAGES="lxd-client"
+# Real clients the compatibility tests drive outpost with: the stock LXD client, pylxd, Ansible.
+OUTPOST_TEST_APT_PACKAGES="lxd-client python3-pylxd ansible"
 
 # apt_install PKG...: installs the packages that are missing (one apt-get update at most).
 apt_install() {

@@ -2,11 +2,11 @@
  * `GET /1.0/events`: a websocket of operation, lifecycle and logging events. Each subscriber has a
  * bounded send queue: one that stops reading is dropped (see EventBus.subscribeSink).
  */
-import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
 import type { EventType } from "../../agent/events.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";
+import { type Handler, type Route, table } from "../route_table.ts";
 
 const TYPES: EventType[] = ["operation", "lifecycle", "logging"];
 
@@ -26,10 +26,9 @@ export function parseEventTypes(raw: string | undefined): EventType[] {
   return [...new Set(asked as EventType[])];
 }
 
-export function eventRoutes(agent: Agent): Hono {
-  const app = new Hono();
+export function eventRoutes(agent: Agent): Route[] {
   let subscribers = 0;
-  app.get("/1.0/events", (c) => {
+  const events: Handler = (c) => {
     const types = parseEventTypes(c.req.query("type"));
     const { socket, response } = guardUpgrade(
       c.req.raw,
@@ -44,6 +43,9 @@ export function eventRoutes(agent: Agent): Hono {
     socket.onclose = () => unsubscribe();
     socket.onerror = () => unsubscribe();
     return response;
-  });
-  return app;
+  };
+
+  return table([
+    ["GET", "/1.0/events", "trusted", events],
+  ]);
 }

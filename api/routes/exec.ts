@@ -2,19 +2,18 @@
  * `POST /1.0/instances/{name}/exec`: a command over websockets (`wait-for-websocket`), with
  * recorded output (`record-output`), or fire-and-wait; the exit code is `metadata.return`.
  */
-import { Hono } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { ExecSession } from "../../agent/exec_session.ts";
 import { runToEnd } from "../../agent/exec_output.ts";
 import { parseBody } from "../body.ts";
 import { async } from "../envelope.ts";
 import { ExecPostSchema } from "../../contract/schemas.ts";
+import { type Handler, type Route, table } from "../route_table.ts";
 import { resources } from "./instances.ts";
 
-export function execRoutes(agent: Agent): Hono {
-  const app = new Hono();
-  app.post("/1.0/instances/:name/exec", async (c) => {
-    const name = c.req.param("name");
+export function execRoutes(agent: Agent): Route[] {
+  const exec: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const body = await parseBody(c, ExecPostSchema);
     const interactive = body["wait-for-websocket"] && body.interactive;
     const spawn = await agent.instances.prepareExec(name, {
@@ -57,6 +56,9 @@ export function execRoutes(agent: Agent): Hono {
           ),
       }),
     );
-  });
-  return app;
+  };
+
+  return table([
+    ["POST", "/1.0/instances/:name/exec", "trusted", exec],
+  ]);
 }

@@ -3,12 +3,13 @@
  * (`lxc file push/pull/delete`) and the Incus client speak. Metadata travels in headers, sent in
  * both spellings (`X-LXD-uid` and `X-Incus-uid`, ...); mode is octal with a leading 0 ("0644").
  */
-import { type Context, Hono } from "hono";
+import type { Context } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
 import type { FileInfo, FileWrite } from "../../contract/files.ts";
 import { readLimited } from "../body.ts";
 import { sync } from "../envelope.ts";
+import { type Handler, type Route, table } from "../route_table.ts";
 
 const PREFIXES = ["X-Incus-", "X-LXD-"];
 const TYPES: FileWrite["type"][] = ["file", "directory", "symlink"];
@@ -106,14 +107,12 @@ function infoHeaders(info: FileInfo): Record<string, string> {
 /** A symlink's target travels as the request body: no more than a path. */
 const MAX_SYMLINK_BODY = MAX_PATH;
 
-export function fileRoutes(agent: Agent): Hono {
-  const app = new Hono();
-  const route = "/1.0/instances/:name/files";
+export function fileRoutes(agent: Agent): Route[] {
   const { instances } = agent;
 
   // Hono answers HEAD with this GET handler (and drops the body): only stat then.
-  app.get(route, async (c) => {
-    const name = c.req.param("name");
+  const pull: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const path = pathParam(c);
     if (c.req.method === "HEAD") {
       const info = await instances.fileStat(name, path);
@@ -135,10 +134,10 @@ export function fileRoutes(agent: Agent): Hono {
     // Streamed with back-pressure: the client's pace is the helper's pace.
     for (const [k, v] of Object.entries(infoHeaders(got.info))) c.header(k, v);
     return c.body(got.body, 200, { "Content-Type": "application/octet-stream" });
-  });
+  };
 
-  app.post(route, async (c) => {
-    const name = c.req.param("name");
+  const push: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const path = pathParam(c);
     const write = parseWrite(c);
     if (write.type === "symlink") {
@@ -148,12 +147,16 @@ export function fileRoutes(agent: Agent): Hono {
     }
     await instances.fileWrite(name, path, write);
     return sync(c, {});
-  });
+  };
 
-  app.delete(route, async (c) => {
-    await instances.fileRemove(c.req.param("name"), pathParam(c));
+  const remove: Handler = async (c) => {
+    await instances.fileRemove(c.req.param("name")!, pathParam(c));
     return sync(c, {});
-  });
+  };
 
-  return app;
+  return table([
+    ["GET", "/1.0/instances/:name/files", "trusted", pull],
+    ["POST", "/1.0/instances/:name/files", "trusted", push],
+    ["DELETE", "/1.0/instances/:name/files", "trusted", remove],
+  ]);
 }

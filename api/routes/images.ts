@@ -1,37 +1,55 @@
-/** `/1.0/images*`: list, upload, get, delete; `/1.0/images/aliases*`. */
-import { Hono } from "hono";
+/** `/1.0/images*`: list, upload, get, export, delete; `/1.0/images/aliases*`. */
+import type { Context } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest, PayloadTooLarge } from "../../contract/errors.ts";
 import { MAX_IMAGE_BYTES } from "../../agent/images.ts";
 import { parseBody, recursion } from "../body.ts";
 import { applyFilter } from "../filter.ts";
 import { async, sync } from "../envelope.ts";
-import { ImageAliasPostSchema, ImageAliasPutSchema } from "../../contract/schemas.ts";
+import {
+  ImageAliasPostSchema,
+  ImageAliasPutSchema,
+  ImagesPostSchema,
+} from "../../contract/schemas.ts";
+import { type Handler, type Route, table } from "../route_table.ts";
 import { imageView } from "../views.ts";
 
-const header = (c: { req: { header(n: string): string | undefined } }, name: string) =>
+const header = (c: Context, name: string) =>
   c.req.header(`x-incus-${name}`) ?? c.req.header(`x-lxd-${name}`);
 
-export function imageRoutes(agent: Agent): Hono {
-  const app = new Hono();
+/**
+ * A JSON `POST /1.0/images` asks for an image made elsewhere (published from an instance, copied
+ * from a server, fetched from a URL); the body is checked, then refused by what it asks.
+ */
+async function refuseImagesPost(c: Context): Promise<never> {
+  const body = await parseBody(c, ImagesPostSchema);
+  const type = body.source?.type ?? "";
+  if (["instance", "container", "virtual-machine", "snapshot"].includes(type)) {
+    throw new BadRequest("Publishing an instance as an image is not supported yet");
+  }
+  if (type === "image" || type === "url") {
+    throw new BadRequest(
+      "Copying images from a server or a URL is not supported yet: download the image and upload it",
+    );
+  }
+  throw new BadRequest("Only image file uploads are supported yet: send the tarball as the body");
+}
+
+export function imageRoutes(agent: Agent): Route[] {
   const { images, operations } = agent;
 
-  app.get("/1.0/images", (c) => {
+  const list: Handler = (c) => {
     const views = applyFilter(
       images.list().map((i) => imageView(i, images)),
       c.req.query("filter"),
     );
     if (recursion(c) === 0) return sync(c, views.map((i) => `/1.0/images/${i.fingerprint}`));
     return sync(c, views);
-  });
+  };
 
-  app.post("/1.0/images", async (c) => {
+  const upload: Handler = async (c) => {
     const type = c.req.header("content-type") ?? "";
-    if (type.startsWith("application/json")) {
-      throw new BadRequest(
-        "Only image file uploads are supported yet: send the tarball as the body",
-      );
-    }
+    if (type.startsWith("application/json")) return await refuseImagesPost(c);
     if (type.startsWith("multipart/")) {
       throw new BadRequest(
         "Split images (metadata + rootfs) are not supported yet: use a unified tarball",
@@ -55,52 +73,52 @@ export function imageRoutes(agent: Agent): Hono {
         run: () => Promise.resolve({ fingerprint: record.fingerprint, size: record.size }),
       }),
     );
-  });
+  };
 
-  app.get("/1.0/images/aliases", (c) => {
-    const list = images.listAliases();
-    if (recursion(c) === 0) return sync(c, list.map((a) => `/1.0/images/aliases/${a.name}`));
-    return sync(c, list.map((a) => ({ ...a, type: images.get(a.target).type })));
-  });
+  const listAliases: Handler = (c) => {
+    const all = images.listAliases();
+    if (recursion(c) === 0) return sync(c, all.map((a) => `/1.0/images/aliases/${a.name}`));
+    return sync(c, all.map((a) => ({ ...a, type: images.get(a.target).type })));
+  };
 
-  app.post("/1.0/images/aliases", async (c) => {
+  const createAlias: Handler = async (c) => {
     const body = await parseBody(c, ImageAliasPostSchema);
     images.createAlias(body.name, body.target, body.description);
     return sync(c, {});
-  });
+  };
 
-  app.get("/1.0/images/aliases/:name", (c) => {
-    const a = images.getAlias(c.req.param("name"));
+  const getAlias: Handler = (c) => {
+    const a = images.getAlias(c.req.param("name")!);
     return sync(c, { ...a, type: images.get(a.target).type });
-  });
+  };
 
-  app.put("/1.0/images/aliases/:name", async (c) => {
+  const putAlias: Handler = async (c) => {
     const body = await parseBody(c, ImageAliasPutSchema);
-    images.updateAlias(c.req.param("name"), body.target, body.description);
+    images.updateAlias(c.req.param("name")!, body.target, body.description);
     return sync(c, {});
-  });
+  };
 
-  app.delete("/1.0/images/aliases/:name", (c) => {
-    images.deleteAlias(c.req.param("name"));
+  const deleteAlias: Handler = (c) => {
+    images.deleteAlias(c.req.param("name")!);
     return sync(c, {});
-  });
+  };
 
-  app.get("/1.0/images/:fp", (c) => {
-    const image = images.get(c.req.param("fp"));
+  const get: Handler = (c) => {
+    const image = images.get(c.req.param("fingerprint")!);
     return sync(c, imageView(image, images), { etag: image.fingerprint });
-  });
+  };
 
-  app.get("/1.0/images/:fp/export", async (c) => {
-    const image = images.get(c.req.param("fp"));
+  const exportFile: Handler = async (c) => {
+    const image = images.get(c.req.param("fingerprint")!);
     const file = await Deno.open(images.file(image.fingerprint));
     return c.body(file.readable, 200, {
       "Content-Type": "application/octet-stream",
       "Content-Disposition": `attachment; filename=${image.filename}`,
     });
-  });
+  };
 
-  app.delete("/1.0/images/:fp", async (c) => {
-    const image = images.get(c.req.param("fp"));
+  const remove: Handler = async (c) => {
+    const image = images.get(c.req.param("fingerprint")!);
     await images.delete(image.fingerprint);
     return async(
       c,
@@ -110,7 +128,20 @@ export function imageRoutes(agent: Agent): Hono {
         run: () => Promise.resolve(),
       }),
     );
-  });
+  };
 
-  return app;
+  // The aliases come before `/1.0/images/:fp`, which would otherwise take "aliases" for a
+  // fingerprint.
+  return table([
+    ["GET", "/1.0/images", "trusted", list],
+    ["POST", "/1.0/images", "trusted", upload],
+    ["GET", "/1.0/images/aliases", "trusted", listAliases],
+    ["POST", "/1.0/images/aliases", "trusted", createAlias],
+    ["GET", "/1.0/images/aliases/:name", "trusted", getAlias],
+    ["PUT", "/1.0/images/aliases/:name", "trusted", putAlias],
+    ["DELETE", "/1.0/images/aliases/:name", "trusted", deleteAlias],
+    ["GET", "/1.0/images/:fingerprint", "trusted", get],
+    ["GET", "/1.0/images/:fingerprint/export", "trusted", exportFile],
+    ["DELETE", "/1.0/images/:fingerprint", "trusted", remove],
+  ]);
 }

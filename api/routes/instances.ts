@@ -1,5 +1,4 @@
-/** `/1.0/instances*`: list, create, get, update, delete, state. */
-import { Hono } from "hono";
+/** `/1.0/instances*`: list, create, get, update, rename, delete, state, backups, logs. */
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest, NotFound } from "../../contract/errors.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
@@ -14,14 +13,30 @@ import {
   InstanceStatePutSchema,
 } from "../../contract/schemas.ts";
 import { snapshotView } from "../../agent/snapshots.ts";
+import { type Handler, type Route, table } from "../route_table.ts";
 import { fullInstanceView, instanceView, stateView } from "../views.ts";
 
 export function resources(name: string) {
   return { containers: [`/1.0/containers/${name}`], instances: [`/1.0/instances/${name}`] };
 }
 
-export function instanceRoutes(agent: Agent): Hono {
-  const app = new Hono();
+const VERBS = {
+  start: "Starting",
+  stop: "Stopping",
+  restart: "Restarting",
+  freeze: "Freezing",
+  unfreeze: "Unfreezing",
+};
+
+/** A log file's name as the daemon writes them: no path, no leading dot. */
+function logFile(file: string): string {
+  if (!/^[\w.-]+$/.test(file) || file.startsWith(".")) {
+    throw new BadRequest(`Invalid log file name "${file}"`);
+  }
+  return file;
+}
+
+export function instanceRoutes(agent: Agent): Route[] {
   const { instances, operations } = agent;
 
   const view = async (inst: InstanceRecord, depth: number) => {
@@ -34,20 +49,23 @@ export function instanceRoutes(agent: Agent): Hono {
     );
   };
 
-  app.get("/1.0/instances", async (c) => {
+  // Through a legacy path (`/1.0/containers`) the list holds that type only, and its URLs are in
+  // that path, as LXD answers.
+  const list: Handler = async (c, family) => {
     const depth = recursion(c);
     const filter = c.req.query("filter");
-    const list = instances.list();
-    if (depth === 0 && !filter) return sync(c, list.map((i) => `/1.0/instances/${i.name}`));
+    const all = instances.list().filter((i) => !family.type || i.type === family.type);
+    const url = (name: string) => `${family.base}/${name}`;
+    if (depth === 0 && !filter) return sync(c, all.map((i) => url(i.name)));
     const views = applyFilter(
-      await Promise.all(list.map((i) => view(i, Math.max(depth, 1)))),
+      await Promise.all(all.map((i) => view(i, Math.max(depth, 1)))),
       filter,
     );
-    if (depth === 0) return sync(c, views.map((v) => `/1.0/instances/${v.name}`));
+    if (depth === 0) return sync(c, views.map((v) => url(v.name)));
     return sync(c, views);
-  });
+  };
 
-  app.post("/1.0/instances", async (c) => {
+  const create: Handler = async (c, family) => {
     const body = await parseBody(c, InstancesPostSchema);
     if (body.source.type !== "image") {
       throw new BadRequest(
@@ -61,7 +79,7 @@ export function instanceRoutes(agent: Agent): Hono {
     }
     const work = instances.prepareCreate({
       name: body.name,
-      type: body.type === "" ? "container" : body.type,
+      type: body.type || family.type || "container",
       image,
       config: body.config,
       devices: body.devices,
@@ -84,16 +102,16 @@ export function instanceRoutes(agent: Agent): Hono {
       },
     });
     return async(c, op);
-  });
+  };
 
-  app.get("/1.0/instances/:name", async (c) => {
-    const inst = instances.get(c.req.param("name"));
+  const get: Handler = async (c) => {
+    const inst = instances.get(c.req.param("name")!);
     const depth = Math.max(1, recursion(c) >= 1 ? 2 : 1);
     return sync(c, await view(inst, depth), { etag: instances.etag(inst) });
-  });
+  };
 
-  app.put("/1.0/instances/:name", async (c) => {
-    const name = c.req.param("name");
+  const put: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const body = await parseBody(c, InstancePutSchema, { requireBody: true });
     instances.get(name);
     if (body.restore) {
@@ -120,78 +138,69 @@ export function instanceRoutes(agent: Agent): Hono {
         run: async () => {},
       }),
     );
-  });
+  };
 
-  app.patch("/1.0/instances/:name", async (c) => {
-    const name = c.req.param("name");
+  const patch: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const body = await parseBody(c, InstancePatchSchema);
     instances.get(name);
     await instances.patch(name, body, c.req.header("if-match"));
     return sync(c, {});
-  });
+  };
 
-  app.post("/1.0/instances/:name", async (c) => {
-    const name = c.req.param("name");
+  // A rename; the fields of a move (migration, pool, project, config overrides) are refused by the
+  // schema when they ask for one.
+  const rename: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const body = await parseBody(c, InstancePostSchema);
-    if (body.migration) {
-      throw new BadRequest("Moving instances between servers is not supported yet");
-    }
     const work = await instances.prepareRename(name, body.name);
     return async(
       c,
       operations.start({ description: "Renaming instance", resources: resources(name), run: work }),
     );
-  });
+  };
 
-  app.delete("/1.0/instances/:name", async (c) => {
-    const name = c.req.param("name");
+  const remove: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const work = await instances.prepareDelete(name);
     return async(
       c,
       operations.start({ description: "Deleting instance", resources: resources(name), run: work }),
     );
-  });
+  };
 
-  app.get("/1.0/instances/:name/state", async (c) => {
-    const inst = instances.get(c.req.param("name"));
+  const getState: Handler = async (c) => {
+    const inst = instances.get(c.req.param("name")!);
     return sync(c, stateView(await instances.state(inst)));
-  });
+  };
 
-  app.put("/1.0/instances/:name/state", async (c) => {
-    const name = c.req.param("name");
+  const putState: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const body = await parseBody(c, InstanceStatePutSchema);
-    if (body.stateful) throw new BadRequest("Stateful stop/start is not supported");
     const work = await instances.prepareState(name, body);
-    const verbs = {
-      start: "Starting",
-      stop: "Stopping",
-      restart: "Restarting",
-      freeze: "Freezing",
-      unfreeze: "Unfreezing",
-    };
     return async(
       c,
       operations.start({
-        description: `${verbs[body.action]} instance`,
+        description: `${VERBS[body.action]} instance`,
         resources: resources(name),
         run: work,
       }),
     );
-  });
+  };
 
   // Backups are listed (there are none yet) so clients that read them, such as `lxc info`, work;
   // creating one is refused until the backup capability lands.
-  app.get("/1.0/instances/:name/backups", (c) => {
-    instances.get(c.req.param("name"));
+  const listBackups: Handler = (c) => {
+    instances.get(c.req.param("name")!);
     return sync(c, []);
-  });
-  app.post("/1.0/instances/:name/backups", (c) => {
-    instances.get(c.req.param("name"));
+  };
+  const createBackup: Handler = (c) => {
+    instances.get(c.req.param("name")!);
     throw new BadRequest("Instance backups are not supported yet");
-  });
+  };
 
-  app.get("/1.0/instances/:name/logs", async (c) => {
-    const name = c.req.param("name");
+  const listLogs: Handler = async (c) => {
+    const name = c.req.param("name")!;
     instances.get(name);
     const files: string[] = [];
     try {
@@ -200,33 +209,44 @@ export function instanceRoutes(agent: Agent): Hono {
       }
     } catch { /* no logs yet */ }
     return sync(c, files.sort());
-  });
+  };
 
-  app.get("/1.0/instances/:name/logs/:file", async (c) => {
-    const { name, file } = c.req.param();
+  const getLog: Handler = async (c) => {
+    const name = c.req.param("name")!;
     instances.get(name);
-    if (!/^[\w.-]+$/.test(file) || file.startsWith(".")) {
-      throw new BadRequest(`Invalid log file name "${file}"`);
-    }
+    const file = logFile(c.req.param("file")!);
     try {
       const data = await Deno.readFile(`${agent.paths.instanceLogs(name)}/${file}`);
       return c.body(data, 200, { "Content-Type": "application/octet-stream" });
     } catch {
       throw new NotFound(`Log file "${file}" not found`);
     }
-  });
+  };
 
-  app.delete("/1.0/instances/:name/logs/:file", async (c) => {
-    const { name, file } = c.req.param();
+  const deleteLog: Handler = async (c) => {
+    const name = c.req.param("name")!;
     instances.get(name);
-    if (!/^[\w.-]+$/.test(file) || file.startsWith(".")) {
-      throw new BadRequest(`Invalid log file name "${file}"`);
-    }
+    const file = logFile(c.req.param("file")!);
     await Deno.remove(`${agent.paths.instanceLogs(name)}/${file}`).catch(() => {
       throw new NotFound(`Log file "${file}" not found`);
     });
     return sync(c, {});
-  });
+  };
 
-  return app;
+  return table([
+    ["GET", "/1.0/instances", "trusted", list],
+    ["POST", "/1.0/instances", "trusted", create],
+    ["GET", "/1.0/instances/:name", "trusted", get],
+    ["PUT", "/1.0/instances/:name", "trusted", put],
+    ["PATCH", "/1.0/instances/:name", "trusted", patch],
+    ["POST", "/1.0/instances/:name", "trusted", rename],
+    ["DELETE", "/1.0/instances/:name", "trusted", remove],
+    ["GET", "/1.0/instances/:name/state", "trusted", getState],
+    ["PUT", "/1.0/instances/:name/state", "trusted", putState],
+    ["GET", "/1.0/instances/:name/backups", "trusted", listBackups],
+    ["POST", "/1.0/instances/:name/backups", "trusted", createBackup],
+    ["GET", "/1.0/instances/:name/logs", "trusted", listLogs],
+    ["GET", "/1.0/instances/:name/logs/:file", "trusted", getLog],
+    ["DELETE", "/1.0/instances/:name/logs/:file", "trusted", deleteLog],
+  ]);
 }

@@ -1,11 +1,11 @@
-/** `GET/PUT/PATCH /1.0`: server info and server config. */
-import { Hono } from "hono";
+/** `GET /`, `GET/PUT/PATCH /1.0`, `GET /1.0/resources`: server info, config and resources. */
 import { arch, availableParallelism, cpus, freemem, hostname, release, totalmem } from "node:os";
 import type { Agent } from "../../agent/agent.ts";
 import { VERSION } from "../../contract/version.ts";
 import { parseBody } from "../body.ts";
 import { sync } from "../envelope.ts";
 import { ServerPutSchema } from "../../contract/schemas.ts";
+import { type Handler, type Route, table } from "../route_table.ts";
 
 /** Exactly the API extensions outpost implements. */
 export const API_EXTENSIONS = [
@@ -49,8 +49,7 @@ function osRelease(): { name: string; version: string } {
   }
 }
 
-export function serverRoutes(agent: Agent): Hono {
-  const app = new Hono();
+export function serverRoutes(agent: Agent): Route[] {
   const os = osRelease();
   const info = () => {
     const drivers = agent.drivers.infos().filter((d) => d.available);
@@ -97,20 +96,9 @@ export function serverRoutes(agent: Agent): Hono {
       },
     };
   };
-  app.get("/1.0", (c) => sync(c, info()));
-  app.put("/1.0", async (c) => {
-    const body = await parseBody(c, ServerPutSchema);
-    agent.setServerConfig(body.config);
-    return sync(c, {});
-  });
-  app.patch("/1.0", async (c) => {
-    const body = await parseBody(c, ServerPutSchema);
-    agent.setServerConfig({ ...agent.serverConfig(), ...body.config });
-    return sync(c, {});
-  });
-  app.get("/1.0/resources", (c) => {
+  const resources = () => {
     const list = cpus();
-    return sync(c, {
+    return {
       cpu: {
         architecture: architectures()[0],
         total: availableParallelism(),
@@ -118,8 +106,27 @@ export function serverRoutes(agent: Agent): Hono {
       },
       memory: { total: totalmem(), used: totalmem() - freemem() },
       instance_drivers: agent.drivers.infos(),
-    });
-  });
-  app.get("/", (c) => sync(c, ["/1.0"]));
-  return app;
+    };
+  };
+
+  const getRoot: Handler = (c) => sync(c, ["/1.0"]);
+  const getInfo: Handler = (c) => sync(c, info());
+  const putConfig: Handler = async (c) => {
+    agent.setServerConfig((await parseBody(c, ServerPutSchema)).config);
+    return sync(c, {});
+  };
+  const patchConfig: Handler = async (c) => {
+    const { config } = await parseBody(c, ServerPutSchema);
+    agent.setServerConfig({ ...agent.serverConfig(), ...config });
+    return sync(c, {});
+  };
+  const getResources: Handler = (c) => sync(c, resources());
+
+  return table([
+    ["GET", "/", "untrusted", getRoot],
+    ["GET", "/1.0", "untrusted", getInfo],
+    ["PUT", "/1.0", "trusted", putConfig],
+    ["PATCH", "/1.0", "trusted", patchConfig],
+    ["GET", "/1.0/resources", "trusted", getResources],
+  ]);
 }

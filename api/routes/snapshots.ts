@@ -1,58 +1,17 @@
 /** `/1.0/instances/{name}/snapshots*`: list, take, show, rename, update and delete snapshots. */
-import { Hono } from "hono";
-import { z } from "zod";
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest } from "../../contract/errors.ts";
 import { snapshotUrl, snapshotView } from "../../agent/snapshots.ts";
 import { parseBody, recursion } from "../body.ts";
 import { async, sync } from "../envelope.ts";
+import {
+  SnapshotPostSchema,
+  SnapshotPutSchema,
+  SnapshotsPostSchema,
+} from "../../contract/schemas.ts";
+import { type Handler, type Route, table } from "../route_table.ts";
 import { resources } from "./instances.ts";
 
-const expiresAt = z.string().nullish();
-
-/** `POST /1.0/instances/{name}/snapshots` (Incus's `InstanceSnapshotsPost`). */
-export const SnapshotsPostSchema = z.object({
-  name: z.string().default(""),
-  stateful: z.boolean().default(false),
-  expires_at: expiresAt,
-}).strict();
-
-/** `POST /1.0/instances/{name}/snapshots/{snap}`: a rename (`InstanceSnapshotPost`). */
-export const SnapshotPostSchema = z.object({
-  name: z.string({ error: "a new name is required" }),
-  migration: z.boolean().default(false),
-  live: z.boolean().optional(),
-  target: z.unknown().optional(),
-}).strict();
-
-/**
- * `PUT/PATCH /1.0/instances/{name}/snapshots/{snap}` (`InstanceSnapshotPut`, plus description).
- * The read-only fields of a full snapshot object, which clients send back, are ignored; any other
- * field is refused.
- */
-export const SnapshotPutSchema = z.object({
-  expires_at: expiresAt,
-  description: z.string().optional(),
-  ...Object.fromEntries(
-    [
-      "name",
-      "created_at",
-      "last_used_at",
-      "architecture",
-      "config",
-      "devices",
-      "ephemeral",
-      "profiles",
-      "stateful",
-      "size",
-      "expanded_config",
-      "expanded_devices",
-    ].map((k) => [k, z.unknown().optional()]),
-  ),
-}).strict();
-
-export function snapshotRoutes(agent: Agent): Hono {
-  const app = new Hono();
+export function snapshotRoutes(agent: Agent): Route[] {
   const { snapshots, operations } = agent;
 
   const snapResources = (name: string, snap: string) => ({
@@ -60,15 +19,15 @@ export function snapshotRoutes(agent: Agent): Hono {
     instances_snapshots: [snapshotUrl(name, snap)],
   });
 
-  app.get("/1.0/instances/:name/snapshots", (c) => {
-    const name = c.req.param("name");
-    const list = snapshots.list(name);
-    if (recursion(c) === 0) return sync(c, list.map((s) => snapshotUrl(name, s.name)));
-    return sync(c, list.map(snapshotView));
-  });
+  const list: Handler = (c) => {
+    const name = c.req.param("name")!;
+    const all = snapshots.list(name);
+    if (recursion(c) === 0) return sync(c, all.map((s) => snapshotUrl(name, s.name)));
+    return sync(c, all.map(snapshotView));
+  };
 
-  app.post("/1.0/instances/:name/snapshots", async (c) => {
-    const name = c.req.param("name");
+  const create: Handler = async (c) => {
+    const name = c.req.param("name")!;
     const body = await parseBody(c, SnapshotsPostSchema);
     const work = snapshots.prepareCreate(name, body);
     return async(
@@ -81,17 +40,16 @@ export function snapshotRoutes(agent: Agent): Hono {
         },
       }),
     );
-  });
+  };
 
-  app.get("/1.0/instances/:name/snapshots/:snap", (c) => {
+  const get: Handler = (c) => {
     const { name, snap } = c.req.param();
     return sync(c, snapshotView(snapshots.get(name, snap)));
-  });
+  };
 
-  app.post("/1.0/instances/:name/snapshots/:snap", async (c) => {
+  const rename: Handler = async (c) => {
     const { name, snap } = c.req.param();
     const body = await parseBody(c, SnapshotPostSchema);
-    if (body.migration) throw new BadRequest("Snapshot migration is not supported");
     const work = snapshots.prepareRename(name, snap, body.name);
     return async(
       c,
@@ -103,9 +61,9 @@ export function snapshotRoutes(agent: Agent): Hono {
         },
       }),
     );
-  });
+  };
 
-  app.put("/1.0/instances/:name/snapshots/:snap", async (c) => {
+  const put: Handler = async (c) => {
     const { name, snap } = c.req.param();
     const body = await parseBody(c, SnapshotPutSchema);
     // A PUT replaces the expiry (absent means none, Go's zero time); the description is kept.
@@ -118,15 +76,15 @@ export function snapshotRoutes(agent: Agent): Hono {
         run: async () => {},
       }),
     );
-  });
+  };
 
-  app.patch("/1.0/instances/:name/snapshots/:snap", async (c) => {
+  const patch: Handler = async (c) => {
     const { name, snap } = c.req.param();
     snapshots.update(name, snap, await parseBody(c, SnapshotPutSchema));
     return sync(c, {});
-  });
+  };
 
-  app.delete("/1.0/instances/:name/snapshots/:snap", (c) => {
+  const remove: Handler = (c) => {
     const { name, snap } = c.req.param();
     const work = snapshots.prepareDelete(name, snap);
     return async(
@@ -137,7 +95,15 @@ export function snapshotRoutes(agent: Agent): Hono {
         run: work,
       }),
     );
-  });
+  };
 
-  return app;
+  return table([
+    ["GET", "/1.0/instances/:name/snapshots", "trusted", list],
+    ["POST", "/1.0/instances/:name/snapshots", "trusted", create],
+    ["GET", "/1.0/instances/:name/snapshots/:snap", "trusted", get],
+    ["POST", "/1.0/instances/:name/snapshots/:snap", "trusted", rename],
+    ["PUT", "/1.0/instances/:name/snapshots/:snap", "trusted", put],
+    ["PATCH", "/1.0/instances/:name/snapshots/:snap", "trusted", patch],
+    ["DELETE", "/1.0/instances/:name/snapshots/:snap", "trusted", remove],
+  ]);
 }
