@@ -1,4 +1,5 @@
 /** A small Incus API client over the daemon's unix socket (used by the CLI and tests). */
+import { concatBytes } from "./bytes.ts";
 
 export class ApiError extends Error {
   constructor(message: string, readonly status: number) {
@@ -54,13 +55,7 @@ export function dechunk(body: Uint8Array): Uint8Array {
     parts.push(body.subarray(start, start + size));
     at = start + size + 2;
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 export class ApiClient {
