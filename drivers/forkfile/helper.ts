@@ -198,7 +198,8 @@ function enterRoot(root: HelperRoot): void {
     c.chdir(root.path);
   } else {
     // Pin the root first, then check the pid still is the container's init: if it was reused in
-    // between, the check fails and nothing was touched.
+    // between, the check fails and nothing was touched. The cgroup counts at the top level only
+    // (`/lxc.payload.NAME[/...]`): another container can name a cgroup of its own tree alike.
     try {
       c.chdir(`/proc/${root.pid}/root`);
     } catch {
@@ -206,7 +207,7 @@ function enterRoot(root: HelperRoot): void {
     }
     const cgroups = c.readText(`/proc/${root.pid}/cgroup`).split("\n");
     const inCgroup = cgroups.some((l) =>
-      l.split(":").slice(2).join(":").split("/").pop() === root.cgroup
+      l.split(":").slice(2).join(":").split("/")[1] === root.cgroup
     );
     const userns = c.readlink(`/proc/${root.pid}/ns/user`);
     if (!inCgroup || (root.sameUserns && userns !== c.readlink("/proc/self/ns/user"))) {

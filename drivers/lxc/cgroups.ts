@@ -247,6 +247,20 @@ export async function readCgroupFile(
 }
 
 /**
+ * Whether a process's cgroups (`parseProcCgroup`) are inside container `name`'s payload cgroup:
+ * the top-level `lxc.payload.NAME` LXC makes for it, or a cgroup below it (an init that moved
+ * itself, as systemd does). A container that makes a cgroup named after another container inside
+ * its own tree stays in its own payload: only the top level counts.
+ */
+export function inPayloadCgroup(
+  paths: { v1: Map<string, string>; v2?: string },
+  name: string,
+): boolean {
+  const payload = `lxc.payload.${name}`;
+  return [...paths.v1.values(), paths.v2].some((p) => p?.split("/")[1] === payload);
+}
+
+/**
  * A container's init as the kernel sees it, read without a process: whether `pid` still runs in
  * container `name`'s payload cgroup (LXC's `lxc.payload.NAME`), and whether that cgroup is
  * frozen. A pid that died, or that the kernel gave to another process, is `undefined`.
@@ -258,9 +272,7 @@ export async function payloadInit(
 ): Promise<{ frozen: boolean } | undefined> {
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
   const paths = parseProcCgroup(await readHostFile(runner, `/proc/${pid}/cgroup`) ?? "");
-  const payload = `lxc.payload.${name}`;
-  const inPayload = (p: string | undefined) => p?.split("/").includes(payload) ?? false;
-  if (![...paths.v1.values(), paths.v2].some(inPayload)) return undefined;
+  if (!inPayloadCgroup(paths, name)) return undefined;
   const layout = await hostLayout(runner);
   // v2 freezes without a controller: every cgroup has cgroup.events.
   const file = layout.v1.freezer

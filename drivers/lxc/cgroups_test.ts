@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import {
   type CgroupLayout,
+  inPayloadCgroup,
   limitConfigLines,
   limitSettings,
   limitsFromConfig,
   parseLayout,
+  parseProcCgroup,
   versionOf,
 } from "./cgroups.ts";
 
@@ -199,4 +201,13 @@ Deno.test("limitConfigLines() writes only the limits that are set, with the vers
     "lxc.cgroup2.memory.max = 1024",
     "lxc.cgroup2.cpuset.cpus = 0,2",
   ]);
+});
+
+Deno.test("inPayloadCgroup() takes a container's top-level payload cgroup, not one another container named alike", () => {
+  const of = (text: string) => parseProcCgroup(text);
+  assert.equal(inPayloadCgroup(of("4:memory:/lxc.payload.c1\n0::/lxc.payload.c1\n"), "c1"), true);
+  assert.equal(inPayloadCgroup(of("0::/lxc.payload.c1/init.scope\n"), "c1"), true);
+  assert.equal(inPayloadCgroup(of("0::/lxc.payload.evil/lxc.payload.c1\n"), "c1"), false);
+  assert.equal(inPayloadCgroup(of("4:memory:/lxc.payload.c10\n"), "c1"), false);
+  assert.equal(inPayloadCgroup(of("4:memory:/\n0::/\n"), "c1"), false);
 });
