@@ -1,4 +1,5 @@
 /** outpost's entry point: the only place that exits the process. */
+import { splitGlobalOptions } from "./cli/argv.ts";
 import { HELPER_SUBCOMMAND } from "./drivers/forkfile/protocol.ts";
 
 async function runDaemon(stateDir: string): Promise<void> {
@@ -44,14 +45,7 @@ async function main(): Promise<number> {
  * given (undefined when none); null for every other command line.
  */
 export function daemonInvocation(args: string[]): string | undefined | null {
-  const rest: string[] = [];
-  let stateDir: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--state-dir" && i + 1 < args.length) stateDir = args[++i];
-    else if (arg.startsWith("--state-dir=")) stateDir = arg.slice("--state-dir=".length);
-    else rest.push(arg);
-  }
+  const { stateDir, rest } = splitGlobalOptions(args);
   return rest.length === 1 && rest[0] === "daemon" ? stateDir : null;
 }
 

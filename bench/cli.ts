@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { runtimeFlags } from "../scripts/permissions.ts";
 import { HAS_LXC, ROOT, StockLxc, type TestDaemon } from "../tests/helpers.ts";
 
-const ROUNDS = Number(Deno.env.get("OUTPOST_BENCH_ROUNDS") ?? "10");
+export const ROUNDS = Number(Deno.env.get("OUTPOST_BENCH_ROUNDS") ?? "10");
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -6,9 +6,7 @@
  */
 import { join } from "node:path";
 import { TestDaemon, uniqueName } from "../tests/helpers.ts";
-import { cliRows, listRows, median } from "./cli.ts";
-
-const ROUNDS = Number(Deno.env.get("OUTPOST_BENCH_ROUNDS") ?? "10");
+import { cliRows, listRows, median, ROUNDS, sh as run } from "./cli.ts";
 
 async function time(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
@@ -16,12 +14,7 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - t;
 }
 
-async function sh(cmd: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-}
+const sh = (cmd: string, ...args: string[]) => run(cmd, args);
 
 function row(what: string, ours: number, raw: number): void {
   console.log(

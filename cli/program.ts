@@ -5,6 +5,7 @@
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { VERSION } from "../contract/version.ts";
+import { splitGlobalOptions } from "./argv.ts";
 import { CliContext } from "./context.ts";
 
 /** What the command line cannot do itself: `main.ts` hands in the daemon (the CLI never loads it). */
@@ -54,12 +55,7 @@ export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
 
 /** The command a command line names: its first word that is not a global option. */
 export function commandWord(argv: string[]): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--state-dir") i++;
-    else if (!arg.startsWith("-")) return arg;
-  }
-  return undefined;
+  return splitGlobalOptions(argv).rest.find((arg) => !arg.startsWith("-"));
 }
 
 /** The groups a command line needs (all of them without one: the docs generator). */
