@@ -62,10 +62,12 @@ Deno.test("Store migrates a new database and reports its schema version", () =>
     }
   }));
 
-Deno.test("Store uses WAL journal mode and enforces foreign keys", () =>
+Deno.test("Store uses WAL journal mode without an fsync per commit, and enforces foreign keys", () =>
   withStore((store) => {
     const mode = store.db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
     assert.equal(mode.journal_mode, "wal");
+    const sync = store.db.prepare("PRAGMA synchronous").get() as { synchronous: number };
+    assert.equal(sync.synchronous, 1, "synchronous=NORMAL");
     const fk = store.db.prepare("PRAGMA foreign_keys").get() as { foreign_keys: number };
     assert.equal(fk.foreign_keys, 1);
   }));

@@ -56,6 +56,19 @@ async function pumpStdin(ws: WebSocketClient, endMarker: boolean): Promise<void>
   if (endMarker && ws.isOpen) await ws.send("").catch(() => {});
 }
 
+/** Connects an operation's websockets (`secrets`, in order) at once; none stays open on failure. */
+async function openAll(
+  socket: string,
+  opId: string,
+  secrets: string[],
+): Promise<WebSocketClient[]> {
+  const tries = await Promise.allSettled(secrets.map((s) => openOperationSocket(socket, opId, s)));
+  const failed = tries.find((t) => t.status === "rejected");
+  if (!failed) return tries.map((t) => (t as PromiseFulfilledResult<WebSocketClient>).value);
+  for (const t of tries) if (t.status === "fulfilled") await t.value.close().catch(() => {});
+  throw failed.reason;
+}
+
 /** Sends a control message (a resize, a signal), dropped if the control socket has closed. */
 function sendControl(control: WebSocketClient, msg: unknown): void {
   if (control.isOpen) control.send(JSON.stringify(msg)).catch(() => {});
@@ -102,13 +115,15 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
       );
       const op = env.metadata;
       const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
-      const socket = ctx.client.socket;
-      const control = await openOperationSocket(socket, op.id, fds.control);
+      const [control, io, stdout, stderr] = await openAll(
+        ctx.client.socket,
+        op.id,
+        interactive ? [fds.control, fds["0"]] : [fds.control, fds["0"], fds["1"], fds["2"]],
+      );
       const cleanups: (() => void)[] = [];
       let outputs: Promise<void>[];
       try {
         if (interactive) {
-          const io = await openOperationSocket(socket, op.id, fds["0"]);
           if (Deno.stdin.isTerminal()) Deno.stdin.setRaw(true);
           cleanups.push(() => Deno.stdin.isTerminal() && Deno.stdin.setRaw(false));
           const onResize = () => {
@@ -125,11 +140,8 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
           outputs = [mirror(io, Deno.stdout)];
           void pumpStdin(io, false);
         } else {
-          const stdin = await openOperationSocket(socket, op.id, fds["0"]);
-          const stdout = await openOperationSocket(socket, op.id, fds["1"]);
-          const stderr = await openOperationSocket(socket, op.id, fds["2"]);
           outputs = [mirror(stdout, Deno.stdout), mirror(stderr, Deno.stderr)];
-          void pumpStdin(stdin, true);
+          void pumpStdin(io, true);
           for (const [sig, num] of FORWARDED_SIGNALS) {
             const forward = () => sendControl(control, { command: "signal", signal: num });
             Deno.addSignalListener(sig, forward);
