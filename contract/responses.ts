@@ -1,8 +1,9 @@
 /**
  * zod schemas of what the daemon answers (request bodies are in schemas.ts): the sync, async and
  * error envelopes and each API object, named after Incus's `shared/api` types. They are strict and
- * describe exactly what outpost sends, no field more or less. The command line imports the types
- * only (`import type`), so it never loads zod.
+ * describe exactly what outpost sends: a field added to or dropped from an answer without changing
+ * its schema fails api/contract_test.ts. The command line imports the types only (`import type`),
+ * so it never loads zod.
  */
 import { z } from "zod";
 import { InstanceStateSchema, PowerStateSchema } from "./instance_state.ts";
