@@ -1,16 +1,10 @@
 /**
  * The event bus behind `/1.0/events`: operation, lifecycle and logging events. A subscriber that
  * is a socket gets a bounded send queue: one that stops reading is dropped, never buffered for.
+ * Events are shaped as contract/events.ts describes them.
  */
-export type EventType = "operation" | "lifecycle" | "logging";
-
-export interface OutpostEvent {
-  type: EventType;
-  timestamp: string;
-  metadata: unknown;
-  location: string;
-  project: string;
-}
+import type { EventMetadata, EventType, OutpostEvent } from "../contract/events.ts";
+import type { LifecycleAction } from "../contract/lifecycle.ts";
 
 export type Listener = (event: OutpostEvent) => void;
 
@@ -109,14 +103,15 @@ export class EventBus {
     return () => this.#listeners.delete(entry);
   }
 
-  emit(type: EventType, metadata: unknown): void {
-    const event: OutpostEvent = {
+  emit<T extends EventType>(type: T, metadata: EventMetadata<T>): void {
+    // The signature pairs the type with its metadata, which TypeScript cannot follow here.
+    const event = {
       type,
       timestamp: new Date().toISOString(),
       metadata,
       location: "none",
       project: "default",
-    };
+    } as OutpostEvent;
     let text: string | undefined;
     const json = () => text ??= JSON.stringify(event);
     for (const l of this.#listeners) {
@@ -130,7 +125,7 @@ export class EventBus {
   }
 
   /** A lifecycle event as Incus shapes it (`instance-started`, `image-created`, ...). */
-  lifecycle(action: string, source: string, context: Record<string, unknown> = {}): void {
+  lifecycle(action: LifecycleAction, source: string, context: Record<string, unknown> = {}): void {
     this.emit("lifecycle", { action, source, context, requestor: null });
   }
 

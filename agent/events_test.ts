@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { EventBus, type EventSink, type OutpostEvent, SLOW_SUBSCRIBER_CODE } from "./events.ts";
+import type { LoggingEvent, OutpostEvent } from "../contract/events.ts";
+import type { Operation } from "../contract/responses.ts";
+import { EventBus, type EventSink, SLOW_SUBSCRIBER_CODE } from "./events.ts";
+
+/** A logging event's metadata carrying `message`. */
+function note(message: string): LoggingEvent {
+  return { message, level: "info", context: {} };
+}
 
 /** A sink that writes nothing out until told to: what it was sent stays "buffered". */
 class StuckSink implements EventSink {
@@ -30,9 +37,23 @@ Deno.test("emit() reaches the subscribers of its type only, in the Incus event s
   const all: OutpostEvent[] = [];
   bus.subscribe(["operation"], (e) => ops.push(e));
   bus.subscribe(["operation", "lifecycle", "logging"], (e) => all.push(e));
-  bus.emit("operation", { id: "1" });
+  const op: Operation = {
+    id: "1",
+    class: "task",
+    description: "Starting instance",
+    created_at: "2024-01-01T00:00:00Z",
+    updated_at: "2024-01-01T00:00:00Z",
+    status: "Running",
+    status_code: 103,
+    resources: null,
+    metadata: null,
+    may_cancel: false,
+    err: "",
+    location: "none",
+  };
+  bus.emit("operation", op);
   bus.lifecycle("instance-started", "/1.0/instances/c1", { a: 1 });
-  assert.deepEqual(ops.map((e) => e.metadata), [{ id: "1" }]);
+  assert.deepEqual(ops.map((e) => e.metadata), [op]);
   assert.deepEqual(all.map((e) => e.type), ["operation", "lifecycle"]);
   assert.deepEqual(all[1].metadata, {
     action: "instance-started",
@@ -52,25 +73,25 @@ Deno.test("a listener that throws does not stop the others, and unsubscribing en
     throw new Error("closed socket");
   });
   const unsubscribe = bus.subscribe(["logging"], (e) => got.push(e.metadata));
-  bus.emit("logging", 1);
+  bus.emit("logging", note("1"));
   unsubscribe();
-  bus.emit("logging", 2);
-  assert.deepEqual(got, [1]);
+  bus.emit("logging", note("2"));
+  assert.deepEqual(got, [note("1")]);
   assert.equal(bus.size, 1);
 });
 
 Deno.test("subscribeSink() sends each event as JSON text while the sink keeps up", () => {
   const bus = new EventBus();
   const sink = new StuckSink();
-  bus.subscribeSink(["operation"], sink, { maxBufferedBytes: 1000, log: () => {} });
+  bus.subscribeSink(["logging"], sink, { maxBufferedBytes: 1000, log: () => {} });
   for (let i = 0; i < 100; i++) {
-    bus.emit("operation", { i });
+    bus.emit("logging", note(`${i}`));
     sink.drain();
   }
-  bus.emit("lifecycle", {});
+  bus.lifecycle("instance-started", "/1.0/instances/c1");
   assert.equal(sink.sent.length, 100);
-  assert.deepEqual(JSON.parse(sink.sent[99]).metadata, { i: 99 });
-  assert.equal(JSON.parse(sink.sent[0]).type, "operation");
+  assert.deepEqual(JSON.parse(sink.sent[99]).metadata, note("99"));
+  assert.equal(JSON.parse(sink.sent[0]).type, "logging");
   assert.equal(sink.closed, undefined);
 });
 
@@ -79,15 +100,15 @@ Deno.test("a sink that stops reading is dropped at the byte limit, with a logged
   const logs: string[] = [];
   const stuck = new StuckSink();
   const reader = new StuckSink();
-  bus.subscribeSink(["operation"], stuck, {
+  bus.subscribeSink(["logging"], stuck, {
     maxBufferedBytes: 10_000,
     label: "#7",
     log: (m) => logs.push(m),
   });
-  bus.subscribeSink(["operation"], reader, { maxBufferedBytes: 10_000, log: (m) => logs.push(m) });
+  bus.subscribeSink(["logging"], reader, { maxBufferedBytes: 10_000, log: (m) => logs.push(m) });
   const padding = "x".repeat(900);
   for (let i = 0; i < 1000; i++) {
-    bus.emit("operation", { i, padding });
+    bus.emit("logging", note(`${i} ${padding}`));
     reader.drain();
   }
   // Never more than the limit waited unsent, and the stuck sink got no event after the drop.
@@ -108,8 +129,8 @@ Deno.test("a sink that stops reading is dropped at the event limit, however smal
   const bus = new EventBus();
   const logs: string[] = [];
   const stuck = new StuckSink();
-  bus.subscribeSink(["operation"], stuck, { maxBufferedEvents: 50, log: (m) => logs.push(m) });
-  for (let i = 0; i < 1000; i++) bus.emit("operation", i);
+  bus.subscribeSink(["logging"], stuck, { maxBufferedEvents: 50, log: (m) => logs.push(m) });
+  for (let i = 0; i < 1000; i++) bus.emit("logging", note(`${i}`));
   assert.equal(stuck.sent.length, 50);
   assert.equal(stuck.closed?.code, SLOW_SUBSCRIBER_CODE);
   assert.match(logs[0], /^events: dropping slow subscriber \(websocket: 50 events unsent/);
@@ -119,15 +140,15 @@ Deno.test("a sink that stops reading is dropped at the event limit, however smal
 Deno.test("a sink that catches up is never dropped, and one large event reaches an idle sink", () => {
   const bus = new EventBus();
   const sink = new StuckSink();
-  bus.subscribeSink(["operation"], sink, {
+  bus.subscribeSink(["logging"], sink, {
     maxBufferedBytes: 1000,
     maxBufferedEvents: 5,
     log: () => {},
   });
-  bus.emit("operation", "x".repeat(5000));
+  bus.emit("logging", note("x".repeat(5000)));
   sink.drain();
   for (let round = 0; round < 50; round++) {
-    for (let i = 0; i < 5; i++) bus.emit("operation", i);
+    for (let i = 0; i < 5; i++) bus.emit("logging", note(`${i}`));
     sink.drain();
   }
   assert.equal(sink.sent.length, 251);
@@ -137,9 +158,9 @@ Deno.test("a sink that catches up is never dropped, and one large event reaches 
 Deno.test("nothing is sent to a sink that is closing", () => {
   const bus = new EventBus();
   const sink = new StuckSink();
-  bus.subscribeSink(["operation"], sink);
+  bus.subscribeSink(["logging"], sink);
   sink.readyState = 2;
-  bus.emit("operation", 1);
+  bus.emit("logging", note("1"));
   assert.deepEqual(sink.sent, []);
 });
 
@@ -147,7 +168,7 @@ Deno.test("close() closes every sink subscriber and leaves plain listeners", () 
   const bus = new EventBus();
   const a = new StuckSink();
   const b = new StuckSink();
-  bus.subscribeSink(["operation"], a);
+  bus.subscribeSink(["logging"], a);
   bus.subscribeSink(["lifecycle"], b);
   bus.subscribe(["operation"], () => {});
   bus.close();
@@ -179,14 +200,14 @@ Deno.test("a real websocket whose peer never reads is dropped near the limit", a
       ),
     );
     const socket = await opened.promise;
-    bus.subscribeSink(["operation"], socket, {
+    bus.subscribeSink(["logging"], socket, {
       maxBufferedBytes: 2 ** 20,
       log: (m) => logs.push(m),
     });
     let most = 0;
     const padding = "x".repeat(10_000);
     for (let i = 0; i < 2000 && bus.size > 0; i++) {
-      bus.emit("operation", { i, padding });
+      bus.emit("logging", note(`${i} ${padding}`));
       most = Math.max(most, socket.bufferedAmount);
       if (i % 20 === 0) await new Promise((r) => setTimeout(r, 1));
     }

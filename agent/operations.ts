@@ -7,8 +7,12 @@ import { z } from "zod";
 import type { EventBus } from "./events.ts";
 import { BadRequest, Forbidden, InvalidState, messageOf, NotFound } from "../contract/errors.ts";
 import type { Store } from "./store.ts";
-
-export type OperationClass = "task" | "websocket" | "token";
+import type {
+  Operation,
+  OperationClass,
+  OperationStatus,
+  OperationStatusCode,
+} from "../contract/responses.ts";
 
 export const Status = {
   created: [100, "Operation created"],
@@ -16,23 +20,8 @@ export const Status = {
   success: [200, "Success"],
   failure: [400, "Failure"],
   cancelled: [401, "Cancelled"],
-} as const;
+} as const satisfies Record<string, readonly [OperationStatusCode, OperationStatus]>;
 type StatusName = keyof typeof Status;
-
-export interface OperationBody {
-  id: string;
-  class: OperationClass;
-  description: string;
-  created_at: string;
-  updated_at: string;
-  status: string;
-  status_code: number;
-  resources: Record<string, string[]> | null;
-  metadata: Record<string, unknown> | null;
-  may_cancel: boolean;
-  err: string;
-  location: string;
-}
 
 export interface OperationContext {
   /** Aborted when the operation is cancelled. */
@@ -52,8 +41,9 @@ export interface OperationSpec {
   websocket?: (secret: string, req: Request) => Response | undefined;
 }
 
-class Operation {
-  body: OperationBody;
+/** An operation and what it needs while it runs. */
+class TrackedOperation {
+  body: Operation;
   /** Dropped when the operation finishes, with everything its handler holds (sockets, buffers). */
   websocket?: (secret: string, req: Request) => Response | undefined;
   readonly done: Promise<void>;
@@ -90,7 +80,7 @@ class Operation {
     return this.body.status_code >= 200;
   }
 
-  set(status: StatusName, patch: Partial<OperationBody> = {}): void {
+  set(status: StatusName, patch: Partial<Operation> = {}): void {
     const [code, text] = Status[status];
     this.body = {
       ...this.body,
@@ -135,9 +125,9 @@ export interface OperationsOptions {
 }
 
 export class Operations {
-  #ops = new Map<string, Operation>();
+  #ops = new Map<string, TrackedOperation>();
   /** Finished operations still kept, oldest first. */
-  #finished: Operation[] = [];
+  #finished: TrackedOperation[] = [];
   #retentionMs: number;
   #maxFinished: number;
   #maxFinishedBytes: number;
@@ -161,12 +151,12 @@ export class Operations {
   }
 
   /** Starts `spec.run` in the background and returns the operation's first body. */
-  start(spec: OperationSpec): OperationBody {
+  start(spec: OperationSpec): Operation {
     const running = this.#ops.size - this.#finished.length;
     if (running >= this.#maxRunning) {
       throw new InvalidState(`Too many operations running (${running}): wait for some to finish`);
     }
-    const op = new Operation(spec);
+    const op = new TrackedOperation(spec);
     this.#ops.set(op.body.id, op);
     op.set("running");
     this.#publish(op);
@@ -187,7 +177,7 @@ export class Operations {
     return op.body;
   }
 
-  async #run(op: Operation, spec: OperationSpec, ctx: OperationContext): Promise<void> {
+  async #run(op: TrackedOperation, spec: OperationSpec, ctx: OperationContext): Promise<void> {
     try {
       const result = await spec.run(ctx);
       if (op.finished) return;
@@ -207,7 +197,7 @@ export class Operations {
   }
 
   /** Counts a finished operation; it is pruned after the retention time or beyond the cap. */
-  #retire(op: Operation): void {
+  #retire(op: TrackedOperation): void {
     if (op.retired) return;
     op.retired = true;
     op.size = JSON.stringify(op.body).length;
@@ -275,9 +265,9 @@ export class Operations {
    * running were cut off by the daemon stopping. Each is recorded as failed with INTERRUPTED and
    * kept for the retention time, so a client that asks after the restart learns how it ended.
    */
-  recoverInterrupted(): OperationBody[] {
+  recoverInterrupted(): Operation[] {
     if (!this.store) return [];
-    const recovered: OperationBody[] = [];
+    const recovered: Operation[] = [];
     let stored: unknown[];
     try {
       stored = this.store.listOperations();
@@ -290,8 +280,8 @@ export class Operations {
       if (!parsed.success) continue;
       const { id, description, status_code } = parsed.data;
       if (status_code >= 200 || this.#ops.has(id)) continue;
-      const op = new Operation({ description, run: () => Promise.resolve() }, id);
-      op.body = { ...op.body, ...(raw as Partial<OperationBody>) };
+      const op = new TrackedOperation({ description, run: () => Promise.resolve() }, id);
+      op.body = { ...op.body, ...(raw as Partial<Operation>) };
       op.set("failure", { err: INTERRUPTED, may_cancel: false });
       this.#ops.set(id, op);
       this.#persist(op);
@@ -311,12 +301,12 @@ export class Operations {
     this.#pruneTimer = undefined;
   }
 
-  #publish(op: Operation): void {
+  #publish(op: TrackedOperation): void {
     this.events.emit("operation", op.body);
     this.#persist(op);
   }
 
-  #persist(op: Operation): void {
+  #persist(op: TrackedOperation): void {
     try {
       this.store?.putOperation(op.body.id, op.body, op.body.updated_at);
     } catch (err) {
@@ -324,16 +314,16 @@ export class Operations {
     }
   }
 
-  get(id: string): OperationBody {
+  get(id: string): Operation {
     return this.#find(id).body;
   }
 
-  list(): OperationBody[] {
+  list(): Operation[] {
     return [...this.#ops.values()].map((o) => o.body);
   }
 
   /** Waits until the operation finishes or `timeoutSec` passes (-1 = forever). */
-  async wait(id: string, timeoutSec = -1): Promise<OperationBody> {
+  async wait(id: string, timeoutSec = -1): Promise<Operation> {
     const op = this.#find(id);
     if (!op.finished) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -358,7 +348,7 @@ export class Operations {
     return res;
   }
 
-  cancel(id: string): OperationBody {
+  cancel(id: string): Operation {
     const op = this.#find(id);
     if (op.finished) return op.body;
     if (!op.body.may_cancel) {
@@ -371,7 +361,7 @@ export class Operations {
     return op.body;
   }
 
-  #find(id: string): Operation {
+  #find(id: string): TrackedOperation {
     const op = this.#ops.get(id);
     if (!op) throw new NotFound(`Operation "${id}" not found`);
     return op;

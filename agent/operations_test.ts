@@ -1,13 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { BadRequest, InvalidState, NotFound } from "../contract/errors.ts";
-import { EventBus, type OutpostEvent } from "./events.ts";
-import {
-  INTERRUPTED,
-  type OperationBody,
-  type OperationContext,
-  Operations,
-} from "./operations.ts";
+import type { OutpostEvent } from "../contract/events.ts";
+import type { Operation } from "../contract/responses.ts";
+import { EventBus } from "./events.ts";
+import { INTERRUPTED, type OperationContext, Operations } from "./operations.ts";
 import { Store } from "./store.ts";
 
 /** A promise with its resolve function, to hold an operation in the running state. */
@@ -18,11 +15,11 @@ function gate(): { promise: Promise<void>; open: () => void } {
 }
 
 /** Operations wired to a fresh bus, with every operation event's body recorded in order. */
-function setup(): { ops: Operations; events: OperationBody[]; logs: string[] } {
+function setup(): { ops: Operations; events: Operation[]; logs: string[] } {
   const bus = new EventBus();
-  const events: OperationBody[] = [];
+  const events: Operation[] = [];
   const logs: string[] = [];
-  bus.subscribe(["operation"], (e: OutpostEvent) => events.push(e.metadata as OperationBody));
+  bus.subscribe(["operation"], (e: OutpostEvent) => events.push(e.metadata as Operation));
   return { ops: new Operations(bus, undefined, (m) => logs.push(m)), events, logs };
 }
 
@@ -238,7 +235,7 @@ Deno.test({
       const ops = new Operations(new EventBus(), store, () => {});
       const op = ops.start({ description: "x", run: () => Promise.resolve({ n: 1 }) });
       await ops.wait(op.id);
-      const stored = store.listOperations() as OperationBody[];
+      const stored = store.listOperations() as Operation[];
       assert.equal(stored.length, 1);
       assert.equal(stored[0].id, op.id);
       assert.equal(stored[0].status_code, 200);
@@ -263,7 +260,7 @@ async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const ids = (bodies: unknown[]) => bodies.map((b) => (b as OperationBody).id);
+const ids = (bodies: unknown[]) => bodies.map((b) => (b as Operation).id);
 
 Deno.test("finished operations are forgotten after the retention time, in memory and stored", () =>
   withStore(async (store) => {
@@ -418,7 +415,7 @@ Deno.test("recoverInterrupted() marks operations a stopped daemon left running a
       }
       assert.equal(after.get(running.id).description, "Creating instance");
       assert.deepEqual(after.get(running.id).resources, running.resources);
-      const stored = store.listOperations() as OperationBody[];
+      const stored = store.listOperations() as Operation[];
       assert.equal(stored.length, 3);
       assert.ok(stored.every((o) => o.status_code >= 200), JSON.stringify(stored));
       assert.equal(stored.find((o) => o.id === running.id)?.err, INTERRUPTED);

@@ -7,6 +7,8 @@ import type { Driver } from "../drivers/driver.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
 import type { SnapshotAccess } from "../drivers/snapshots.ts";
 import { BadRequest, Conflict, messageOf, NotFound } from "../contract/errors.ts";
+import type { InstanceSnapshot } from "../contract/responses.ts";
+import { snapshotUrl } from "../contract/urls.ts";
 import type { EventBus } from "./events.ts";
 import type { InstanceManager } from "./instances.ts";
 import type { InstanceRecord, SnapshotRecord, Store } from "./store.ts";
@@ -105,7 +107,7 @@ export function restoredInstance(cur: InstanceRecord, snap: SnapshotRecord): Ins
 }
 
 /** A snapshot shaped as Incus's `InstanceSnapshot`. */
-export function snapshotView(rec: SnapshotRecord) {
+export function snapshotView(rec: SnapshotRecord): InstanceSnapshot {
   return {
     name: rec.name,
     description: rec.description,
@@ -122,10 +124,6 @@ export function snapshotView(rec: SnapshotRecord) {
     stateful: false,
     size: -1,
   };
-}
-
-export function snapshotUrl(instance: string, snap: string): string {
-  return `/1.0/instances/${encodeURIComponent(instance)}/snapshots/${encodeURIComponent(snap)}`;
 }
 
 export class SnapshotManager {

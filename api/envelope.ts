@@ -1,13 +1,23 @@
-/** The Incus response envelope: sync, async (operation) and error bodies. */
+/** The Incus response envelope: sync, async (operation) and error bodies (contract/responses.ts). */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { DomainError, messageOf } from "../contract/errors.ts";
-import type { OperationBody } from "../agent/operations.ts";
+import type {
+  AsyncEnvelope,
+  ErrorEnvelope,
+  Operation,
+  SyncEnvelope,
+} from "../contract/responses.ts";
+import { operationUrl } from "../contract/urls.ts";
 
-export function sync(c: Context, metadata: unknown, opts: { status?: number; etag?: string } = {}) {
+export function sync<T>(
+  c: Context,
+  metadata: T,
+  opts: { status?: number; etag?: string } = {},
+) {
   if (opts.etag) c.header("ETag", `"${opts.etag}"`);
-  return c.json({
+  const body: SyncEnvelope<T> = {
     type: "sync",
     status: "Success",
     status_code: 200,
@@ -15,13 +25,14 @@ export function sync(c: Context, metadata: unknown, opts: { status?: number; eta
     error_code: 0,
     error: "",
     metadata,
-  }, (opts.status ?? 200) as ContentfulStatusCode);
+  };
+  return c.json(body, (opts.status ?? 200) as ContentfulStatusCode);
 }
 
-export function async(c: Context, op: OperationBody) {
-  const url = `/1.0/operations/${op.id}`;
+export function async(c: Context, op: Operation) {
+  const url = operationUrl(op.id);
   c.header("Location", url);
-  return c.json({
+  const body: AsyncEnvelope = {
     type: "async",
     status: "Operation created",
     status_code: 100,
@@ -29,10 +40,11 @@ export function async(c: Context, op: OperationBody) {
     error_code: 0,
     error: "",
     metadata: op,
-  }, 202);
+  };
+  return c.json(body, 202);
 }
 
-export function errorBody(message: string, code: number) {
+export function errorBody(message: string, code: number): ErrorEnvelope {
   return {
     type: "error",
     status: "",

@@ -1,14 +1,25 @@
-/** Shapes domain records as the Incus API objects clients expect. */
+/**
+ * Shapes domain records as the Incus API objects clients expect; each view returns its type in
+ * contract/responses.ts, so a view that drifts from the contract fails the type check.
+ */
 import type { ImageStore } from "../agent/images.ts";
-import type { ImageRecord, InstanceRecord } from "../agent/store.ts";
+import type { AliasRecord, ImageRecord, InstanceRecord } from "../agent/store.ts";
 import {
   type InstanceRuntime,
   type InstanceState,
   type PowerState,
   STATUS_CODES,
 } from "../contract/instance_state.ts";
+import type {
+  Image,
+  ImageAliasesEntry,
+  Instance,
+  InstanceFull,
+  InstanceSnapshot,
+} from "../contract/responses.ts";
+import type { InstanceType } from "../contract/schemas.ts";
 
-export function instanceView(inst: InstanceRecord, status: PowerState) {
+export function instanceView(inst: InstanceRecord, status: PowerState): Instance {
   return {
     architecture: inst.architecture,
     config: inst.config,
@@ -46,8 +57,8 @@ export function stateView(rt: InstanceRuntime): InstanceState {
 export function fullInstanceView(
   inst: InstanceRecord,
   rt: InstanceRuntime,
-  snapshots: unknown[] | null,
-) {
+  snapshots: InstanceSnapshot[] | null,
+): InstanceFull {
   return {
     ...instanceView(inst, rt.status),
     state: stateView(rt),
@@ -56,7 +67,7 @@ export function fullInstanceView(
   };
 }
 
-export function imageView(image: ImageRecord, images: ImageStore) {
+export function imageView(image: ImageRecord, images: ImageStore): Image {
   return {
     aliases: images.aliasesOf(image.fingerprint).map((a) => ({
       name: a.name,
@@ -78,4 +89,9 @@ export function imageView(image: ImageRecord, images: ImageStore) {
     uploaded_at: image.uploaded_at,
     project: "default",
   };
+}
+
+/** An alias with the type of the image it names (`GET /1.0/images/aliases/{name}`). */
+export function imageAliasView(alias: AliasRecord, type: InstanceType): ImageAliasesEntry {
+  return { name: alias.name, description: alias.description, target: alias.target, type };
 }

@@ -1,22 +1,18 @@
 /** `outpost config get/set/unset/show`: instance keys with a NAME, server keys without. */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import type { Instance, Server } from "../contract/responses.ts";
+import { instanceUrl } from "../contract/urls.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { renderYaml } from "./yaml.ts";
 
-interface Writable {
-  config: Record<string, string>;
-  devices: Record<string, unknown>;
-  profiles: string[];
-  description: string;
-}
-
-const instancePath = (name: string) => `/1.0/instances/${encodeURIComponent(name)}`;
+/** What a PUT of an instance sends back. */
+type Writable = Pick<Instance, "config" | "devices" | "profiles" | "description">;
 
 async function readInstance(
   ctx: CliContext,
   name: string,
-): Promise<{ body: Writable; etag: string }> {
-  const res = await ctx.client.fetch("GET", instancePath(name));
+): Promise<{ body: Instance; etag: string }> {
+  const res = await ctx.client.fetch("GET", instanceUrl(name));
   const env = await res.json();
   if (env.type === "error") throw new UsageError(env.error);
   return { body: env.metadata, etag: res.headers.get("etag") ?? "" };
@@ -29,7 +25,7 @@ async function writeInstance(
   etag: string,
 ): Promise<void> {
   const { config, devices, profiles, description } = body;
-  await ctx.client.run("PUT", instancePath(name), {
+  await ctx.client.run("PUT", instanceUrl(name), {
     body: { config, devices, profiles, description },
     headers: etag ? { "If-Match": etag } : {},
   });
@@ -63,7 +59,7 @@ export function configCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("[key]", "Config key")
     .action(async (first, key) => {
       if (key === undefined) {
-        const server = await ctx.client.get<{ config: Record<string, string> }>("/1.0");
+        const server = await ctx.client.get<Server>("/1.0");
         console.log(server.config[first] ?? "");
       } else {
         const { body } = await readInstance(ctx, first);
@@ -77,7 +73,7 @@ export function configCommand(ctx: CliContext): CommandUnknownOpts {
     .action(async (args) => {
       const { name, values } = splitSetArgs(args);
       if (name === undefined) {
-        const server = await ctx.client.get<{ config: Record<string, string> }>("/1.0");
+        const server = await ctx.client.get<Server>("/1.0");
         await ctx.client.run("PUT", "/1.0", { body: { config: { ...server.config, ...values } } });
         return;
       }
@@ -91,7 +87,7 @@ export function configCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("[key]", "Config key")
     .action(async (first, key) => {
       if (key === undefined) {
-        const server = await ctx.client.get<{ config: Record<string, string> }>("/1.0");
+        const server = await ctx.client.get<Server>("/1.0");
         if (!(first in server.config)) {
           throw new UsageError(`Server config key "${first}" is not set`);
         }
@@ -112,20 +108,19 @@ export function configCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("[name]", "Instance name")
     .action(async (name) => {
       if (name === undefined) {
-        const server = await ctx.client.get<{ config: Record<string, string> }>("/1.0");
+        const server = await ctx.client.get<Server>("/1.0");
         Deno.stdout.writeSync(new TextEncoder().encode(renderYaml({ config: server.config })));
         return;
       }
       const { body } = await readInstance(ctx, name);
-      const b = body as unknown as Record<string, unknown>;
       const shown = {
-        architecture: b.architecture,
-        config: b.config,
-        devices: b.devices,
-        ephemeral: b.ephemeral,
-        profiles: b.profiles,
-        stateful: b.stateful,
-        description: b.description,
+        architecture: body.architecture,
+        config: body.config,
+        devices: body.devices,
+        ephemeral: body.ephemeral,
+        profiles: body.profiles,
+        stateful: body.stateful,
+        description: body.description,
       };
       Deno.stdout.writeSync(new TextEncoder().encode(renderYaml(shown)));
     });

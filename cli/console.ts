@@ -3,7 +3,8 @@
  * ctrl+a a sends a literal ctrl+a). `--show-log` prints the console output kept since start.
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import type { Operation } from "../contract/client.ts";
+import type { Operation } from "../contract/responses.ts";
+import { instanceUrl } from "../contract/urls.ts";
 import { openOperationSocket } from "../contract/ws_client.ts";
 import { type CliContext, UsageError } from "./context.ts";
 
@@ -37,7 +38,7 @@ export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("<name>", "Instance name")
     .option("--show-log", "Print the console log instead of attaching")
     .action(async (name, opts) => {
-      const path = `/1.0/instances/${encodeURIComponent(name)}/console`;
+      const path = `${instanceUrl(name)}/console`;
       if (opts.showLog) {
         const res = await ctx.client.fetch("GET", path);
         if (!res.ok) {

@@ -2,9 +2,12 @@
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { basename, join, posix, resolve } from "node:path";
 import { type ApiClient, ApiError } from "../contract/client.ts";
+import type { FileWrite } from "../contract/files.ts";
+import { instanceFileUrl } from "../contract/urls.ts";
 import { type CliContext, parseIntOption, UsageError } from "./context.ts";
 
-type RemoteType = "file" | "directory" | "symlink";
+/** What the files API reports in `X-Incus-type` (a device or FIFO is reported as a file). */
+type RemoteType = FileWrite["type"];
 
 interface RemoteStat {
   type: RemoteType;
@@ -65,7 +68,7 @@ class RemoteFiles {
   constructor(private client: ApiClient, readonly name: string) {}
 
   #url(path: string): string {
-    return `/1.0/instances/${encodeURIComponent(this.name)}/files?path=${encodeURIComponent(path)}`;
+    return instanceFileUrl(this.name, path);
   }
 
   async #fail(res: Response, path: string): Promise<never> {

@@ -1,20 +1,12 @@
 /** `outpost image ...`: build, import, list, delete, alias. */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { basename, join } from "node:path";
+import type { Image, ImageAliasesEntry, Operation } from "../contract/responses.ts";
+import { imageAliasUrl, imageUrl } from "../contract/urls.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { type Column, formatBytes, parseFormat, renderList } from "./format.ts";
 
-interface ImageJson {
-  fingerprint: string;
-  aliases: { name: string; description: string }[];
-  properties: Record<string, string>;
-  architecture: string;
-  type: string;
-  size: number;
-  uploaded_at: string;
-}
-
-const COLUMNS: Column<ImageJson>[] = [
+const COLUMNS: Column<Image>[] = [
   { header: "ALIAS", value: (i) => i.aliases.map((a) => a.name).join("\n") },
   { header: "FINGERPRINT", value: (i) => i.fingerprint.slice(0, 12) },
   { header: "DESCRIPTION", value: (i) => i.properties.description ?? "" },
@@ -67,8 +59,8 @@ async function importFile(ctx: CliContext, path: string, aliases: string[]): Pro
   const op = await ctx.client.run("POST", "/1.0/images", {
     raw: withProgress(file, size, "Uploading image"),
     headers: { "X-Incus-filename": basename(path) },
-  }) as { metadata: { fingerprint: string } };
-  const fingerprint = op.metadata.fingerprint;
+  }) as Operation;
+  const fingerprint = op.metadata?.fingerprint as string;
   for (const alias of aliases) {
     await ctx.client.run("POST", "/1.0/images/aliases", {
       body: { name: alias, target: fingerprint },
@@ -79,12 +71,9 @@ async function importFile(ctx: CliContext, path: string, aliases: string[]): Pro
 
 async function resolve(ctx: CliContext, ref: string): Promise<string> {
   try {
-    const a = await ctx.client.get<{ target: string }>(
-      `/1.0/images/aliases/${encodeURIComponent(ref)}`,
-    );
-    return a.target;
+    return (await ctx.client.get<ImageAliasesEntry>(imageAliasUrl(ref))).target;
   } catch {
-    const img = await ctx.client.get<ImageJson>(`/1.0/images/${encodeURIComponent(ref)}`);
+    const img = await ctx.client.get<Image>(imageUrl(ref));
     return img.fingerprint;
   }
 }
@@ -141,7 +130,7 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
     .option("-f, --format <format>", "Output format: table, json, yaml, csv, compact", "table")
     .action(async (opts) => {
       const format = parseFormat(opts.format);
-      const all = await ctx.client.get<ImageJson[]>("/1.0/images?recursion=1");
+      const all = await ctx.client.get<Image[]>("/1.0/images?recursion=1");
       Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, all, COLUMNS, all)));
     });
 
@@ -152,7 +141,7 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
     .action(async (refs) => {
       for (const ref of refs) {
         const fp = await resolve(ctx, ref);
-        await ctx.client.run("DELETE", `/1.0/images/${fp}`);
+        await ctx.client.run("DELETE", imageUrl(fp));
       }
     });
 
@@ -170,15 +159,13 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
     .description("Delete an alias")
     .argument("<alias>", "Alias")
     .action(async (name) => {
-      await ctx.client.run("DELETE", `/1.0/images/aliases/${encodeURIComponent(name)}`);
+      await ctx.client.run("DELETE", imageAliasUrl(name));
     });
   alias.command("list")
     .alias("ls")
     .description("List aliases")
     .action(async () => {
-      const all = await ctx.client.get<{ name: string; target: string; description: string }[]>(
-        "/1.0/images/aliases?recursion=1",
-      );
+      const all = await ctx.client.get<ImageAliasesEntry[]>("/1.0/images/aliases?recursion=1");
       Deno.stdout.writeSync(new TextEncoder().encode(
         await renderList(
           "table",

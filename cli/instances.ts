@@ -1,41 +1,19 @@
 /** Instance commands: launch, init, list, info, start, stop, restart, pause, resume, delete. */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import type { Operation } from "../contract/client.ts";
+import type { InstanceState } from "../contract/instance_state.ts";
+import type {
+  Instance,
+  InstanceFull,
+  Operation,
+  Resources,
+  Server,
+} from "../contract/responses.ts";
+import { instanceUrl } from "../contract/urls.ts";
 import { type CliContext, collect, parseIntOption, parseKeyValues } from "./context.ts";
 import { type Column, formatBytes, formatDuration, parseFormat, renderList } from "./format.ts";
 
-interface InstanceState {
-  status: string;
-  pid: number;
-  processes: number;
-  memory: { usage: number; usage_peak: number };
-  cpu: { usage: number };
-  network: Record<
-    string,
-    {
-      addresses: { family: string; address: string; scope: string }[];
-      counters: { bytes_received: number; bytes_sent: number };
-    }
-  >;
-}
-
-export interface InstanceJson {
-  name: string;
-  status: string;
-  type: string;
-  architecture: string;
-  created_at: string;
-  last_used_at: string;
-  description: string;
-  config: Record<string, string>;
-  devices: Record<string, Record<string, string>>;
-  profiles: string[];
-  state?: InstanceState;
-}
-
-function addresses(state: InstanceState | undefined, family: "inet" | "inet6"): string {
-  if (!state) return "";
-  return Object.entries(state.network ?? {})
+function addresses(state: InstanceState, family: "inet" | "inet6"): string {
+  return Object.entries(state.network)
     .flatMap(([dev, n]) =>
       n.addresses.filter((a) => a.family === family && a.scope === "global").map((a) =>
         `${a.address} (${dev})`
@@ -44,7 +22,7 @@ function addresses(state: InstanceState | undefined, family: "inet" | "inet6"): 
     .join("\n");
 }
 
-const COLUMNS: Column<InstanceJson>[] = [
+const COLUMNS: Column<InstanceFull>[] = [
   { header: "NAME", value: (i) => i.name },
   { header: "STATE", value: (i) => i.status.toUpperCase() },
   { header: "IPV4", value: (i) => addresses(i.state, "inet") },
@@ -53,7 +31,7 @@ const COLUMNS: Column<InstanceJson>[] = [
     header: "TYPE",
     value: (i) => (i.type === "virtual-machine" ? "VIRTUAL-MACHINE" : "CONTAINER"),
   },
-  { header: "PID", value: (i) => (i.state && i.state.pid > 0 ? String(i.state.pid) : "") },
+  { header: "PID", value: (i) => (i.state.pid > 0 ? String(i.state.pid) : "") },
 ];
 
 async function create(
@@ -81,29 +59,16 @@ async function create(
   }
 }
 
-interface DriverJson {
-  name: string;
-  version: string;
-  available: boolean;
-  error: string;
-  details?: Record<string, string>;
-}
-
 /** `outpost info` without an instance: the server, and with --resources its host and drivers. */
 async function serverInfo(ctx: CliContext, resources: boolean): Promise<string> {
-  const server = await ctx.client.get<{ environment: Record<string, unknown> }>("/1.0");
-  const env = server.environment;
+  const env = (await ctx.client.get<Server>("/1.0")).environment;
   const lines = [
     `Server: ${env.server} ${env.server_version} on ${env.server_name}`,
     `Kernel: ${env.kernel} ${env.kernel_version} (${env.kernel_architecture})`,
     `Drivers: ${env.driver}`,
   ];
   if (!resources) return lines.join("\n");
-  const res = await ctx.client.get<{
-    cpu: { total: number; sockets: { name: string }[] };
-    memory: { total: number; used: number };
-    instance_drivers: DriverJson[];
-  }>("/1.0/resources");
+  const res = await ctx.client.get<Resources>("/1.0/resources");
   lines.push(
     "",
     "CPU:",
@@ -128,7 +93,7 @@ async function changeState(
   name: string,
   body: { action: string; force?: boolean; timeout?: number },
 ): Promise<Operation> {
-  return await ctx.client.run("PUT", `/1.0/instances/${encodeURIComponent(name)}/state`, {
+  return await ctx.client.run("PUT", `${instanceUrl(name)}/state`, {
     body: { force: false, timeout: -1, ...body },
   }) as Operation;
 }
@@ -166,7 +131,7 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
     .option("-f, --format <format>", "Output format: table, json, yaml, csv, compact", "table")
     .action(async (opts) => {
       const format = parseFormat(opts.format);
-      const all = await ctx.client.get<InstanceJson[]>("/1.0/instances?recursion=2");
+      const all = await ctx.client.get<InstanceFull[]>("/1.0/instances?recursion=2");
       Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, all, COLUMNS, all)));
     });
 
@@ -179,20 +144,18 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
         console.log(await serverInfo(ctx, Boolean(opts.resources)));
         return;
       }
-      const i = await ctx.client.get<InstanceJson>(
-        `/1.0/instances/${encodeURIComponent(name)}?recursion=1`,
-      );
+      const i = await ctx.client.get<InstanceFull>(`${instanceUrl(name)}?recursion=1`);
       const lines = [
         `Name: ${i.name}`,
         `Status: ${i.status.toUpperCase()}`,
         `Type: ${i.type === "virtual-machine" ? "virtual-machine" : "container"}`,
         `Architecture: ${i.architecture}`,
       ];
-      if (i.state && i.state.pid > 0) lines.push(`PID: ${i.state.pid}`);
+      if (i.state.pid > 0) lines.push(`PID: ${i.state.pid}`);
       lines.push(`Created: ${i.created_at}`);
       if (!i.last_used_at.startsWith("1970")) lines.push(`Last Used: ${i.last_used_at}`);
       if (i.description) lines.push(`Description: ${i.description}`);
-      if (i.state && i.state.pid > 0) {
+      if (i.state.pid > 0) {
         lines.push("", "Resources:", `  Processes: ${i.state.processes}`);
         lines.push(
           `  CPU usage:`,
@@ -203,7 +166,7 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
           `    Memory (current): ${formatBytes(i.state.memory.usage)}`,
           `    Memory (peak): ${formatBytes(i.state.memory.usage_peak)}`,
         );
-        const nets = Object.entries(i.state.network ?? {});
+        const nets = Object.entries(i.state.network);
         if (nets.length > 0) {
           lines.push("  Network usage:");
           for (const [dev, n] of nets) {
@@ -256,7 +219,7 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
     .argument("<name>", "Current name")
     .argument("<new-name>", "New name")
     .action(async (name, newName) => {
-      await ctx.client.run("POST", `/1.0/instances/${encodeURIComponent(name)}`, {
+      await ctx.client.run("POST", instanceUrl(name), {
         body: { name: newName },
       });
     });
@@ -268,9 +231,9 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
     .option("-f, --force", "Stop running instances first (forcefully)")
     .action(async (names, opts) => {
       for (const name of names) {
-        const path = `/1.0/instances/${encodeURIComponent(name)}`;
+        const path = instanceUrl(name);
         if (opts.force) {
-          const inst = await ctx.client.get<InstanceJson>(path);
+          const inst = await ctx.client.get<Instance>(path);
           if (inst.status !== "Stopped") {
             await changeState(ctx, name, { action: "stop", force: true });
           }

@@ -1,5 +1,6 @@
 /** `outpost monitor`: prints the daemon's events as they happen (until interrupted). */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import type { OutpostEvent } from "../contract/events.ts";
 import {
   HandshakeError,
   openEvents,
@@ -8,6 +9,20 @@ import {
 } from "../contract/ws_client.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { renderYaml } from "./yaml.ts";
+
+/** One line saying what an event is about. */
+function describe(event: OutpostEvent): string {
+  switch (event.type) {
+    case "lifecycle":
+      return `${event.metadata.action} ${event.metadata.source}`;
+    case "operation": {
+      const m = event.metadata;
+      return `${m.description}: ${m.status}${m.err ? ` (${m.err})` : ""}`;
+    }
+    case "logging":
+      return `${event.metadata.level}: ${event.metadata.message}`;
+  }
+}
 
 export function monitorCommand(ctx: CliContext): CommandUnknownOpts {
   return new Command("monitor")
@@ -47,17 +62,11 @@ export function monitorCommand(ctx: CliContext): CommandUnknownOpts {
       try {
         for await (const msg of ws) {
           const data = msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
-          const event = JSON.parse(data);
+          const event: OutpostEvent = JSON.parse(data);
           let text: string;
           if (opts.format === "json") text = `${JSON.stringify(event)}\n`;
           else if (opts.format === "pretty") {
-            const m = event.metadata ?? {};
-            const what = event.type === "lifecycle"
-              ? `${m.action} ${m.source}`
-              : event.type === "operation"
-              ? `${m.description}: ${m.status}${m.err ? ` (${m.err})` : ""}`
-              : `${m.level}: ${m.message}`;
-            text = `${event.timestamp} ${event.type} ${what}\n`;
+            text = `${event.timestamp} ${event.type} ${describe(event)}\n`;
           } else text = `${renderYaml(event)}\n`;
           Deno.stdout.writeSync(enc.encode(text));
           if (opts.count !== undefined && ++seen >= opts.count) break;

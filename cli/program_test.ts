@@ -40,3 +40,43 @@ Deno.test("a command line loads only its command's group; help and typos load th
   assert.equal(all.length, 1 + COMMAND_GROUPS.reduce((n, g) => n + g.names.length, 0) - 2);
   assert.deepEqual(await names(["lst"]), all);
 });
+
+/** The modules `root` loads when it runs, with what loads each: type-only imports are left out. */
+async function runtimeGraph(root: string): Promise<Map<string, string>> {
+  const url = new URL(root, import.meta.url);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", url.pathname],
+    stdout: "piped",
+  }).output();
+  assert.ok(out.success, "deno info failed");
+  const info: {
+    redirects: Record<string, string>;
+    modules: { specifier: string; dependencies?: { code?: { specifier: string } }[] }[];
+  } = JSON.parse(new TextDecoder().decode(out.stdout));
+  const deps = new Map(info.modules.map((m) => [m.specifier, m.dependencies ?? []]));
+  const from = new Map<string, string>();
+  const todo = [url.href];
+  while (todo.length > 0) {
+    const at = todo.pop()!;
+    for (const dep of deps.get(at) ?? []) {
+      if (!dep.code) continue;
+      const next = info.redirects[dep.code.specifier] ?? dep.code.specifier;
+      if (next === url.href || from.has(next)) continue;
+      from.set(next, at);
+      todo.push(next);
+    }
+  }
+  return from;
+}
+
+Deno.test("the command line never loads zod: it imports the contract's answer types as types", async () => {
+  const graph = await runtimeGraph("./program.ts");
+  assert.ok([...graph.keys()].some((s) => s.endsWith("/cli/instances.ts")), "the graph is partial");
+  for (const module of graph.keys()) {
+    if (!/^npm:\/?zod@/.test(module)) continue;
+    const chain = [module];
+    while (graph.has(chain[0])) chain.unshift(graph.get(chain[0])!);
+    const root = new URL("..", import.meta.url).href;
+    assert.fail(`zod is loaded: ${chain.map((m) => m.replace(root, "")).join(" → ")}`);
+  }
+});

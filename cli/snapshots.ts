@@ -1,16 +1,10 @@
 /** `outpost snapshot create/list/show/restore/rename/delete`: instance snapshots. */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import type { InstanceSnapshot } from "../contract/responses.ts";
+import { instanceUrl, snapshotUrl } from "../contract/urls.ts";
 import type { CliContext } from "./context.ts";
 import { type Column, parseFormat, renderList } from "./format.ts";
 import { renderYaml } from "./yaml.ts";
-
-export interface SnapshotJson {
-  name: string;
-  description: string;
-  created_at: string;
-  expires_at: string;
-  stateful: boolean;
-}
 
 /** Go's zero time, which the API uses for "never". */
 const NEVER = "0001-01-01T00:00:00Z";
@@ -23,7 +17,7 @@ export function formatTime(iso: string): string {
   return `${d.slice(0, 10).replaceAll("-", "/")} ${d.slice(11, 16)} UTC`;
 }
 
-const COLUMNS: Column<SnapshotJson>[] = [
+const COLUMNS: Column<InstanceSnapshot>[] = [
   { header: "NAME", value: (s) => s.name },
   { header: "TAKEN AT", value: (s) => formatTime(s.created_at) },
   { header: "EXPIRES AT", value: (s) => formatTime(s.expires_at) },
@@ -31,10 +25,6 @@ const COLUMNS: Column<SnapshotJson>[] = [
 ];
 
 export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
-  const base = (name: string) => `/1.0/instances/${encodeURIComponent(name)}`;
-  const snapPath = (name: string, snap: string) =>
-    `${base(name)}/snapshots/${encodeURIComponent(snap)}`;
-
   const snapshot = new Command("snapshot").description("Manage instance snapshots");
 
   snapshot.command("create")
@@ -46,7 +36,7 @@ export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
       "When the snapshot is deleted (RFC 3339, e.g. 2030-01-01T00:00:00Z)",
     )
     .action(async (name, snap, opts) => {
-      await ctx.client.run("POST", `${base(name)}/snapshots`, {
+      await ctx.client.run("POST", `${instanceUrl(name)}/snapshots`, {
         body: { name: snap ?? "", stateful: false, expires_at: opts.expiresAt ?? null },
       });
     });
@@ -58,7 +48,9 @@ export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
     .option("-f, --format <format>", "Output format: table, json, yaml, csv, compact", "table")
     .action(async (name, opts) => {
       const format = parseFormat(opts.format);
-      const all = await ctx.client.get<SnapshotJson[]>(`${base(name)}/snapshots?recursion=1`);
+      const all = await ctx.client.get<InstanceSnapshot[]>(
+        `${instanceUrl(name)}/snapshots?recursion=1`,
+      );
       Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, all, COLUMNS, all)));
     });
 
@@ -67,7 +59,7 @@ export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("<name>", "Instance name")
     .argument("<snapshot>", "Snapshot name")
     .action(async (name, snap) => {
-      const s = await ctx.client.get(snapPath(name, snap));
+      const s = await ctx.client.get<InstanceSnapshot>(snapshotUrl(name, snap));
       Deno.stdout.writeSync(new TextEncoder().encode(renderYaml(s)));
     });
 
@@ -76,7 +68,7 @@ export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("<name>", "Instance name")
     .argument("<snapshot>", "Snapshot name")
     .action(async (name, snap) => {
-      await ctx.client.run("PUT", base(name), { body: { restore: snap, stateful: false } });
+      await ctx.client.run("PUT", instanceUrl(name), { body: { restore: snap, stateful: false } });
     });
 
   snapshot.command("rename")
@@ -85,7 +77,7 @@ export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("<old>", "Current snapshot name")
     .argument("<new>", "New snapshot name")
     .action(async (name, from, to) => {
-      await ctx.client.run("POST", snapPath(name, from), { body: { name: to } });
+      await ctx.client.run("POST", snapshotUrl(name, from), { body: { name: to } });
     });
 
   snapshot.command("delete")
@@ -94,7 +86,7 @@ export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("<name>", "Instance name")
     .argument("<snapshots...>", "Snapshot names")
     .action(async (name, snaps) => {
-      for (const snap of snaps) await ctx.client.run("DELETE", snapPath(name, snap));
+      for (const snap of snaps) await ctx.client.run("DELETE", snapshotUrl(name, snap));
     });
 
   return snapshot;

@@ -1,27 +1,18 @@
-/** A small Incus API client over the daemon's unix socket (used by the CLI and tests). */
+/**
+ * A small Incus API client over the daemon's unix socket (used by the CLI and tests). Answers are
+ * typed by responses.ts, imported as types only: the client never loads zod.
+ */
 import { concatBytes } from "./bytes.ts";
+import type { AsyncEnvelope, Envelope, Operation, SyncEnvelope } from "./responses.ts";
+import { operationUrl } from "./urls.ts";
+
+/** For the command modules that take the operation type from here. */
+export type { Operation };
 
 export class ApiError extends Error {
   constructor(message: string, readonly status: number) {
     super(message);
   }
-}
-
-export interface Envelope<T = unknown> {
-  type: "sync" | "async" | "error";
-  status_code: number;
-  error_code?: number;
-  error?: string;
-  operation?: string;
-  metadata: T;
-}
-
-export interface Operation {
-  id: string;
-  status: string;
-  status_code: number;
-  err: string;
-  metadata: Record<string, unknown> | null;
 }
 
 export interface RequestOptions {
@@ -181,11 +172,12 @@ export class ApiClient {
     }
   }
 
+  /** Sends a request and returns its envelope; an error envelope (or HTTP status) throws. */
   async request<T = unknown>(
     method: string,
     path: string,
     opts: RequestOptions = {},
-  ): Promise<Envelope<T>> {
+  ): Promise<SyncEnvelope<T> | AsyncEnvelope> {
     let res: { status: number; text: string };
     if (opts.raw !== undefined) {
       const answer = await this.fetch(method, path, opts);
@@ -215,20 +207,22 @@ export class ApiClient {
     return env;
   }
 
+  /** The metadata of a sync answer to a GET. */
   async get<T = unknown>(path: string): Promise<T> {
-    return (await this.request<T>("GET", path)).metadata;
+    const env = await this.request<T>("GET", path);
+    if (env.type !== "sync") throw new ApiError(`GET ${path} answered an operation`, 0);
+    return env.metadata;
   }
 
   /** Sends a request; if it returns an operation, waits for it and throws on failure. */
   async run(method: string, path: string, opts: RequestOptions = {}): Promise<Operation | unknown> {
     const env = await this.request(method, path, opts);
     if (env.type !== "async") return env.metadata;
-    return await this.wait((env.metadata as Operation).id);
+    return await this.wait(env.metadata.id);
   }
 
   async wait(id: string): Promise<Operation> {
-    const op =
-      (await this.request<Operation>("GET", `/1.0/operations/${id}/wait?timeout=-1`)).metadata;
+    const op = await this.get<Operation>(`${operationUrl(id)}/wait?timeout=-1`);
     if (op.status_code !== 200) throw new ApiError(op.err || `Operation ${op.status}`, 400);
     return op;
   }

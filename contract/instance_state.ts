@@ -1,6 +1,7 @@
 /**
  * An instance's live state on the wire (Incus's `InstanceState`): what drivers measure, the
- * server renders (`GET /1.0/instances/{name}/state`, `recursion=2`) and clients read.
+ * server renders (`GET /1.0/instances/{name}/state`, `recursion=2`) and clients read. Strict, as
+ * the answers in responses.ts are.
  */
 import { z } from "zod";
 
@@ -15,7 +16,7 @@ export const STATUS_CODES: Record<PowerState, number> = {
   Error: 112,
 };
 
-export const NetworkAddressSchema = z.object({
+export const NetworkAddressSchema = z.strictObject({
   family: z.enum(["inet", "inet6"]),
   address: z.string(),
   netmask: z.string(),
@@ -23,9 +24,9 @@ export const NetworkAddressSchema = z.object({
 });
 export type NetworkAddress = z.infer<typeof NetworkAddressSchema>;
 
-export const NetworkStateSchema = z.object({
+export const NetworkStateSchema = z.strictObject({
   addresses: z.array(NetworkAddressSchema),
-  counters: z.object({
+  counters: z.strictObject({
     bytes_received: z.number(),
     bytes_sent: z.number(),
     packets_received: z.number(),
@@ -44,17 +45,17 @@ export const NetworkStateSchema = z.object({
 export type NetworkState = z.infer<typeof NetworkStateSchema>;
 
 /** What a driver measures of a running (or stopped) instance. */
-export const InstanceRuntimeSchema = z.object({
+export const InstanceRuntimeSchema = z.strictObject({
   status: PowerStateSchema,
   pid: z.number(),
   processes: z.number(),
-  memory: z.object({
+  memory: z.strictObject({
     usage: z.number(),
     usage_peak: z.number(),
     swap_usage: z.number(),
     swap_usage_peak: z.number(),
   }),
-  cpu: z.object({ usage: z.number() }),
+  cpu: z.strictObject({ usage: z.number() }),
   network: z.record(z.string(), NetworkStateSchema),
 });
 export type InstanceRuntime = z.infer<typeof InstanceRuntimeSchema>;
@@ -62,6 +63,6 @@ export type InstanceRuntime = z.infer<typeof InstanceRuntimeSchema>;
 /** `GET /1.0/instances/{name}/state`. */
 export const InstanceStateSchema = InstanceRuntimeSchema.extend({
   status_code: z.number(),
-  disk: z.record(z.string(), z.object({ usage: z.number() })),
+  disk: z.record(z.string(), z.strictObject({ usage: z.number() })),
 });
 export type InstanceState = z.infer<typeof InstanceStateSchema>;

@@ -614,12 +614,12 @@ function plan(d: TestDaemon, t: Targets, rng: Rng): [string, () => Promise<FuzzC
     ["files", now(() => filesFamily(t))],
     ["host", now(() => hostFamily(t))],
     ["websocket", async () => {
-      const res = await d.api.request<{ id: string; metadata: { fds: Record<string, string> } }>(
-        "POST",
-        `/1.0/instances/${t.running}/exec`,
-        { body: { command: ["true"], "wait-for-websocket": true } },
-      );
-      t.liveOp = { id: res.metadata.id, secrets: res.metadata.metadata.fds };
+      const res = await d.api.request("POST", `/1.0/instances/${t.running}/exec`, {
+        body: { command: ["true"], "wait-for-websocket": true },
+      });
+      if (res.type !== "async") throw new Error("exec answered no operation");
+      const fds = res.metadata.metadata?.fds as Record<string, string>;
+      t.liveOp = { id: res.metadata.id, secrets: fds };
       return websocketFamily(t);
     }],
     [

@@ -8,7 +8,7 @@
 import { concatBytes } from "../contract/bytes.ts";
 import { BadRequest, Conflict, NotFound } from "../contract/errors.ts";
 import type { FileContent, FileInfo, FileWrite } from "../contract/files.ts";
-import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
+import type { InstanceRuntime, NetworkState, PowerState } from "../contract/instance_state.ts";
 import type { InstanceType } from "../contract/schemas.ts";
 import type {
   DriverInfo,
@@ -63,6 +63,8 @@ export class MemoryDriver implements ProbedDriver {
   createChanges: VolatileChanges = {};
   /** What `start` returns. */
   startChanges: VolatileChanges = {};
+  /** The network `state` reports of a running instance. */
+  network: Record<string, NetworkState> = {};
   #available = true;
   #error = "";
   #failures = new Map<string, Error[]>();
@@ -237,7 +239,7 @@ export class MemoryDriver implements ProbedDriver {
       processes: status === "Running" ? 1 : 0,
       memory: { usage: 0, usage_peak: 0, swap_usage: 0, swap_usage_peak: 0 },
       cpu: { usage: 0 },
-      network: {},
+      network: status === "Running" ? structuredClone(this.network) : {},
     };
   }
 

@@ -4,11 +4,9 @@
  */
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
-import type { EventType } from "../../agent/events.ts";
+import { EVENT_TYPES, type EventType } from "../../contract/events.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
-
-const TYPES: EventType[] = ["operation", "lifecycle", "logging"];
 
 /**
  * The `type` query: a comma-separated list of event types, all of them when absent or empty.
@@ -16,12 +14,14 @@ const TYPES: EventType[] = ["operation", "lifecycle", "logging"];
  * refused, as Incus does.
  */
 export function parseEventTypes(raw: string | undefined): EventType[] {
-  if (raw === undefined || raw === "") return TYPES;
+  if (raw === undefined || raw === "") return [...EVENT_TYPES];
   const asked = raw.split(",").map((t) => t.replace(/^ +| +$/g, ""));
-  const unknown = asked.find((t) => !TYPES.includes(t as EventType));
+  const unknown = asked.find((t) => !EVENT_TYPES.includes(t as EventType));
   if (unknown !== undefined) {
     const shown = unknown.length > 40 ? `${unknown.slice(0, 40)}...` : unknown;
-    throw new BadRequest(`Unknown event type ${JSON.stringify(shown)}: use ${TYPES.join(", ")}`);
+    throw new BadRequest(
+      `Unknown event type ${JSON.stringify(shown)}: use ${EVENT_TYPES.join(", ")}`,
+    );
   }
   return [...new Set(asked as EventType[])];
 }

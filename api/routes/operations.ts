@@ -1,6 +1,8 @@
 /** `/1.0/operations*`: list, get, wait, cancel, and the websockets of websocket operations. */
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
+import type { Operation } from "../../contract/responses.ts";
+import { operationUrl } from "../../contract/urls.ts";
 import { recursion } from "../body.ts";
 import { sync } from "../envelope.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";
@@ -10,10 +12,10 @@ export function operationRoutes(agent: Agent): Route[] {
   const { operations } = agent;
 
   const list: Handler = (c) => {
-    const byStatus: Record<string, unknown[]> = {};
+    const byStatus: Record<string, (Operation | string)[]> = {};
     for (const op of operations.list()) {
       const key = op.status.toLowerCase();
-      (byStatus[key] ??= []).push(recursion(c) > 0 ? op : `/1.0/operations/${op.id}`);
+      (byStatus[key] ??= []).push(recursion(c) > 0 ? op : operationUrl(op.id));
     }
     return sync(c, byStatus);
   };

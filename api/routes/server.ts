@@ -5,6 +5,7 @@ import { VERSION } from "../../contract/version.ts";
 import { parseBody } from "../body.ts";
 import { sync } from "../envelope.ts";
 import { ServerPutSchema } from "../../contract/schemas.ts";
+import type { Resources, Server } from "../../contract/responses.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 
 /** Exactly the API extensions outpost implements. */
@@ -51,7 +52,7 @@ function osRelease(): { name: string; version: string } {
 
 export function serverRoutes(agent: Agent): Route[] {
   const os = osRelease();
-  const info = () => {
+  const info = (): Server => {
     const drivers = agent.drivers.infos().filter((d) => d.available);
     return {
       config: agent.serverConfig(),
@@ -96,7 +97,7 @@ export function serverRoutes(agent: Agent): Route[] {
       },
     };
   };
-  const resources = () => {
+  const resources = (): Resources => {
     const list = cpus();
     return {
       cpu: {

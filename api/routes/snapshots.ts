@@ -1,6 +1,6 @@
 /** `/1.0/instances/{name}/snapshots*`: list, take, show, rename, update and delete snapshots. */
 import type { Agent } from "../../agent/agent.ts";
-import { snapshotUrl, snapshotView } from "../../agent/snapshots.ts";
+import { snapshotView } from "../../agent/snapshots.ts";
 import { parseBody, recursion } from "../body.ts";
 import { async, sync } from "../envelope.ts";
 import {
@@ -8,6 +8,7 @@ import {
   SnapshotPutSchema,
   SnapshotsPostSchema,
 } from "../../contract/schemas.ts";
+import { snapshotUrl } from "../../contract/urls.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 import { resources } from "./instances.ts";
 

@@ -1,0 +1,30 @@
+/**
+ * The URLs of API objects, as the daemon names them in answers and events and as clients ask for
+ * them; every name is percent-encoded. No zod, so the command line may import it at run time.
+ */
+const enc = encodeURIComponent;
+
+export function instanceUrl(name: string): string {
+  return `/1.0/instances/${enc(name)}`;
+}
+
+/** A path inside an instance, through the files API. */
+export function instanceFileUrl(name: string, path: string): string {
+  return `${instanceUrl(name)}/files?path=${enc(path)}`;
+}
+
+export function snapshotUrl(instance: string, snap: string): string {
+  return `${instanceUrl(instance)}/snapshots/${enc(snap)}`;
+}
+
+export function imageUrl(fingerprint: string): string {
+  return `/1.0/images/${enc(fingerprint)}`;
+}
+
+export function imageAliasUrl(name: string): string {
+  return `/1.0/images/aliases/${enc(name)}`;
+}
+
+export function operationUrl(id: string): string {
+  return `/1.0/operations/${enc(id)}`;
+}

@@ -1,0 +1,43 @@
+/**
+ * The Hono app as the daemon serves it, on the core fixture (tests/core_fixture.ts): an Agent made
+ * of the fixture's store, managers and in-memory drivers, so API tests can create, start and
+ * snapshot instances without LXC or QEMU. The state dir is removed afterwards.
+ */
+import type { Hono } from "hono";
+import { Agent } from "../agent/agent.ts";
+import { Operations } from "../agent/operations.ts";
+import { createApp } from "../api/app.ts";
+import { Runner } from "../drivers/runner.ts";
+import { type Core, withCore } from "./core_fixture.ts";
+
+export async function withApp(
+  fn: (app: Hono, agent: Agent, core: Core) => Promise<void>,
+): Promise<void> {
+  await withCore(async (core) => {
+    const operations = new Operations(core.events, core.store, (msg) => core.log.push(msg));
+    const agent: Agent = {
+      paths: core.paths,
+      store: core.store,
+      events: core.events,
+      runner: new Runner(),
+      operations,
+      images: core.images,
+      drivers: core.drivers,
+      instances: core.instances,
+      snapshots: core.snapshots,
+      startedAt: new Date(),
+      log: (msg) => core.log.push(msg),
+      init: () => Promise.resolve(),
+      // The daemon's own server config handling, on the fixture's store and bus.
+      serverConfig: Agent.prototype.serverConfig,
+      setServerConfig: Agent.prototype.setServerConfig,
+      // The fixture closes the store.
+      close: () => operations.close(),
+    };
+    try {
+      await fn(createApp(agent), agent, core);
+    } finally {
+      operations.close();
+    }
+  });
+}
