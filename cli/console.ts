@@ -3,7 +3,6 @@
  * ctrl+a a sends a literal ctrl+a). `--show-log` prints the console output kept since start.
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import type { Operation } from "../contract/responses.ts";
 import { instanceUrl } from "../contract/urls.ts";
 import { openOperationSocket } from "../contract/ws_client.ts";
 import { type CliContext, UsageError } from "./context.ts";
@@ -51,10 +50,9 @@ export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
       }
       const tty = Deno.stdin.isTerminal();
       const size = Deno.stdout.isTerminal() ? Deno.consoleSize() : { columns: 80, rows: 24 };
-      const env = await ctx.client.request<Operation>("POST", path, {
+      const op = await ctx.client.start("POST", path, {
         body: { width: size.columns, height: size.rows, type: "console" },
       });
-      const op = env.metadata;
       const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
       const control = await openOperationSocket(ctx.client.socket, op.id, fds.control);
       const io = await openOperationSocket(ctx.client.socket, op.id, fds["0"]);

@@ -5,7 +5,7 @@
  * either. The command's exit code becomes outpost's.
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import type { Operation } from "../contract/client.ts";
+import { instanceUrl } from "../contract/urls.ts";
 import { openOperationSocket, type WebSocketClient } from "../contract/ws_client.ts";
 import { type CliContext, collect, parseIntOption, parseKeyValues, UsageError } from "./context.ts";
 
@@ -95,9 +95,9 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
       const size = interactive && Deno.stdout.isTerminal() ? Deno.consoleSize() : undefined;
       if (interactive && !environment.TERM) environment.TERM = Deno.env.get("TERM") ?? "xterm";
 
-      const env = await ctx.client.request<Operation>(
+      const op = await ctx.client.start(
         "POST",
-        `/1.0/instances/${encodeURIComponent(name)}/exec`,
+        `${instanceUrl(name)}/exec`,
         {
           body: {
             command,
@@ -113,7 +113,6 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
           },
         },
       );
-      const op = env.metadata;
       const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
       const [control, io, stdout, stderr] = await openAll(
         ctx.client.socket,

@@ -7,7 +7,6 @@ import type { AsyncEnvelope, Envelope, Operation, SyncEnvelope } from "./respons
 import { operationUrl } from "./urls.ts";
 
 /** For the command modules that take the operation type from here. */
-export type { Operation };
 
 export class ApiError extends Error {
   constructor(message: string, readonly status: number) {
@@ -211,6 +210,13 @@ export class ApiClient {
   async get<T = unknown>(path: string): Promise<T> {
     const env = await this.request<T>("GET", path);
     if (env.type !== "sync") throw new ApiError(`GET ${path} answered an operation`, 0);
+    return env.metadata;
+  }
+
+  /** Sends a request that must start an operation, and returns the operation without waiting. */
+  async start(method: string, path: string, opts: RequestOptions = {}): Promise<Operation> {
+    const env = await this.request(method, path, opts);
+    if (env.type !== "async") throw new ApiError(`${method} ${path} started no operation`, 0);
     return env.metadata;
   }
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Operation } from "../contract/client.ts";
+import type { Operation } from "../contract/responses.ts";
 import { busyboxTarball, TestDaemon, uniqueName } from "./helpers.ts";
 
 /** A host directory no container may see or change, with a secret marker in its file. */
