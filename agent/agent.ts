@@ -1,4 +1,7 @@
-/** The daemon's core, assembled once: store, events, operations, images, instances, drivers. */
+/**
+ * The daemon's core, assembled once: store, events, operations, images, instances (with their
+ * console), snapshots, drivers.
+ */
 import { LxcDriver } from "../drivers/lxc/driver.ts";
 import { QemuDriver } from "../drivers/qemu/driver.ts";
 import { DriverRegistry } from "../drivers/registry.ts";
@@ -6,6 +9,7 @@ import { Runner } from "../drivers/runner.ts";
 import { checkServerKey } from "./config_keys.ts";
 import { EventBus } from "./events.ts";
 import { ImageStore } from "./images.ts";
+import { InstanceConsole } from "./instance_console.ts";
 import { InstanceManager } from "./instances.ts";
 import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
@@ -24,6 +28,7 @@ export class Agent {
   readonly drivers: DriverRegistry;
   readonly instances: InstanceManager;
   readonly snapshots: SnapshotManager;
+  readonly consoles: InstanceConsole;
   readonly startedAt = new Date();
 
   constructor(stateDir: string, readonly log: (msg: string) => void = console.error) {
@@ -57,6 +62,7 @@ export class Agent {
       (name) => this.paths.instanceLogs(name),
     );
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
+    this.consoles = new InstanceConsole(this.instances, this.drivers, this.events);
   }
 
   /** Probes drivers and reconciles instances; call once before serving. */
