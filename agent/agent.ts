@@ -1,6 +1,6 @@
 /**
  * The daemon's core, assembled once: store, events, operations, images, instances (with their
- * console), snapshots, drivers.
+ * console and logs), snapshots, drivers.
  */
 import { LxcDriver } from "../drivers/lxc/driver.ts";
 import { QemuDriver } from "../drivers/qemu/driver.ts";
@@ -10,6 +10,7 @@ import { checkServerKey } from "./config_keys.ts";
 import { EventBus } from "./events.ts";
 import { ImageStore } from "./images.ts";
 import { InstanceConsole } from "./instance_console.ts";
+import { InstanceLogs } from "./instance_logs.ts";
 import { InstanceManager } from "./instances.ts";
 import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
@@ -29,6 +30,7 @@ export class Agent {
   readonly instances: InstanceManager;
   readonly snapshots: SnapshotManager;
   readonly consoles: InstanceConsole;
+  readonly instanceLogs: InstanceLogs;
   readonly startedAt = new Date();
 
   constructor(stateDir: string, readonly log: (msg: string) => void = console.error) {
@@ -63,6 +65,11 @@ export class Agent {
     );
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
     this.consoles = new InstanceConsole(this.instances, this.drivers, this.events);
+    this.instanceLogs = new InstanceLogs(
+      this.instances,
+      this.events,
+      (name) => this.paths.instanceLogs(name),
+    );
   }
 
   /** Probes drivers and reconciles instances; call once before serving. */

@@ -1,5 +1,5 @@
 /**
- * The core (store, events, images, instances with their console, snapshots) wired as
+ * The core (store, events, images, instances with their console and logs, snapshots) wired as
  * `agent/agent.ts` wires it, on a temp state dir, with the in-memory test double in place of the
  * LXC and QEMU drivers. For unit tests of the core's orchestration; the temp dir is removed
  * afterwards.
@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { EventBus } from "../agent/events.ts";
 import { ImageStore } from "../agent/images.ts";
 import { InstanceConsole } from "../agent/instance_console.ts";
+import { InstanceLogs } from "../agent/instance_logs.ts";
 import { type CreateRequest, InstanceManager } from "../agent/instances.ts";
 import { Paths } from "../agent/paths.ts";
 import { SnapshotManager } from "../agent/snapshots.ts";
@@ -35,6 +36,7 @@ export interface Core {
   instances: InstanceManager;
   snapshots: SnapshotManager;
   consoles: InstanceConsole;
+  instanceLogs: InstanceLogs;
   /** Every lifecycle event since the core was made (clear it freely). */
   lifecycle: Lifecycle[];
   /** What the managers logged. */
@@ -124,6 +126,7 @@ export async function withCore(fn: (core: Core) => Promise<void>): Promise<void>
     );
     const snapshots = new SnapshotManager(store, instances, drivers, events);
     const consoles = new InstanceConsole(instances, drivers, events);
+    const instanceLogs = new InstanceLogs(instances, events, (name) => paths.instanceLogs(name));
     const reset = () => {
       driver.calls.length = 0;
       vmDriver.calls.length = 0;
@@ -151,6 +154,7 @@ export async function withCore(fn: (core: Core) => Promise<void>): Promise<void>
       instances,
       snapshots,
       consoles,
+      instanceLogs,
       lifecycle,
       log,
       image: IMAGE,
