@@ -1,6 +1,6 @@
 /**
  * The daemon's core, assembled once: store, events, operations, images, instances (with their
- * console and logs), snapshots, drivers.
+ * console and logs), snapshots, drivers and the host's facts.
  */
 import { LxcDriver } from "../drivers/lxc/driver.ts";
 import { QemuDriver } from "../drivers/qemu/driver.ts";
@@ -8,6 +8,7 @@ import { DriverRegistry } from "../drivers/registry.ts";
 import { Runner } from "../drivers/runner.ts";
 import { checkServerKey } from "./config_keys.ts";
 import { EventBus } from "./events.ts";
+import { Host } from "./host.ts";
 import { ImageStore } from "./images.ts";
 import { InstanceConsole } from "./instance_console.ts";
 import { InstanceLogs } from "./instance_logs.ts";
@@ -31,6 +32,7 @@ export class Agent {
   readonly snapshots: SnapshotManager;
   readonly consoles: InstanceConsole;
   readonly instanceLogs: InstanceLogs;
+  readonly host: Host;
   readonly startedAt = new Date();
 
   constructor(stateDir: string, readonly log: (msg: string) => void = console.error) {
@@ -70,6 +72,7 @@ export class Agent {
       this.events,
       (name) => this.paths.instanceLogs(name),
     );
+    this.host = new Host(this.drivers);
   }
 
   /** Probes drivers and reconciles instances; call once before serving. */
