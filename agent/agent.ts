@@ -1,11 +1,17 @@
-/** The daemon's core, assembled once: store, events, operations, images, instances, drivers. */
+/**
+ * The daemon's core, assembled once: store, events, operations, images, instances (with their
+ * console and logs), snapshots, drivers and the host's facts.
+ */
 import { LxcDriver } from "../drivers/lxc/driver.ts";
 import { QemuDriver } from "../drivers/qemu/driver.ts";
 import { DriverRegistry } from "../drivers/registry.ts";
 import { Runner } from "../drivers/runner.ts";
 import { checkServerKey } from "./config_keys.ts";
 import { EventBus } from "./events.ts";
+import { Host } from "./host.ts";
 import { ImageStore } from "./images.ts";
+import { InstanceConsole } from "./instance_console.ts";
+import { InstanceLogs } from "./instance_logs.ts";
 import { InstanceManager } from "./instances.ts";
 import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
@@ -24,6 +30,9 @@ export class Agent {
   readonly drivers: DriverRegistry;
   readonly instances: InstanceManager;
   readonly snapshots: SnapshotManager;
+  readonly consoles: InstanceConsole;
+  readonly instanceLogs: InstanceLogs;
+  readonly host: Host;
   readonly startedAt = new Date();
 
   constructor(stateDir: string, readonly log: (msg: string) => void = console.error) {
@@ -57,6 +66,13 @@ export class Agent {
       (name) => this.paths.instanceLogs(name),
     );
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
+    this.consoles = new InstanceConsole(this.instances, this.drivers, this.events);
+    this.instanceLogs = new InstanceLogs(
+      this.instances,
+      this.events,
+      (name) => this.paths.instanceLogs(name),
+    );
+    this.host = new Host(this.drivers);
   }
 
   /** Probes drivers and reconciles instances; call once before serving. */

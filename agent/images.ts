@@ -9,6 +9,7 @@ import type { ImageSource } from "../drivers/driver.ts";
 import type { Runner } from "../drivers/runner.ts";
 import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../contract/errors.ts";
 import type { EventBus } from "./events.ts";
+import { type FileStream, fileStream } from "./file_stream.ts";
 import { checkAliasName } from "../contract/names.ts";
 import type { Paths } from "./paths.ts";
 import type { AliasRecord, ImageRecord, Store } from "./store.ts";
@@ -128,6 +129,21 @@ export class ImageStore {
 
   file(fingerprint: string): string {
     return this.paths.image(fingerprint);
+  }
+
+  /** An image's file as uploaded, streamed; emits `image-retrieved`. */
+  async export(fingerprint: string): Promise<FileStream & { image: ImageRecord }> {
+    const image = this.get(fingerprint);
+    const stream = await fileStream(this.file(image.fingerprint));
+    if (!stream) {
+      throw new NotFound(
+        `The file of image "${
+          image.fingerprint.slice(0, 12)
+        }" is missing: delete the image and import it again`,
+      );
+    }
+    this.events.lifecycle("image-retrieved", `/1.0/images/${image.fingerprint}`);
+    return { ...stream, image };
   }
 
   /** The unpacked directory of a VM image. */

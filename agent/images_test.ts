@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { BadRequest, Conflict } from "../contract/errors.ts";
+import { BadRequest, Conflict, NotFound } from "../contract/errors.ts";
 import { Runner } from "../drivers/runner.ts";
 import { type Core, createRequest, withCore } from "../tests/core_fixture.ts";
 
@@ -66,6 +66,30 @@ Deno.test("import of a tarball with no rootfs is a BadRequest and stores nothing
     await assert.rejects(importBytes(core, await containerTarball(METADATA, false)), BadRequest);
     assert.equal(core.images.list().length, before);
     assert.deepEqual(imageFiles(core).sort(), files);
+  }));
+
+Deno.test("export streams the image's file as uploaded and emits image-retrieved", () =>
+  withCore(async (core) => {
+    const bytes = await containerTarball(METADATA);
+    const rec = await importBytes(core, bytes);
+    core.reset();
+    const out = await core.images.export(rec.fingerprint.slice(0, 12));
+    assert.equal(out.image.fingerprint, rec.fingerprint);
+    assert.equal(out.size, bytes.length);
+    assert.deepEqual(new Uint8Array(await new Response(out.body).arrayBuffer()), bytes);
+    assert.deepEqual(core.lifecycle, [{
+      action: "image-retrieved",
+      source: `/1.0/images/${rec.fingerprint}`,
+      context: {},
+    }]);
+  }));
+
+Deno.test("export of an unknown image, or of one whose file is gone, is NotFound", () =>
+  withCore(async (core) => {
+    await assert.rejects(core.images.export("f".repeat(64)), NotFound);
+    // The fixture's image has a record and no file.
+    await assert.rejects(core.images.export(core.image.fingerprint), /is missing/);
+    assert.deepEqual(core.lifecycle, []);
   }));
 
 Deno.test("a container is created from its image's file", () =>

@@ -370,9 +370,12 @@ export class Store {
     );
   }
 
-  /** Every stored operation body, oldest update first. */
+  /**
+   * Every stored operation body, oldest update first. Updates within one millisecond keep their
+   * order: each write replaces the row, so a later one has a higher rowid.
+   */
   listOperations(): unknown[] {
-    return this.#all(OperationRowSchema, "SELECT body FROM operations ORDER BY updated_at")
+    return this.#all(OperationRowSchema, "SELECT body FROM operations ORDER BY updated_at, rowid")
       .map((r) => r.body);
   }
 
@@ -394,7 +397,7 @@ export class Store {
          SELECT id FROM (
            SELECT id, row_number() OVER newest AS n, sum(length(body)) OVER newest AS total
            FROM operations WHERE ${NOT_RUNNING}
-           WINDOW newest AS (ORDER BY updated_at DESC, id ROWS UNBOUNDED PRECEDING))
+           WINDOW newest AS (ORDER BY updated_at DESC, rowid DESC ROWS UNBOUNDED PRECEDING))
          WHERE n > ? OR (n > 1 AND total > ?))`,
       Math.max(0, Math.floor(keep)),
       Math.max(0, Math.floor(maxBytes)),

@@ -214,6 +214,42 @@ Deno.test("GET /1.0/images/{fp} of a missing image is a 404", () =>
     assertError(await call(app, "GET", "/1.0/images/aliases/nope"), 404, '"nope"');
   }));
 
+Deno.test("GET /1.0/images/{fp}/export streams the image's file with its length; HEAD only the length", () =>
+  withApp(async (app, agent) => {
+    const bytes = Uint8Array.from({ length: 200_000 }, (_, i) => i * 7 % 251);
+    const fingerprint = "c".repeat(64);
+    agent.store.putImage({
+      fingerprint,
+      type: "container",
+      architecture: "x86_64",
+      filename: "tiny.tar.gz",
+      size: bytes.length,
+      properties: {},
+      public: false,
+      created_at: "2024-01-01T00:00:00.000Z",
+      uploaded_at: "2024-01-01T00:00:00.000Z",
+      last_used_at: "1970-01-01T00:00:00Z",
+    });
+    await Deno.writeFile(agent.images.file(fingerprint), bytes);
+    const res = await app.request(`/1.0/images/${fingerprint.slice(0, 8)}/export`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-length"), String(bytes.length));
+    assert.equal(res.headers.get("content-disposition"), "attachment; filename=tiny.tar.gz");
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), bytes);
+    // Hono answers HEAD with the GET handler and drops its body: no file may stay open for it
+    // (counted over 20 requests, so the daemon's own comings and goings do not count).
+    const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    const before = fds();
+    for (let i = 0; i < 20; i++) {
+      const head = await app.request(`/1.0/images/${fingerprint}/export`, { method: "HEAD" });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get("content-length"), String(bytes.length));
+      assert.equal(head.body, null);
+    }
+    assert.ok(fds() - before < 10, `HEAD left files open: ${fds() - before} more fds`);
+    assertError(await call(app, "GET", `/1.0/images/${"d".repeat(64)}/export`), 404);
+  }));
+
 Deno.test("PUT /1.0 refuses an unknown server key, naming it", () =>
   withApp(async (app) => {
     assertError(

@@ -6,6 +6,7 @@
 export const LIFECYCLE_ACTIONS = [
   "config-updated",
   "image-created",
+  "image-retrieved",
   "image-deleted",
   "image-alias-created",
   "image-alias-updated",
@@ -24,6 +25,12 @@ export const LIFECYCLE_ACTIONS = [
   "instance-deleted",
   "instance-restored",
   "instance-exec",
+  /** A console attached (context `type: console`). */
+  "instance-console",
+  /** The console's log read. */
+  "instance-console-retrieved",
+  "instance-log-retrieved",
+  "instance-log-deleted",
   "instance-file-pushed",
   "instance-file-retrieved",
   "instance-file-deleted",

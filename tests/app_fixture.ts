@@ -5,6 +5,7 @@
  */
 import type { Hono } from "hono";
 import { Agent } from "../agent/agent.ts";
+import { Host } from "../agent/host.ts";
 import { Operations } from "../agent/operations.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
@@ -25,6 +26,9 @@ export async function withApp(
       drivers: core.drivers,
       instances: core.instances,
       snapshots: core.snapshots,
+      consoles: core.consoles,
+      instanceLogs: core.instanceLogs,
+      host: new Host(core.drivers),
       startedAt: new Date(),
       log: (msg) => core.log.push(msg),
       init: () => Promise.resolve(),

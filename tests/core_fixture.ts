@@ -1,11 +1,14 @@
 /**
- * The core (store, events, images, instances, snapshots) wired as `agent/agent.ts` wires it, on a
- * temp state dir, with the in-memory test double in place of the LXC and QEMU drivers. For unit
- * tests of the core's orchestration; the temp dir is removed afterwards.
+ * The core (store, events, images, instances with their console and logs, snapshots) wired as
+ * `agent/agent.ts` wires it, on a temp state dir, with the in-memory test double in place of the
+ * LXC and QEMU drivers. For unit tests of the core's orchestration; the temp dir is removed
+ * afterwards.
  */
 import { join } from "node:path";
 import { EventBus } from "../agent/events.ts";
 import { ImageStore } from "../agent/images.ts";
+import { InstanceConsole } from "../agent/instance_console.ts";
+import { InstanceLogs } from "../agent/instance_logs.ts";
 import { type CreateRequest, InstanceManager } from "../agent/instances.ts";
 import { Paths } from "../agent/paths.ts";
 import { SnapshotManager } from "../agent/snapshots.ts";
@@ -32,6 +35,8 @@ export interface Core {
   drivers: DriverRegistry;
   instances: InstanceManager;
   snapshots: SnapshotManager;
+  consoles: InstanceConsole;
+  instanceLogs: InstanceLogs;
   /** Every lifecycle event since the core was made (clear it freely). */
   lifecycle: Lifecycle[];
   /** What the managers logged. */
@@ -120,6 +125,8 @@ export async function withCore(fn: (core: Core) => Promise<void>): Promise<void>
       (name) => paths.instanceLogs(name),
     );
     const snapshots = new SnapshotManager(store, instances, drivers, events);
+    const consoles = new InstanceConsole(instances, drivers, events);
+    const instanceLogs = new InstanceLogs(instances, events, (name) => paths.instanceLogs(name));
     const reset = () => {
       driver.calls.length = 0;
       vmDriver.calls.length = 0;
@@ -146,6 +153,8 @@ export async function withCore(fn: (core: Core) => Promise<void>): Promise<void>
       drivers,
       instances,
       snapshots,
+      consoles,
+      instanceLogs,
       lifecycle,
       log,
       image: IMAGE,

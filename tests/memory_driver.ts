@@ -1,8 +1,8 @@
 /**
  * A TEST DOUBLE: an in-memory instance driver for unit tests of the core's orchestration
  * (`agent/*_test.ts`). It keeps each instance's storage (a flat map of files, its snapshots) and
- * power state in maps, runs a toy command model for exec, records every call and can be told to
- * fail the next call of a method. It runs no host command and stands for no real driver: the
+ * power state in maps, runs a toy command model for exec and the console, records every call and
+ * can be told to fail the next call of a method. It runs no host command and stands for no real driver: the
  * end-to-end tests in `tests/` use real LXC and QEMU. Nothing outside tests may import it.
  */
 import { concatBytes } from "../contract/bytes.ts";
@@ -258,6 +258,22 @@ export class MemoryDriver implements ProbedDriver {
       throw new Error(`Instance "${inst.name}" is not running (memory driver)`);
     }
     return Promise.resolve(toyProcess(this.#nextPid++, req, opts));
+  }
+
+  /** A console that echoes what it is sent (the toy `cat` under a PTY). */
+  console(inst: InstanceSpec, opts: { width?: number; height?: number }): Promise<ExecProcess> {
+    this.record("console", inst.name, opts);
+    if (this.storage.get(inst.name)?.power !== "Running") {
+      throw new Error(`Instance "${inst.name}" is not running (memory driver)`);
+    }
+    const req = { command: ["cat"], environment: {} };
+    return Promise.resolve(toyProcess(this.#nextPid++, req, { interactive: true, ...opts }));
+  }
+
+  /** The console log: one line naming the instance. */
+  consoleLog(inst: InstanceSpec): Promise<Uint8Array> {
+    this.record("consoleLog", inst.name);
+    return Promise.resolve(encoder.encode(`console of ${inst.name}\n`));
   }
 
   applyLimits(inst: InstanceSpec, changed: string[]): Promise<void> {

@@ -52,7 +52,7 @@ export function execRoutes(agent: Agent): Route[] {
         run: async () =>
           runToEnd(
             await spawn(),
-            body["record-output"] ? { dir: agent.paths.instanceLogs(name), name } : undefined,
+            body["record-output"] ? agent.instanceLogs.recordTarget(name) : undefined,
           ),
       }),
     );

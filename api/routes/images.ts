@@ -109,10 +109,10 @@ export function imageRoutes(agent: Agent): Route[] {
   };
 
   const exportFile: Handler = async (c) => {
-    const image = images.get(c.req.param("fingerprint")!);
-    const file = await Deno.open(images.file(image.fingerprint));
-    return c.body(file.readable, 200, {
+    const { image, size, body } = await images.export(c.req.param("fingerprint")!);
+    return c.body(body, 200, {
       "Content-Type": "application/octet-stream",
+      "Content-Length": String(size),
       "Content-Disposition": `attachment; filename=${image.filename}`,
     });
   };

@@ -1,6 +1,6 @@
 /** `/1.0/instances*`: list, create, get, update, rename, delete, state, backups, logs. */
 import type { Agent } from "../../agent/agent.ts";
-import { BadRequest, NotFound } from "../../contract/errors.ts";
+import { BadRequest } from "../../contract/errors.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
 import { parseBody, recursion } from "../body.ts";
 import { applyFilter } from "../filter.ts";
@@ -27,14 +27,6 @@ const VERBS = {
   freeze: "Freezing",
   unfreeze: "Unfreezing",
 };
-
-/** A log file's name as the daemon writes them: no path, no leading dot. */
-function logFile(file: string): string {
-  if (!/^[\w.-]+$/.test(file) || file.startsWith(".")) {
-    throw new BadRequest(`Invalid log file name "${file}"`);
-  }
-  return file;
-}
 
 export function instanceRoutes(agent: Agent): Route[] {
   const { instances, operations } = agent;
@@ -201,35 +193,20 @@ export function instanceRoutes(agent: Agent): Route[] {
 
   const listLogs: Handler = async (c) => {
     const name = c.req.param("name")!;
-    instances.get(name);
-    const files: string[] = [];
-    try {
-      for await (const e of Deno.readDir(agent.paths.instanceLogs(name))) {
-        files.push(`/1.0/instances/${name}/logs/${e.name}`);
-      }
-    } catch { /* no logs yet */ }
-    return sync(c, files.sort());
+    const files = await agent.instanceLogs.list(name);
+    return sync(c, files.map((f) => `/1.0/instances/${name}/logs/${f}`));
   };
 
   const getLog: Handler = async (c) => {
-    const name = c.req.param("name")!;
-    instances.get(name);
-    const file = logFile(c.req.param("file")!);
-    try {
-      const data = await Deno.readFile(`${agent.paths.instanceLogs(name)}/${file}`);
-      return c.body(data, 200, { "Content-Type": "application/octet-stream" });
-    } catch {
-      throw new NotFound(`Log file "${file}" not found`);
-    }
+    const log = await agent.instanceLogs.read(c.req.param("name")!, c.req.param("file")!);
+    return c.body(log.body, 200, {
+      "Content-Type": "application/octet-stream",
+      "Content-Length": String(log.size),
+    });
   };
 
   const deleteLog: Handler = async (c) => {
-    const name = c.req.param("name")!;
-    instances.get(name);
-    const file = logFile(c.req.param("file")!);
-    await Deno.remove(`${agent.paths.instanceLogs(name)}/${file}`).catch(() => {
-      throw new NotFound(`Log file "${file}" not found`);
-    });
+    await agent.instanceLogs.delete(c.req.param("name")!, c.req.param("file")!);
     return sync(c, {});
   };
 

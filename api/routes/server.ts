@@ -1,5 +1,4 @@
 /** `GET /`, `GET/PUT/PATCH /1.0`, `GET /1.0/resources`: server info, config and resources. */
-import { arch, availableParallelism, cpus, freemem, hostname, release, totalmem } from "node:os";
 import type { Agent } from "../../agent/agent.ts";
 import { VERSION } from "../../contract/version.ts";
 import { parseBody } from "../body.ts";
@@ -36,24 +35,10 @@ export const API_EXTENSIONS = [
   "container_exec_signal_handling",
 ];
 
-function architectures(): string[] {
-  return arch() === "x64" ? ["x86_64", "i686"] : arch() === "arm64" ? ["aarch64"] : [arch()];
-}
-
-function osRelease(): { name: string; version: string } {
-  try {
-    const text = Deno.readTextFileSync("/etc/os-release");
-    const get = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?`, "m").exec(text)?.[1] ?? "";
-    return { name: get("NAME"), version: get("VERSION_ID") };
-  } catch {
-    return { name: "", version: "" };
-  }
-}
-
 export function serverRoutes(agent: Agent): Route[] {
-  const os = osRelease();
   const info = (): Server => {
-    const drivers = agent.drivers.infos().filter((d) => d.available);
+    const host = agent.host.info();
+    const drivers = host.drivers.filter((d) => d.available);
     return {
       config: agent.serverConfig(),
       api_extensions: API_EXTENSIONS,
@@ -64,30 +49,30 @@ export function serverRoutes(agent: Agent): Route[] {
       auth_methods: ["tls"],
       environment: {
         addresses: [],
-        architectures: architectures(),
+        architectures: host.architectures,
         certificate: "",
         certificate_fingerprint: "",
         driver: drivers.map((d) => d.name).join(" | "),
         driver_version: drivers.map((d) => d.version).join(" | "),
         firewall: "",
         kernel: "Linux",
-        kernel_architecture: architectures()[0],
+        kernel_architecture: host.architectures[0],
         kernel_features: {},
-        kernel_version: release(),
-        os_name: os.name,
-        os_version: os.version,
+        kernel_version: host.kernelVersion,
+        os_name: host.os.name,
+        os_version: host.os.version,
         project: "default",
         server: "outpost",
         server_clustered: false,
         server_event_mode: "full-mesh",
-        server_name: hostname(),
+        server_name: host.hostname,
         server_pid: Deno.pid,
         server_version: VERSION,
         storage: "dir",
         storage_version: "1",
         storage_supported_drivers: [{ Name: "dir", Version: "1", Remote: false }],
         instance_drivers: Object.fromEntries(
-          agent.drivers.infos().map((d) => [d.name, {
+          host.drivers.map((d) => [d.name, {
             version: d.version,
             available: d.available,
             error: d.error,
@@ -98,15 +83,15 @@ export function serverRoutes(agent: Agent): Route[] {
     };
   };
   const resources = (): Resources => {
-    const list = cpus();
+    const host = agent.host.resources();
     return {
       cpu: {
-        architecture: architectures()[0],
-        total: availableParallelism(),
-        sockets: [{ name: list[0]?.model ?? "", cores: list.length }],
+        architecture: host.architecture,
+        total: host.cpu.total,
+        sockets: [{ name: host.cpu.model, cores: host.cpu.cores }],
       },
-      memory: { total: totalmem(), used: totalmem() - freemem() },
-      instance_drivers: agent.drivers.infos(),
+      memory: host.memory,
+      instance_drivers: host.drivers,
     };
   };
 
