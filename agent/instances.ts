@@ -457,12 +457,23 @@ export class InstanceManager {
   }
 
   /** The instance, refused when it is frozen (its commands and guest agent would never answer). */
-  async #notFrozen(name: string): Promise<InstanceRecord> {
-    const inst = this.get(name);
-    if ((await this.status(inst)) === "Frozen") {
-      throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
-    }
-    return inst;
+  /**
+   * The instance, checked under its lock, so the check never interleaves with a start, stop,
+   * rename or delete under way: not frozen, and running when `running` is set. The work that
+   * follows (a transfer, a command) runs outside the lock: a long one never holds up a stop.
+   */
+  async #checked(name: string, running: boolean): Promise<InstanceRecord> {
+    return await this.locks.run(name, async () => {
+      const inst = this.get(name);
+      const status = await this.status(inst);
+      if (status === "Frozen") {
+        throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
+      }
+      if (running && status !== "Running") {
+        throw new InvalidState(`Instance "${name}" is not running`);
+      }
+      return inst;
+    });
   }
 
   #files(inst: InstanceRecord): FileAccess {
@@ -473,7 +484,7 @@ export class InstanceManager {
 
   /** A path's metadata inside the instance (directories list their entries). */
   async fileStat(name: string, path: string): Promise<FileInfo> {
-    const inst = await this.#notFrozen(name);
+    const inst = await this.#checked(name, false);
     return await this.#files(inst).stat(inst, path);
   }
 
@@ -482,41 +493,36 @@ export class InstanceManager {
    * regular file's content, streamed. Devices, FIFOs and sockets are refused.
    */
   async fileGet(name: string, path: string): Promise<FileInfo | FileContent> {
-    const inst = await this.#notFrozen(name);
+    const inst = await this.#checked(name, false);
     const got = await this.#files(inst).get(inst, path);
     this.events.lifecycle("instance-file-retrieved", `/1.0/instances/${name}`, { path });
     return got;
   }
 
   async fileWrite(name: string, path: string, w: FileWrite): Promise<void> {
-    const inst = await this.#notFrozen(name);
+    const inst = await this.#checked(name, false);
     await this.#files(inst).write(inst, path, w);
     this.events.lifecycle("instance-file-pushed", `/1.0/instances/${name}`, { path });
   }
 
   async fileRemove(name: string, path: string): Promise<void> {
-    const inst = await this.#notFrozen(name);
+    const inst = await this.#checked(name, false);
     await this.#files(inst).remove(inst, path);
     this.events.lifecycle("instance-file-deleted", `/1.0/instances/${name}`, { path });
   }
 
-  /** Starts a command in a running instance, with the instance's `environment.*` keys. */
   /**
-   * Checks an exec request (a command, a running instance: one status probe) and returns the
-   * function that starts it, so a refusal comes before any operation exists.
+   * Checks an exec request (a command; a running instance, probed once under its lock) and returns
+   * the function that starts it with the instance's `environment.*` keys, so a refusal comes
+   * before any operation exists.
    */
   async prepareExec(
     name: string,
     req: ExecRequest,
     opts: ExecOptions,
   ): Promise<() => Promise<ExecProcess>> {
-    const inst = this.get(name);
     if (req.command.length === 0) throw new BadRequest("Exec needs a command");
-    const status = await this.status(inst);
-    if (status === "Frozen") {
-      throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
-    }
-    if (status !== "Running") throw new InvalidState(`Instance "${name}" is not running`);
+    const inst = await this.#checked(name, true);
     const driver = this.drivers.get(inst.type);
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(inst.config)) {

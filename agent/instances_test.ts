@@ -521,6 +521,65 @@ Deno.test("file access refuses a frozen instance before the driver", () =>
     assert.deepEqual(core.driver.calls, []);
   }));
 
+/** Whether `p` settles (either way) within `ms`. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let settled = false;
+  p.then(() => settled = true, () => settled = true);
+  await new Promise((r) => setTimeout(r, ms));
+  return settled;
+}
+
+/** Holds c1's lock until the returned function is called, then stops c1 under it. */
+function stopUnderLock(core: Core): { release: () => void; done: Promise<void> } {
+  let release!: () => void;
+  const held = new Promise<void>((r) => release = r);
+  const done = core.instances.locks.run("c1", async () => {
+    await held;
+    await core.driver.stop(core.instances.get("c1"), { force: true, timeout: 0 });
+  });
+  return { release, done };
+}
+
+Deno.test("exec waits for a state change under way and checks the instance after it", () =>
+  withCore(async (core) => {
+    await core.createRunning("c1");
+    const stop = stopUnderLock(core);
+    const exec = core.instances.prepareExec("c1", EXEC, PIPED);
+    assert.equal(await settledWithin(exec, 20), false, "no answer while the lock is held");
+    stop.release();
+    await stop.done;
+    await assert.rejects(exec, /"c1" is not running/);
+    assert.deepEqual(core.driver.called("exec"), []);
+    assert.equal(core.instances.locks.busy("c1"), false);
+  }));
+
+Deno.test("a running command does not hold the instance's lock", () =>
+  withCore(async (core) => {
+    await core.createRunning("c1");
+    const proc = await (await core.instances.prepareExec("c1", EXEC, PIPED))();
+    assert.equal(core.instances.locks.busy("c1"), false);
+    await proc.status;
+  }));
+
+Deno.test("file access waits for a state change under way and checks the instance after it", () =>
+  withCore(async (core) => {
+    await core.createRunning("c1");
+    await change(core, "c1", "freeze");
+    core.reset();
+    let release!: () => void;
+    const held = new Promise<void>((r) => release = r);
+    const unfreeze = core.instances.locks.run("c1", async () => {
+      await held;
+      await core.driver.unfreeze(core.instances.get("c1"));
+    });
+    const stat = core.instances.fileStat("c1", "/etc/hostname");
+    assert.equal(await settledWithin(stat, 20), false, "no answer while the lock is held");
+    release();
+    await unfreeze;
+    await stat; // thawed by then: no longer refused as frozen
+    assert.equal(core.driver.called("files.stat").length, 1);
+  }));
+
 // --- reconcile at start-up ---
 
 Deno.test("reconcile starts a stopped instance with boot.autostart=true", () =>
