@@ -1,7 +1,7 @@
 /** End to end through the HTTP API on the unix socket: operations, events, exec, images. */
 import assert from "node:assert/strict";
 import { openEvents } from "../contract/ws_client.ts";
-import { busyboxTarball, TestDaemon, uniqueName } from "./helpers.ts";
+import { busyboxTarball, eventually, sharedDaemon, TestDaemon, uniqueName } from "./helpers.ts";
 
 interface Op {
   id: string;
@@ -37,21 +37,65 @@ async function listen(
   };
 }
 
-Deno.test("the API runs long verbs as operations and streams their events", async () => {
-  const d = await TestDaemon.start();
-  try {
-    await d.importBusybox("bb");
-    const name = uniqueName("api");
-    const feed = await listen(d, "operation,lifecycle");
+/** The daemon the instance tests share, with the busybox image as "bb". */
+const instances = sharedDaemon((d) => d.importBusybox("bb"));
+/** The instance they share, and the config it is made with. */
+const NAME = uniqueName("api");
+const CONFIG = ["-c", "environment.GREETING=hello"];
 
-    // Create: 202 + Location + an operation in the envelope.
-    const res = await d.api.fetch("POST", "/1.0/instances", {
-      body: {
-        name,
-        source: { type: "image", alias: "bb" },
-        config: { "environment.GREETING": "hello" },
-      },
-    });
+/** The shared daemon, with the shared instance running (launched or started if need be). */
+async function running(): Promise<TestDaemon> {
+  const d = await instances();
+  await d.ensureRunning(NAME, "bb", ...CONFIG);
+  return d;
+}
+
+/** Creates an instance of the shared daemon's image; returns the raw answer. */
+function create(d: TestDaemon, name: string): Promise<Response> {
+  return d.api.fetch("POST", "/1.0/instances", {
+    body: { name, source: { type: "image", alias: "bb" } },
+  });
+}
+
+/** Deletes an instance a test made, whatever state the test left it in. */
+async function remove(d: TestDaemon, name: string): Promise<void> {
+  if (await d.status(name) === undefined) return;
+  await d.api.run("PUT", `/1.0/instances/${name}/state`, { body: { action: "stop", force: true } })
+    .catch(() => {/* not running */});
+  await d.api.run("DELETE", `/1.0/instances/${name}`);
+}
+
+/** Runs a state change (start, stop...) and returns its answer, after its operation ends. */
+async function changeState(d: TestDaemon, name: string, body: Record<string, unknown>) {
+  const answer = await d.api.request<Op>("PUT", `/1.0/instances/${name}/state`, { body });
+  await d.api.wait(answer.metadata.id);
+  return answer;
+}
+
+/** Runs `command` in `name` through the exec API with record-output; returns code and output. */
+async function recordedExec(
+  d: TestDaemon,
+  name: string,
+  command: string[],
+  environment: Record<string, string> = {},
+): Promise<{ code: unknown; stdout: string; stderr: string }> {
+  const exec = await d.api.request<Op>("POST", `/1.0/instances/${name}/exec`, {
+    body: { command, environment, "record-output": true, "wait-for-websocket": false },
+  });
+  const done = await d.api.wait(exec.metadata.id);
+  const output = done.metadata?.output as Record<string, string>;
+  return {
+    code: done.metadata?.return,
+    stdout: await (await d.api.fetch("GET", output["1"])).text(),
+    stderr: await (await d.api.fetch("GET", output["2"])).text(),
+  };
+}
+
+Deno.test("creating an instance answers 202 with its operation, also named in Location", async () => {
+  const d = await instances();
+  const name = uniqueName("api");
+  try {
+    const res = await create(d, name);
     assert.equal(res.status, 202);
     const created = await res.json();
     assert.equal(created.type, "async");
@@ -62,69 +106,121 @@ Deno.test("the API runs long verbs as operations and streams their events", asyn
       (await d.api.request<Op>("GET", `/1.0/operations/${created.metadata.id}/wait?timeout=30`))
         .metadata;
     assert.equal(op.status_code, 200, op.err);
+  } finally {
+    await remove(d, name);
+  }
+});
 
-    // Start through PUT state, then read the state.
-    const start = await d.api.request<Op>("PUT", `/1.0/instances/${name}/state`, {
-      body: { action: "start" },
-    });
-    assert.equal(start.type, "async");
-    await d.api.wait(start.metadata.id);
-    const state = await d.api.get<
-      {
-        status: string;
-        status_code: number;
-        pid: number;
-        processes: number;
-        memory: { usage: number };
-        cpu: { usage: number };
-        network: Record<string, unknown>;
-      }
-    >(
-      `/1.0/instances/${name}/state`,
+Deno.test("an operation's events report it running (103), then done (200)", async () => {
+  const d = await instances();
+  const name = uniqueName("api");
+  const feed = await listen(d, "operation");
+  try {
+    const created = await (await create(d, name)).json();
+    await d.api.wait(created.metadata.id);
+    await eventually(
+      () =>
+        feed.events.some((e) =>
+          e.metadata.id === created.metadata.id && e.metadata.status_code === 200
+        ),
+      5_000,
+      "the operation's last event",
     );
-    assert.equal(state.status, "Running");
-    assert.equal(state.status_code, 103);
-    assert.equal(state.pid, (await d.lxcState(name)).pid);
-    assert.ok(state.processes >= 1);
-    assert.ok(state.memory.usage > 0);
-    assert.ok(state.cpu.usage > 0);
-    assert.ok("lo" in state.network);
-
-    // Exec with record-output: the exit code in metadata.return, output in log files.
-    const exec = await d.api.request<Op>("POST", `/1.0/instances/${name}/exec`, {
-      body: {
-        command: ["sh", "-c", 'echo "$GREETING $EXTRA"; pwd; echo oops >&2; exit 7'],
-        environment: { EXTRA: "world" },
-        "record-output": true,
-        "wait-for-websocket": false,
-      },
-    });
-    const done = await d.api.wait(exec.metadata.id);
-    assert.equal(done.metadata?.return, 7);
-    const output = done.metadata?.output as Record<string, string>;
-    assert.equal(await (await d.api.fetch("GET", output["1"])).text(), "hello world\n/root\n");
-    assert.equal(await (await d.api.fetch("GET", output["2"])).text(), "oops\n");
-
-    // The instance at recursion=1 carries state; the list at recursion=2 too.
-    const full = await d.api.get<{ state: { pid: number }; status: string }>(
-      `/1.0/instances/${name}?recursion=1`,
-    );
-    assert.equal(full.status, "Running");
-    assert.ok(full.state.pid > 0);
-    const urls = await d.api.get<string[]>("/1.0/instances");
-    assert.deepEqual(urls, [`/1.0/instances/${name}`]);
-
-    // Stop, delete.
-    const stop = await d.api.request<Op>("PUT", `/1.0/instances/${name}/state`, {
-      body: { action: "stop", force: true },
-    });
-    await d.api.wait(stop.metadata.id);
-    const del = await d.api.request<Op>("DELETE", `/1.0/instances/${name}`);
-    await d.api.wait(del.metadata.id);
-    await new Promise((r) => setTimeout(r, 200));
+    const events = feed.events.filter((e) => e.metadata.id === created.metadata.id);
+    assert.deepEqual(events.map((e) => e.metadata.status_code), [103, 200]);
+  } finally {
     await feed.close();
+    await remove(d, name);
+  }
+});
 
-    const actions = feed.events.filter((e) => e.type === "lifecycle").map((e) => e.metadata.action);
+Deno.test("PUT state with action start starts a stopped instance as an operation", async () => {
+  const d = await instances();
+  await d.ensureStopped(NAME, "bb", ...CONFIG);
+  const start = await changeState(d, NAME, { action: "start" });
+  assert.equal(start.type, "async");
+  assert.equal((await d.lxcState(NAME)).state, "RUNNING");
+});
+
+Deno.test("GET state of a running instance reports its pid, processes, memory, CPU and network", async () => {
+  const d = await running();
+  const state = await d.api.get<
+    {
+      status: string;
+      status_code: number;
+      pid: number;
+      processes: number;
+      memory: { usage: number };
+      cpu: { usage: number };
+      network: Record<string, unknown>;
+    }
+  >(`/1.0/instances/${NAME}/state`);
+  assert.equal(state.status, "Running");
+  assert.equal(state.status_code, 103);
+  assert.equal(state.pid, (await d.lxcState(NAME)).pid);
+  assert.ok(state.processes >= 1);
+  assert.ok(state.memory.usage > 0);
+  assert.ok(state.cpu.usage > 0);
+  assert.ok("lo" in state.network);
+});
+
+Deno.test("exec with record-output gives the exit code in metadata.return and the output as log files", async () => {
+  const d = await running();
+  const r = await recordedExec(d, NAME, ["sh", "-c", "echo out; echo oops >&2; exit 7"]);
+  assert.deepEqual(r, { code: 7, stdout: "out\n", stderr: "oops\n" });
+});
+
+Deno.test("exec runs in /root with the instance's environment.* keys and the request's environment", async () => {
+  const d = await running();
+  const r = await recordedExec(d, NAME, ["sh", "-c", 'echo "$GREETING $EXTRA"; pwd'], {
+    EXTRA: "world",
+  });
+  assert.equal(r.stdout, "hello world\n/root\n");
+});
+
+Deno.test("an instance at recursion=1 carries its state", async () => {
+  const d = await running();
+  const full = await d.api.get<{ state: { pid: number }; status: string }>(
+    `/1.0/instances/${NAME}?recursion=1`,
+  );
+  assert.equal(full.status, "Running");
+  assert.ok(full.state.pid > 0);
+});
+
+Deno.test("the instance list at recursion=0 is the instances' URLs", async () => {
+  const d = await running();
+  assert.deepEqual(await d.api.get<string[]>("/1.0/instances"), [`/1.0/instances/${NAME}`]);
+});
+
+Deno.test("PUT state with action stop and force stops a running instance as an operation", async () => {
+  const d = await running();
+  const stop = await changeState(d, NAME, { action: "stop", force: true });
+  assert.equal(stop.type, "async");
+  assert.equal((await d.lxcState(NAME)).state, "STOPPED");
+});
+
+Deno.test("DELETE of a stopped instance removes it as an operation", async () => {
+  const d = await instances();
+  await d.ensureStopped(NAME, "bb", ...CONFIG);
+  const del = await d.api.request<Op>("DELETE", `/1.0/instances/${NAME}`);
+  assert.equal(del.type, "async");
+  await d.api.wait(del.metadata.id);
+  assert.equal(await d.status(NAME), undefined);
+  assert.equal((await d.lxcState(NAME)).state, "");
+});
+
+Deno.test("create, start, exec, stop and delete each send their lifecycle event", async () => {
+  const d = await instances();
+  const name = uniqueName("api");
+  const feed = await listen(d, "lifecycle");
+  try {
+    await d.api.wait((await (await create(d, name)).json()).metadata.id);
+    await changeState(d, name, { action: "start" });
+    await recordedExec(d, name, ["true"]);
+    await changeState(d, name, { action: "stop", force: true });
+    await d.api.run("DELETE", `/1.0/instances/${name}`);
+    const actions = () => feed.events.map((e) => e.metadata.action);
+    await eventually(() => actions().includes("instance-deleted"), 5_000, "instance-deleted");
     for (
       const a of [
         "instance-created",
@@ -134,14 +230,11 @@ Deno.test("the API runs long verbs as operations and streams their events", asyn
         "instance-deleted",
       ]
     ) {
-      assert.ok(actions.includes(a), `lifecycle ${a} in ${actions}`);
+      assert.ok(actions().includes(a), `lifecycle ${a} in ${actions()}`);
     }
-    const createEvents = feed.events.filter((e) =>
-      e.type === "operation" && e.metadata.id === created.metadata.id
-    );
-    assert.deepEqual(createEvents.map((e) => e.metadata.status_code), [103, 200]);
   } finally {
-    await d.cleanup();
+    await feed.close();
+    await remove(d, name);
   }
 });
 
@@ -223,56 +316,105 @@ Deno.test("the API answers bad requests with Incus error envelopes", async () =>
   }
 });
 
-Deno.test("images: import, alias, list, delete through the API and the CLI", async () => {
-  const d = await TestDaemon.start();
-  try {
-    await d.importBusybox("first");
-    const [image] = await d.api.get<
-      {
-        fingerprint: string;
-        aliases: { name: string }[];
-        size: number;
-        properties: Record<string, string>;
-      }[]
-    >(
-      "/1.0/images?recursion=1",
-    );
-    assert.match(image.fingerprint, /^[0-9a-f]{64}$/);
-    assert.deepEqual(image.aliases.map((a) => a.name), ["first"]);
-    assert.equal(image.properties.os, "busybox");
-    // The fingerprint is the sha256 of the file.
-    const { busyboxTarball } = await import("./helpers.ts");
-    const bytes = await Deno.readFile(await busyboxTarball());
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-    assert.equal(
-      image.fingerprint,
-      Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""),
-    );
-    assert.equal(image.size, bytes.length);
+interface Image {
+  fingerprint: string;
+  aliases: { name: string }[];
+  size: number;
+  properties: Record<string, string>;
+}
 
-    // Importing the same file again is a conflict; a file that is not an image is refused.
-    const again = await d.cli("image", "import", await busyboxTarball());
-    assert.equal(again.code, 1);
-    assert.match(again.stderr, /already exists/);
-    const junk = await Deno.makeTempFile();
+/** The daemon the image tests share. */
+const images = sharedDaemon();
+
+/** The daemon's image (the tests keep one at the most). */
+async function theImage(d: TestDaemon): Promise<Image | undefined> {
+  return (await d.api.get<Image[]>("/1.0/images?recursion=1"))[0];
+}
+
+/** Gives `name` to the daemon's image through the API. */
+async function addAlias(d: TestDaemon, name: string): Promise<void> {
+  const image = await theImage(d);
+  await d.api.request("POST", "/1.0/images/aliases", {
+    body: { name, target: image?.fingerprint },
+  });
+}
+
+/**
+ * The image daemon as every image test starts: the busybox image, with the alias "first" and no
+ * other (imported again, or its aliases put back, if an earlier test changed them).
+ */
+async function withImage(): Promise<TestDaemon> {
+  const d = await images();
+  const image = await theImage(d);
+  if (!image) {
+    await d.importBusybox("first");
+    return d;
+  }
+  for (const { name } of image.aliases) {
+    if (name !== "first") await d.api.request("DELETE", `/1.0/images/aliases/${name}`);
+  }
+  if (!image.aliases.some((a) => a.name === "first")) await addAlias(d, "first");
+  return d;
+}
+
+Deno.test("an imported image is listed with its alias and its properties", async () => {
+  const image = await theImage(await withImage());
+  assert.deepEqual(image?.aliases.map((a) => a.name), ["first"]);
+  assert.equal(image?.properties.os, "busybox");
+});
+
+Deno.test("an image's fingerprint is the sha256 of its file, and its size the file's size", async () => {
+  const image = await theImage(await withImage());
+  assert.match(image?.fingerprint ?? "", /^[0-9a-f]{64}$/);
+  const bytes = await Deno.readFile(await busyboxTarball());
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  assert.equal(
+    image?.fingerprint,
+    Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""),
+  );
+  assert.equal(image?.size, bytes.length);
+});
+
+Deno.test("importing an image file a second time is refused: it already exists", async () => {
+  const d = await withImage();
+  const again = await d.cli("image", "import", await busyboxTarball());
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already exists/);
+});
+
+Deno.test("importing a file that is not an image is refused as an invalid image", async () => {
+  const d = await withImage();
+  const junk = await Deno.makeTempFile();
+  try {
     await Deno.writeTextFile(junk, "not an image");
     const r = await d.cli("image", "import", junk);
-    await Deno.remove(junk);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /Invalid image/);
-
-    await d.ok("image", "alias", "create", "second", image.fingerprint.slice(0, 12));
-    assert.match(await d.ok("image", "list"), /first\s*\|[\s\S]*second|second[\s\S]*first/);
-    await d.ok("image", "alias", "delete", "first");
-    const aliases = await d.api.get<string[]>("/1.0/images/aliases");
-    assert.deepEqual(aliases, ["/1.0/images/aliases/second"]);
-
-    await d.ok("image", "delete", "second");
-    assert.deepEqual(await d.api.get("/1.0/images"), []);
-    assert.deepEqual(await d.api.get("/1.0/images/aliases"), []);
   } finally {
-    await d.cleanup();
+    await Deno.remove(junk);
   }
+});
+
+Deno.test("image alias create names an image by a fingerprint prefix, and image list shows every alias", async () => {
+  const d = await withImage();
+  const prefix = (await theImage(d))?.fingerprint.slice(0, 12) ?? "";
+  await d.ok("image", "alias", "create", "second", prefix);
+  assert.match(await d.ok("image", "list"), /first\s*\|[\s\S]*second|second[\s\S]*first/);
+});
+
+Deno.test("image alias delete removes that alias and keeps the image's others", async () => {
+  const d = await withImage();
+  await addAlias(d, "second");
+  await d.ok("image", "alias", "delete", "first");
+  assert.deepEqual(await d.api.get("/1.0/images/aliases"), ["/1.0/images/aliases/second"]);
+});
+
+Deno.test("image delete by an alias removes the image and all its aliases", async () => {
+  const d = await withImage();
+  await addAlias(d, "second");
+  await d.ok("image", "delete", "second");
+  assert.deepEqual(await d.api.get("/1.0/images"), []);
+  assert.deepEqual(await d.api.get("/1.0/images/aliases"), []);
 });
 
 Deno.test("five concurrent uploads of one new image: one imports it, the others get 409", async () => {

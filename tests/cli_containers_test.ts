@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { readCgroupFile } from "../drivers/lxc/cgroups.ts";
 import { Runner } from "../drivers/runner.ts";
-import { eventually, TestDaemon, uniqueName } from "./helpers.ts";
+import { eventually, sharedDaemon, TestDaemon, uniqueName } from "./helpers.ts";
 
 interface ListedInstance {
   name: string;
@@ -19,84 +19,107 @@ async function listed(d: TestDaemon): Promise<ListedInstance[]> {
   return JSON.parse(await d.ok("list", "--format", "json"));
 }
 
-Deno.test("a container's whole life through the CLI: launch, exec, list, limits, stop, delete", async () => {
-  const d = await TestDaemon.start();
+/** The daemon the container-life tests share, with the busybox image. */
+const daemon = sharedDaemon((d) => d.importBusybox());
+/** The container they share, and the limits it is launched with. */
+const NAME = uniqueName("c");
+const LIMITS = ["-c", "limits.memory=64MiB", "-c", "limits.processes=50", "-c", "limits.cpu=1"];
+
+/** The shared daemon, with the shared container running (launched or started if need be). */
+async function running(): Promise<TestDaemon> {
+  const d = await daemon();
+  await d.ensureRunning(NAME, "busybox", ...LIMITS);
+  return d;
+}
+
+/** The host uid a process runs as. */
+async function hostUid(pid: number): Promise<number> {
+  return Number((await Deno.readTextFile(`/proc/${pid}/status`)).match(/^Uid:\s+(\d+)/m)![1]);
+}
+
+Deno.test("exec passes the command's stdout and stderr through apart, even when it fails", async () => {
+  const d = await running();
+  assert.equal((await d.cli("exec", NAME, "--", "echo", "hi")).stdout, "hi\n");
+  const failed = await d.cli("exec", NAME, "--", "sh", "-c", "echo out; echo err >&2; exit 3");
+  assert.equal(failed.stdout, "out\n");
+  assert.match(failed.stderr, /err/);
+});
+
+Deno.test("exec exits with the command's exit code", async () => {
+  const d = await running();
+  assert.equal((await d.cli("exec", NAME, "--", "true")).code, 0);
+  assert.equal((await d.cli("exec", NAME, "--", "sh", "-c", "exit 3")).code, 3);
+});
+
+Deno.test("list --format json shows a running container as Running with the pid LXC reports", async () => {
+  const d = await running();
+  const inst = (await listed(d)).find((i) => i.name === NAME);
+  const lxc = await d.lxcState(NAME);
+  assert.equal(inst?.status, "Running");
+  assert.equal(lxc.state, "RUNNING");
+  assert.equal(inst?.state.pid, lxc.pid);
+});
+
+Deno.test("the limits a container is launched with are in its cgroups", async () => {
+  const d = await running();
+  const { pid } = await d.lxcState(NAME);
+  assert.equal(await memoryLimit(pid), String(64 * 2 ** 20));
+  assert.equal(await readCgroupFile(runner, pid, "pids", "pids.max"), "50");
+  assert.equal(
+    await readCgroupFile(runner, pid, "cpuset", "cpuset.cpus", "cpuset.cpus.effective"),
+    "0",
+  );
+});
+
+Deno.test("config set limits.memory on a running container reaches its cgroup at once", async () => {
+  const d = await running();
+  const { pid } = await d.lxcState(NAME);
   try {
-    await d.importBusybox();
-    const name = uniqueName("c");
-    await d.ok(
-      "launch",
-      "busybox",
-      name,
-      "-c",
-      "limits.memory=64MiB",
-      "-c",
-      "limits.processes=50",
-      "-c",
-      "limits.cpu=1",
-    );
-
-    // exec: output and exit code propagate.
-    const hi = await d.cli("exec", name, "--", "echo", "hi");
-    assert.equal(hi.code, 0);
-    assert.equal(hi.stdout, "hi\n");
-    const three = await d.cli("exec", name, "--", "sh", "-c", "echo out; echo err >&2; exit 3");
-    assert.equal(three.code, 3);
-    assert.equal(three.stdout, "out\n");
-    assert.match(three.stderr, /err/);
-
-    // list --format json: Running with the pid LXC reports.
-    const [inst] = (await listed(d)).filter((i) => i.name === name);
-    assert.equal(inst.status, "Running");
-    const lxc = await d.lxcState(name);
-    assert.equal(lxc.state, "RUNNING");
-    assert.equal(inst.state.pid, lxc.pid);
-
-    // Limits are visible in the container's cgroups.
-    assert.equal(
-      await memoryLimit(lxc.pid),
-      String(64 * 2 ** 20),
-    );
-    assert.equal(await readCgroupFile(runner, lxc.pid, "pids", "pids.max"), "50");
-    assert.equal(
-      await readCgroupFile(runner, lxc.pid, "cpuset", "cpuset.cpus", "cpuset.cpus.effective"),
-      "0",
-    );
-
-    // A live limit change reaches the cgroup at once.
-    await d.ok("config", "set", name, "limits.memory=96MiB");
-    assert.equal(await memoryLimit(lxc.pid), String(96 * 2 ** 20));
-    assert.equal((await d.ok("config", "get", name, "limits.memory")).trim(), "96MiB");
-
-    // Unprivileged by default: root in the container is not root on the host.
-    const uid = Number(
-      (await Deno.readTextFile(`/proc/${lxc.pid}/status`)).match(/^Uid:\s+(\d+)/m)![1],
-    );
-    assert.notEqual(uid, 0);
-    assert.equal((await d.ok("exec", name, "--", "id", "-u")).trim(), "0");
-
-    // Pause and resume.
-    await d.ok("pause", name);
-    assert.equal((await d.lxcState(name)).state, "FROZEN");
-    await d.ok("resume", name);
-    assert.equal((await d.lxcState(name)).state, "RUNNING");
-
-    // Restart gives a new init.
-    await d.ok("restart", name, "--timeout", "10");
-    const after = await d.lxcState(name);
-    assert.equal(after.state, "RUNNING");
-    assert.notEqual(after.pid, lxc.pid);
-
-    await d.ok("stop", name, "--timeout", "10");
-    assert.equal((await d.lxcState(name)).state, "STOPPED");
-    assert.equal((await listed(d)).find((i) => i.name === name)?.status, "Stopped");
-
-    await d.ok("delete", name);
-    assert.equal((await listed(d)).some((i) => i.name === name), false);
-    assert.equal((await d.lxcState(name)).state, "");
+    await d.ok("config", "set", NAME, "limits.memory=96MiB");
+    assert.equal(await memoryLimit(pid), String(96 * 2 ** 20));
+    assert.equal((await d.ok("config", "get", NAME, "limits.memory")).trim(), "96MiB");
   } finally {
-    await d.cleanup();
+    // Back to the launch limit, which the other tests expect.
+    await d.cli("config", "set", NAME, "limits.memory=64MiB");
   }
+});
+
+Deno.test("a container is unprivileged by default: its root is not root on the host", async () => {
+  const d = await running();
+  assert.notEqual(await hostUid((await d.lxcState(NAME)).pid), 0);
+  assert.equal((await d.ok("exec", NAME, "--", "id", "-u")).trim(), "0");
+});
+
+Deno.test("pause freezes a running container and resume thaws it", async () => {
+  const d = await running();
+  await d.ok("pause", NAME);
+  assert.equal((await d.lxcState(NAME)).state, "FROZEN");
+  await d.ok("resume", NAME);
+  assert.equal((await d.lxcState(NAME)).state, "RUNNING");
+});
+
+Deno.test("restart runs the container again under a new init", async () => {
+  const d = await running();
+  const before = await d.lxcState(NAME);
+  await d.ok("restart", NAME, "--timeout", "10");
+  const after = await d.lxcState(NAME);
+  assert.equal(after.state, "RUNNING");
+  assert.notEqual(after.pid, before.pid);
+});
+
+Deno.test("stop stops a running container, in LXC and in the list", async () => {
+  const d = await running();
+  await d.ok("stop", NAME, "--timeout", "10");
+  assert.equal((await d.lxcState(NAME)).state, "STOPPED");
+  assert.equal((await listed(d)).find((i) => i.name === NAME)?.status, "Stopped");
+});
+
+Deno.test("delete removes a stopped container from the list and from LXC", async () => {
+  const d = await daemon();
+  await d.ensureStopped(NAME, "busybox", ...LIMITS);
+  await d.ok("delete", NAME);
+  assert.equal((await listed(d)).some((i) => i.name === NAME), false);
+  assert.equal((await d.lxcState(NAME)).state, "");
 });
 
 Deno.test("bad input gets a one-line error, exit code 1, and changes nothing", async () => {
@@ -199,20 +222,12 @@ Deno.test("security.privileged=true runs the container as host root", async () =
     await d.importBusybox();
     const name = uniqueName("p");
     await d.ok("launch", "busybox", name, "-c", "security.privileged=true");
-    const pid = (await d.lxcState(name)).pid;
-    const uid = Number(
-      (await Deno.readTextFile(`/proc/${pid}/status`)).match(/^Uid:\s+(\d+)/m)![1],
-    );
-    assert.equal(uid, 0);
+    assert.equal(await hostUid((await d.lxcState(name)).pid), 0);
     // Switching back to unprivileged (while stopped) shifts the rootfs and works.
     await d.ok("stop", name, "--force");
     await d.ok("config", "unset", name, "security.privileged");
     await d.ok("start", name);
-    const pid2 = (await d.lxcState(name)).pid;
-    const uid2 = Number(
-      (await Deno.readTextFile(`/proc/${pid2}/status`)).match(/^Uid:\s+(\d+)/m)![1],
-    );
-    assert.notEqual(uid2, 0);
+    assert.notEqual(await hostUid((await d.lxcState(name)).pid), 0);
     assert.equal(
       (await d.ok("exec", name, "--", "sh", "-c", "touch /root/x && ls -n /root/x")).split(
         /\s+/,

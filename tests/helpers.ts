@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { ApiClient } from "../contract/client.ts";
+import { ApiClient, ApiError } from "../contract/client.ts";
 import { runtimeFlags } from "../scripts/permissions.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -178,6 +178,46 @@ export class TestDaemon {
     await this.ok("image", "import", await vmTarball(), "--alias", alias);
   }
 
+  /** An instance's status as the API reports it ("Running", "Stopped", ...); undefined if none. */
+  async status(name: string): Promise<string | undefined> {
+    try {
+      return (await this.api.get<{ status: string }>(`/1.0/instances/${name}`)).status;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Makes sure the instance runs, whatever earlier tests left it in: `outpost launch IMAGE NAME
+   * ...options` if it is missing, started if it is stopped, resumed if it is frozen. Returns
+   * whether it had to boot it.
+   */
+  async ensureRunning(name: string, image: string, ...options: string[]): Promise<boolean> {
+    const status = await this.status(name);
+    if (status === "Running") return false;
+    if (status === "Frozen") {
+      await this.ok("resume", name);
+      return false;
+    }
+    await this.ok(
+      ...(status === undefined ? ["launch", image, name, ...options] : ["start", name]),
+    );
+    return true;
+  }
+
+  /**
+   * Makes sure the instance exists and is stopped: `outpost init IMAGE NAME ...options` if it is
+   * missing, stopped (forced) if it is not.
+   */
+  async ensureStopped(name: string, image: string, ...options: string[]): Promise<void> {
+    const status = await this.status(name);
+    if (status === "Stopped") return;
+    await this.ok(
+      ...(status === undefined ? ["init", image, name, ...options] : ["stop", name, "--force"]),
+    );
+  }
+
   /** The state of a container as LXC itself reports it (not through outpost). */
   async lxcState(name: string): Promise<{ state: string; pid: number }> {
     const out = await new Deno.Command("lxc-info", {
@@ -217,6 +257,31 @@ export class TestDaemon {
     }
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * A daemon shared by the tests of one file, for tests that would each spend longer starting a
+ * daemon than proving their behaviour. The first test that calls the returned function starts it
+ * and runs `prepare` on it (import an image, set a key); it is cleaned up after the file's last
+ * test, pass or fail. Call it at the top of the test file.
+ */
+export function sharedDaemon(
+  prepare: (d: TestDaemon) => Promise<void> = async () => {},
+): () => Promise<TestDaemon> {
+  let daemon: Promise<TestDaemon> | undefined;
+  Deno.test.afterAll(async () => {
+    await (await daemon?.catch(() => undefined))?.cleanup();
+  });
+  return () =>
+    daemon ??= TestDaemon.start().then(async (d) => {
+      try {
+        await prepare(d);
+        return d;
+      } catch (err) {
+        await d.cleanup();
+        throw err;
+      }
+    });
 }
 
 /** Waits until `check` returns true, or fails after `ms`. */

@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { ApiError } from "../contract/client.ts";
-import { TestDaemon, uniqueName } from "./helpers.ts";
+import { sharedDaemon, type TestDaemon, uniqueName } from "./helpers.ts";
 
 interface Snapshot {
   name: string;
@@ -19,15 +19,18 @@ interface Snapshot {
   profiles: string[];
 }
 
+/** The daemon the tests share, with the busybox image. */
+const daemon = sharedDaemon((d) => d.importBusybox());
+
+/** Runs `fn` with a container of its own, launched on the shared daemon and deleted afterwards. */
 async function withContainer(fn: (d: TestDaemon, name: string) => Promise<void>): Promise<void> {
-  const d = await TestDaemon.start();
+  const d = await daemon();
+  const name = uniqueName("s");
+  await d.ok("launch", "busybox", name);
   try {
-    await d.importBusybox();
-    const name = uniqueName("s");
-    await d.ok("launch", "busybox", name);
     await fn(d, name);
   } finally {
-    await d.cleanup();
+    await d.cli("delete", "--force", name);
   }
 }
 
@@ -90,69 +93,150 @@ Deno.test("restoring a running container brings its files back and it runs again
     assert.match(bad.stderr, /Snapshot "nope" of instance ".*" not found/);
   }));
 
-Deno.test("snapshots through the CLI and API: auto names, list, show, rename, delete", () =>
-  withContainer(async (d, name) => {
-    await d.ok("snapshot", "create", name);
-    await d.ok("snapshot", "create", name, "s1", "--expires-at", "2099-01-01T00:00:00Z");
-    // The container was paused for each copy and is running again.
-    assert.equal((await d.lxcState(name)).state, "RUNNING");
+/** The container the single-verb tests share. */
+const NAME = uniqueName("s");
+const BASE = `/1.0/instances/${NAME}/snapshots`;
 
-    const snaps = await listed(d, name);
-    assert.deepEqual(snaps.map((s) => s.name), ["snap0", "s1"]);
-    assert.equal(snaps[0].stateful, false);
-    assert.equal(snaps[0].size, -1);
-    assert.equal(snaps[0].expires_at, "0001-01-01T00:00:00Z");
-    assert.equal(snaps[1].expires_at, "2099-01-01T00:00:00.000Z");
-    assert.ok(snaps[0].config["volatile.base_image"], "the snapshot carries the instance config");
-    const table = await d.ok("snapshot", "list", name);
-    assert.match(table, /\|\s+NAME\s+\|\s+TAKEN AT\s+\|\s+EXPIRES AT\s+\|\s+STATEFUL\s+\|/);
-    assert.match(table, /\| snap0 +\| \d{4}\/\d\d\/\d\d \d\d:\d\d UTC \|\s+\| NO +\|/);
-    assert.match(table, /\| s1 +\| .* \| 2099\/01\/01 00:00 UTC \| NO +\|/);
-    assert.match(await d.ok("snapshot", "show", name, "s1"), /^name: s1$/m);
+/** The shared daemon, with the shared container running and without snapshots. */
+async function fresh(): Promise<TestDaemon> {
+  const d = await daemon();
+  await d.ensureRunning(NAME, "busybox");
+  for (const s of await snapshots(d)) {
+    await d.api.run("DELETE", `${BASE}/${encodeURIComponent(s.name)}`);
+  }
+  return d;
+}
 
-    // The API: URLs at recursion 0, objects at 1, one object by name.
-    assert.deepEqual(await d.api.get(`/1.0/instances/${name}/snapshots`), [
-      `/1.0/instances/${name}/snapshots/snap0`,
-      `/1.0/instances/${name}/snapshots/s1`,
-    ]);
-    const full = await d.api.get<Snapshot[]>(`/1.0/instances/${name}/snapshots?recursion=1`);
-    assert.deepEqual(full, snaps);
-    assert.deepEqual(await d.api.get(`/1.0/instances/${name}/snapshots/s1`), snaps[1]);
+/** The shared container's snapshots as the API lists them. */
+async function snapshots(d: TestDaemon): Promise<Snapshot[]> {
+  return await d.api.get<Snapshot[]>(`${BASE}?recursion=1`);
+}
 
-    // Storage: a full copy of the rootfs per snapshot.
-    assert.ok(existsSync(join(snapDir(d, name, "snap0"), "rootfs", "bin", "busybox")));
+/** Takes a snapshot of the shared container through the API (quicker than the CLI). */
+async function take(d: TestDaemon, name: string, expiresAt?: string): Promise<void> {
+  await d.api.run("POST", BASE, { body: { name, expires_at: expiresAt ?? null } });
+}
 
-    await d.ok("snapshot", "rename", name, "snap0", "before upgrade");
-    const renamed = await call(d, "POST", `/1.0/instances/${name}/snapshots/s1`, {
-      name: "second",
-    });
-    assert.equal(renamed.status, 202);
-    await d.api.wait(renamed.body.metadata.id);
-    assert.deepEqual((await listed(d, name)).map((s) => s.name), ["before upgrade", "second"]);
-    assert.equal(existsSync(snapDir(d, name, "snap0")), false);
-    assert.ok(existsSync(join(snapDir(d, name, "before upgrade"), "rootfs")));
+Deno.test("a snapshot taken without a name is called snap0 when the instance has none", async () => {
+  const d = await fresh();
+  await d.ok("snapshot", "create", NAME);
+  assert.deepEqual((await listed(d, NAME)).map((s) => s.name), ["snap0"]);
+});
 
-    // PATCH changes the expiry and description in place.
-    const patched = await call(d, "PATCH", `/1.0/instances/${name}/snapshots/second`, {
-      expires_at: null,
-      description: "keep me",
-    });
-    assert.equal(patched.status, 200);
-    const second = await d.api.get<Snapshot & { description: string }>(
-      `/1.0/instances/${name}/snapshots/second`,
-    );
-    assert.equal(second.description, "keep me");
-    assert.equal(second.expires_at, "0001-01-01T00:00:00Z");
+Deno.test("taking a snapshot of a running container leaves it running", async () => {
+  const d = await fresh();
+  await d.ok("snapshot", "create", NAME, "s0");
+  assert.equal((await d.lxcState(NAME)).state, "RUNNING");
+});
 
-    await d.ok("snapshot", "delete", name, "before upgrade");
-    const deleted = await call(d, "DELETE", `/1.0/instances/${name}/snapshots/second`);
-    assert.equal(deleted.status, 202);
-    await d.api.wait(deleted.body.metadata.id);
-    assert.deepEqual(await listed(d, name), []);
-    assert.equal(existsSync(snapDir(d, name, "before upgrade")), false);
-    assert.equal(existsSync(snapDir(d, name, "second")), false);
-    assert.equal((await d.lxcState(name)).state, "RUNNING");
-  }));
+Deno.test("snapshot create --expires-at sets the expiry; without it the expiry is the zero time", async () => {
+  const d = await fresh();
+  await d.ok("snapshot", "create", NAME, "s0");
+  await d.ok("snapshot", "create", NAME, "s1", "--expires-at", "2099-01-01T00:00:00Z");
+  const [s0, s1] = await listed(d, NAME);
+  assert.equal(s0.expires_at, "0001-01-01T00:00:00Z");
+  assert.equal(s1.expires_at, "2099-01-01T00:00:00.000Z");
+});
+
+Deno.test("snapshot list --format json lists snapshots in the order taken, stateless, size -1, with the instance's config", async () => {
+  const d = await fresh();
+  await take(d, "snap0");
+  await take(d, "s1");
+  const snaps = await listed(d, NAME);
+  assert.deepEqual(snaps.map((s) => s.name), ["snap0", "s1"]);
+  assert.equal(snaps[0].stateful, false);
+  assert.equal(snaps[0].size, -1);
+  assert.ok(snaps[0].config["volatile.base_image"], "the snapshot carries the instance config");
+});
+
+Deno.test("snapshot list prints a table of names, times taken, expiries and stateful flags", async () => {
+  const d = await fresh();
+  await take(d, "snap0");
+  await take(d, "s1", "2099-01-01T00:00:00Z");
+  const table = await d.ok("snapshot", "list", NAME);
+  assert.match(table, /\|\s+NAME\s+\|\s+TAKEN AT\s+\|\s+EXPIRES AT\s+\|\s+STATEFUL\s+\|/);
+  assert.match(table, /\| snap0 +\| \d{4}\/\d\d\/\d\d \d\d:\d\d UTC \|\s+\| NO +\|/);
+  assert.match(table, /\| s1 +\| .* \| 2099\/01\/01 00:00 UTC \| NO +\|/);
+});
+
+Deno.test("snapshot show prints the snapshot as YAML", async () => {
+  const d = await fresh();
+  await take(d, "s1");
+  assert.match(await d.ok("snapshot", "show", NAME, "s1"), /^name: s1$/m);
+});
+
+Deno.test("the API lists snapshots as URLs, and at recursion=1 as the objects the CLI shows", async () => {
+  const d = await fresh();
+  await take(d, "snap0");
+  await take(d, "s1");
+  assert.deepEqual(await d.api.get(BASE), [`${BASE}/snap0`, `${BASE}/s1`]);
+  assert.deepEqual(await d.api.get<Snapshot[]>(`${BASE}?recursion=1`), await listed(d, NAME));
+});
+
+Deno.test("the API answers a snapshot's URL with the snapshot's object", async () => {
+  const d = await fresh();
+  await take(d, "snap0");
+  await take(d, "s1", "2099-01-01T00:00:00Z");
+  assert.deepEqual(await d.api.get(`${BASE}/s1`), (await snapshots(d))[1]);
+});
+
+Deno.test("a snapshot's storage is a full copy of the container's rootfs", async () => {
+  const d = await fresh();
+  await take(d, "snap0");
+  assert.ok(existsSync(join(snapDir(d, NAME, "snap0"), "rootfs", "bin", "busybox")));
+});
+
+Deno.test("snapshot rename renames a snapshot in place and moves its storage", async () => {
+  const d = await fresh();
+  await take(d, "snap0");
+  await take(d, "s1");
+  await d.ok("snapshot", "rename", NAME, "snap0", "before upgrade");
+  assert.deepEqual((await listed(d, NAME)).map((s) => s.name), ["before upgrade", "s1"]);
+  assert.equal(existsSync(snapDir(d, NAME, "snap0")), false);
+  assert.ok(existsSync(join(snapDir(d, NAME, "before upgrade"), "rootfs")));
+});
+
+Deno.test("POST to a snapshot's URL renames it as an operation", async () => {
+  const d = await fresh();
+  await take(d, "s1");
+  const renamed = await call(d, "POST", `${BASE}/s1`, { name: "second" });
+  assert.equal(renamed.status, 202);
+  await d.api.wait(renamed.body.metadata.id);
+  assert.deepEqual((await snapshots(d)).map((s) => s.name), ["second"]);
+});
+
+Deno.test("PATCH of a snapshot changes its expiry and description in place", async () => {
+  const d = await fresh();
+  await take(d, "second", "2099-01-01T00:00:00Z");
+  const patched = await call(d, "PATCH", `${BASE}/second`, {
+    expires_at: null,
+    description: "keep me",
+  });
+  assert.equal(patched.status, 200);
+  const second = await d.api.get<Snapshot & { description: string }>(`${BASE}/second`);
+  assert.equal(second.description, "keep me");
+  assert.equal(second.expires_at, "0001-01-01T00:00:00Z");
+});
+
+Deno.test("snapshot delete removes the snapshot and its storage, and the container keeps running", async () => {
+  const d = await fresh();
+  await take(d, "before upgrade");
+  await d.ok("snapshot", "delete", NAME, "before upgrade");
+  assert.deepEqual(await listed(d, NAME), []);
+  assert.equal(existsSync(snapDir(d, NAME, "before upgrade")), false);
+  assert.equal((await d.lxcState(NAME)).state, "RUNNING");
+});
+
+Deno.test("DELETE of a snapshot's URL removes it and its storage as an operation", async () => {
+  const d = await fresh();
+  await take(d, "second");
+  const deleted = await call(d, "DELETE", `${BASE}/second`);
+  assert.equal(deleted.status, 202);
+  await d.api.wait(deleted.body.metadata.id);
+  assert.deepEqual(await snapshots(d), []);
+  assert.equal(existsSync(snapDir(d, NAME, "second")), false);
+  assert.equal((await d.lxcState(NAME)).state, "RUNNING");
+});
 
 Deno.test("bad snapshot requests get Incus errors (400, 404, 409) and change nothing", () =>
   withContainer(async (d, name) => {

@@ -1,12 +1,13 @@
 /**
  * Virtual machines end to end under TCG (forced: nested KVM guests hang on these machines): the
  * test VM image, launch, guest agent exec and files, pause/resume, a daemon restart that finds
- * the VM still running, a clean ACPI stop, delete, and nothing left behind.
+ * the VM still running, a clean ACPI stop, delete, and nothing left behind. One VM, booted by the
+ * first test that needs it, serves them all.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { HAS_QEMU, TestDaemon, typeInto, uniqueName } from "./helpers.ts";
+import { HAS_QEMU, sharedDaemon, TestDaemon, typeInto, uniqueName } from "./helpers.ts";
 
 interface Listed {
   name: string;
@@ -37,122 +38,192 @@ async function waitForAgent(d: TestDaemon, name: string): Promise<number> {
   throw new Error(`The guest agent of ${name} never answered:\n${await d.log()}`);
 }
 
-Deno.test({
-  name:
-    "a VM's whole life under TCG: launch, guest-agent exec and files, pause, daemon restart, stop, delete",
-  ignore: !HAS_QEMU,
-  async fn() {
-    const d = await TestDaemon.start();
-    try {
-      await d.ok("config", "set", "core.vm_accel=tcg");
-      await d.importVmImage("vm");
-      const name = uniqueName("v");
-      await d.ok("launch", "vm", name, "--vm", "-c", "limits.cpu=1", "-c", "limits.memory=256MiB");
+/** The daemon the VM tests share: TCG forced, the VM image imported as "vm". */
+const daemon = sharedDaemon(async (d) => {
+  await d.ok("config", "set", "core.vm_accel=tcg");
+  await d.importVmImage("vm");
+});
+/** The VM they share (one boot under TCG takes tens of seconds), and how it is launched. */
+const NAME = uniqueName("v");
+const LAUNCH = ["--vm", "-c", "limits.cpu=1", "-c", "limits.memory=256MiB"];
+const vmDir = (d: TestDaemon) => join(d.dir, "virtual-machines", NAME);
 
-      const [vm] = JSON.parse(await d.ok("list", "--format", "json")) as Listed[];
-      assert.equal(vm.type, "virtual-machine");
-      assert.equal(vm.status, "Running");
-      assert.equal(vm.config["volatile.vm.accel"], "tcg");
-      let pid = vm.state.pid;
-      assert.ok(pid > 0);
-      // `ps` shows which VM is which.
-      const comm = (await Deno.readTextFile(`/proc/${pid}/comm`)).trim();
-      assert.equal(comm, `outpost-${name}`.slice(0, 15));
-      const argv = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
-      assert.equal(argv[argv.indexOf("-accel") + 1], "tcg");
-      assert.equal(argv[argv.indexOf("-m") + 1], "256M");
+/** The shared daemon, with the shared VM running and its guest agent answering. */
+async function running(): Promise<TestDaemon> {
+  const d = await daemon();
+  if (await d.ensureRunning(NAME, "vm", ...LAUNCH)) {
+    const readyMs = await waitForAgent(d, NAME);
+    console.log(`guest agent ready ${readyMs.toFixed(0)} ms after launch or start returned`);
+  }
+  return d;
+}
 
-      const readyMs = await waitForAgent(d, name);
-      console.log(`guest agent ready ${readyMs.toFixed(0)} ms after launch returned`);
+/** The shared VM as `outpost list --format json` shows it. */
+async function listed(d: TestDaemon): Promise<Listed> {
+  const all = JSON.parse(await d.ok("list", "--format", "json")) as Listed[];
+  const vm = all.find((i) => i.name === NAME);
+  assert.ok(vm, `${NAME} is not listed`);
+  return vm;
+}
 
-      // Exec through the guest agent: output, stderr, exit code, stdin.
-      const uname = await d.cli("exec", name, "--", "uname", "-r");
-      assert.equal(uname.code, 0);
-      assert.match(uname.stdout, /^\d+\.\d+\.\d+.*amd64\n$/);
-      const three = await d.cli("exec", name, "--", "sh", "-c", "echo out; echo err >&2; exit 3");
-      assert.equal(three.code, 3);
-      assert.equal(three.stdout, "out\n");
-      assert.equal(three.stderr, "err\n");
-      const tty = await d.cli("exec", "-t", name, "--", "sh");
-      assert.equal(tty.code, 1);
-      assert.match(tty.stderr, /Interactive exec in a VM is not supported/);
+/** A VM test: skipped without QEMU. */
+function vmTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: !HAS_QEMU, fn });
+}
 
-      // Files through guest-file-*.
-      const tmp = await Deno.makeTempDir();
-      try {
-        const data = new Uint8Array(300_000).map((_, i) => (i * 31) % 256);
-        await Deno.writeFile(join(tmp, "in.bin"), data);
-        await d.ok("file", "push", join(tmp, "in.bin"), `${name}/root/in.bin`);
-        assert.equal(
-          (await d.ok("exec", name, "--", "wc", "-c", "/root/in.bin")).trim().split(/\s+/)[0],
-          "300000",
-        );
-        await d.ok("file", "pull", `${name}/root/in.bin`, join(tmp, "out.bin"));
-        assert.deepEqual(await Deno.readFile(join(tmp, "out.bin")), data);
-      } finally {
-        await Deno.remove(tmp, { recursive: true });
-      }
+vmTest(
+  "a VM is listed as a running virtual-machine, with the accelerator it runs under",
+  async () => {
+    const vm = await listed(await running());
+    assert.equal(vm.type, "virtual-machine");
+    assert.equal(vm.status, "Running");
+    assert.equal(vm.config["volatile.vm.accel"], "tcg");
+    assert.ok(vm.state.pid > 0);
+  },
+);
 
-      // Pause and resume through QMP.
-      await d.ok("pause", name);
-      assert.equal(
-        (JSON.parse(await d.ok("list", "--format", "json")) as Listed[])[0].status,
-        "Frozen",
-      );
-      await d.ok("resume", name);
-      assert.equal((await d.ok("exec", name, "--", "echo", "back")).trim(), "back");
+vmTest(
+  "a VM's QEMU process is named after it and runs with the accelerator and memory asked for",
+  async () => {
+    const { pid } = (await listed(await running())).state;
+    // `ps` shows which VM is which.
+    assert.equal(
+      (await Deno.readTextFile(`/proc/${pid}/comm`)).trim(),
+      `outpost-${NAME}`.slice(0, 15),
+    );
+    const argv = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
+    assert.equal(argv[argv.indexOf("-accel") + 1], "tcg");
+    assert.equal(argv[argv.indexOf("-m") + 1], "256M");
+  },
+);
 
-      // The daemon dies; the VM does not, and a new daemon reattaches over QMP.
-      await d.kill9();
-      assert.ok(await processAlive(pid));
-      await d.spawn();
-      const [again] = JSON.parse(await d.ok("list", "--format", "json")) as Listed[];
-      assert.equal(again.status, "Running");
-      assert.equal(again.state.pid, pid);
-      assert.ok(again.state.memory.usage > 0);
-      assert.equal((await d.ok("exec", name, "--", "echo", "reattached")).trim(), "reattached");
+vmTest("exec in a VM runs the command through the guest agent", async () => {
+  const uname = await (await running()).cli("exec", NAME, "--", "uname", "-r");
+  assert.equal(uname.code, 0);
+  assert.match(uname.stdout, /^\d+\.\d+\.\d+.*amd64\n$/);
+});
 
-      // The serial console log has the boot; the console itself takes a login (ctrl+a q detaches).
-      assert.match(await d.ok("console", name, "--show-log"), /OUTPOST-VM-READY/);
-      const session = await typeInto(
-        `${d.cliCommandLine} console ${name}`,
-        "\rroot\recho VMCON-$((6*7))\rexit\r\x01q",
-        { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
-        1500,
-        1500,
-      );
-      assert.equal(session.code, 0, session.stderr);
-      assert.match(session.stdout, /VMCON-42/);
+vmTest(
+  "exec in a VM passes the command's stdout and stderr through apart, even when it fails",
+  async () => {
+    const r = await (await running()).cli(
+      "exec",
+      NAME,
+      "--",
+      "sh",
+      "-c",
+      "echo out; echo err >&2; exit 3",
+    );
+    assert.equal(r.stdout, "out\n");
+    assert.equal(r.stderr, "err\n");
+  },
+);
 
-      // Restart: a clean power-off, then a new QEMU process whose guest agent answers again.
-      await d.ok("restart", name, "--timeout", "30");
-      const [restarted] = JSON.parse(await d.ok("list", "--format", "json")) as Listed[];
-      assert.equal(restarted.status, "Running");
-      assert.notEqual(restarted.state.pid, pid);
-      assert.equal(await processAlive(pid), false);
-      await waitForAgent(d, name);
-      pid = restarted.state.pid;
+vmTest("exec in a VM exits with the command's exit code", async () => {
+  const d = await running();
+  assert.equal((await d.cli("exec", NAME, "--", "sh", "-c", "exit 3")).code, 3);
+});
 
-      // A clean stop: ACPI power button, the guest powers off, QEMU exits.
-      await d.ok("stop", name, "--timeout", "30");
-      assert.equal(
-        await processAlive(pid),
-        false,
-        `QEMU still runs: ${await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "")}\n${await d
-          .log()}`,
-      );
-      const vmDir = join(d.dir, "virtual-machines", name);
-      for (const f of ["qmp.sock", "qga.sock", "console.sock", "qemu.pid"]) {
-        assert.equal(existsSync(join(vmDir, f)), false, `${f} left behind`);
-      }
+vmTest("interactive exec in a VM is refused, saying it is not supported", async () => {
+  const tty = await (await running()).cli("exec", "-t", NAME, "--", "sh");
+  assert.equal(tty.code, 1);
+  assert.match(tty.stderr, /Interactive exec in a VM is not supported/);
+});
 
-      await d.ok("delete", name);
-      assert.equal(existsSync(vmDir), false);
-      assert.deepEqual(JSON.parse(await d.ok("list", "--format", "json")), []);
-    } finally {
-      await d.cleanup();
+vmTest("file push and pull carry a file into and out of a VM byte for byte", async () => {
+  const d = await running();
+  const tmp = await Deno.makeTempDir();
+  try {
+    const data = new Uint8Array(300_000).map((_, i) => (i * 31) % 256);
+    await Deno.writeFile(join(tmp, "in.bin"), data);
+    await d.ok("file", "push", join(tmp, "in.bin"), `${NAME}/root/in.bin`);
+    assert.equal(
+      (await d.ok("exec", NAME, "--", "wc", "-c", "/root/in.bin")).trim().split(/\s+/)[0],
+      "300000",
+    );
+    await d.ok("file", "pull", `${NAME}/root/in.bin`, join(tmp, "out.bin"));
+    assert.deepEqual(await Deno.readFile(join(tmp, "out.bin")), data);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+vmTest("pause freezes a VM through QMP and resume lets it run again", async () => {
+  const d = await running();
+  await d.ok("pause", NAME);
+  assert.equal((await listed(d)).status, "Frozen");
+  await d.ok("resume", NAME);
+  assert.equal((await d.ok("exec", NAME, "--", "echo", "back")).trim(), "back");
+});
+
+vmTest(
+  "a kill -9 of the daemon leaves the VM running, and a new daemon reattaches over QMP",
+  async () => {
+    const d = await running();
+    const { pid } = (await listed(d)).state;
+    await d.kill9();
+    assert.ok(await processAlive(pid));
+    await d.spawn();
+    const again = await listed(d);
+    assert.equal(again.status, "Running");
+    assert.equal(again.state.pid, pid);
+    assert.ok(again.state.memory.usage > 0);
+    assert.equal((await d.ok("exec", NAME, "--", "echo", "reattached")).trim(), "reattached");
+  },
+);
+
+vmTest("console --show-log prints the VM's serial output from its boot", async () => {
+  assert.match(await (await running()).ok("console", NAME, "--show-log"), /OUTPOST-VM-READY/);
+});
+
+vmTest("the VM's serial console takes a login, and ctrl+a q detaches from it", async () => {
+  const d = await running();
+  const session = await typeInto(
+    `${d.cliCommandLine} console ${NAME}`,
+    "\rroot\recho VMCON-$((6*7))\rexit\r\x01q",
+    { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+    1500,
+    1500,
+  );
+  assert.equal(session.code, 0, session.stderr);
+  assert.match(session.stdout, /VMCON-42/);
+});
+
+vmTest("restart powers the VM off and boots a new QEMU whose guest agent answers", async () => {
+  const d = await running();
+  const { pid } = (await listed(d)).state;
+  await d.ok("restart", NAME, "--timeout", "30");
+  const restarted = await listed(d);
+  assert.equal(restarted.status, "Running");
+  assert.notEqual(restarted.state.pid, pid);
+  assert.equal(await processAlive(pid), false);
+  await waitForAgent(d, NAME);
+});
+
+vmTest(
+  "stop powers the VM off through ACPI: QEMU exits and leaves no sockets or pid file",
+  async () => {
+    const d = await running();
+    const { pid } = (await listed(d)).state;
+    await d.ok("stop", NAME, "--timeout", "30");
+    assert.equal(
+      await processAlive(pid),
+      false,
+      `QEMU still runs: ${await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "")}\n${await d
+        .log()}`,
+    );
+    for (const f of ["qmp.sock", "qga.sock", "console.sock", "qemu.pid"]) {
+      assert.equal(existsSync(join(vmDir(d), f)), false, `${f} left behind`);
     }
   },
+);
+
+vmTest("delete removes a stopped VM and its directory", async () => {
+  const d = await daemon();
+  await d.ensureStopped(NAME, "vm", ...LAUNCH);
+  await d.ok("delete", NAME);
+  assert.equal(existsSync(vmDir(d)), false);
+  assert.deepEqual(JSON.parse(await d.ok("list", "--format", "json")), []);
 });
 
 Deno.test({
