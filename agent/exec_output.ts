@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import type { ExecProcess } from "../drivers/driver.ts";
+import { instanceLogUrl } from "../contract/urls.ts";
 
 /** Recorded output beyond this many bytes per stream is read and dropped (the disk is shared). */
 export const MAX_RECORDED_BYTES = 64 * 2 ** 20;
@@ -65,8 +66,8 @@ export async function runToEnd(
   return {
     return: await proc.status,
     output: {
-      "1": `/1.0/instances/${name}/logs/${out}`,
-      "2": `/1.0/instances/${name}/logs/${err}`,
+      "1": instanceLogUrl(name, out),
+      "2": instanceLogUrl(name, err),
     },
   };
 }

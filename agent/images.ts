@@ -13,6 +13,7 @@ import { type FileStream, fileStream } from "./file_stream.ts";
 import { checkAliasName } from "../contract/names.ts";
 import type { Paths } from "./paths.ts";
 import type { AliasRecord, ImageRecord, Store } from "./store.ts";
+import { imageAliasUrl, imageUrl } from "../contract/urls.ts";
 
 /** How a VM image boots: a kernel (+ initrd) given directly, or its disk through UEFI. */
 const BootSchema = z.object({
@@ -142,7 +143,7 @@ export class ImageStore {
         }" is missing: delete the image and import it again`,
       );
     }
-    this.events.lifecycle("image-retrieved", `/1.0/images/${image.fingerprint}`);
+    this.events.lifecycle("image-retrieved", imageUrl(image.fingerprint));
     return { ...stream, image };
   }
 
@@ -234,7 +235,7 @@ export class ImageStore {
         last_used_at: "1970-01-01T00:00:00Z",
       };
       this.store.putImage(record);
-      this.events.lifecycle("image-created", `/1.0/images/${fingerprint}`);
+      this.events.lifecycle("image-created", imageUrl(fingerprint));
       return record;
     } finally {
       if (claimed) this.#importing.delete(claimed);
@@ -327,7 +328,7 @@ export class ImageStore {
     });
     await Deno.remove(this.paths.image(image.fingerprint)).catch(() => {});
     await Deno.remove(this.dir(image.fingerprint), { recursive: true }).catch(() => {});
-    this.events.lifecycle("image-deleted", `/1.0/images/${image.fingerprint}`);
+    this.events.lifecycle("image-deleted", imageUrl(image.fingerprint));
   }
 
   markUsed(fingerprint: string): void {
@@ -353,7 +354,7 @@ export class ImageStore {
     const image = this.get(target);
     const alias = { name, target: image.fingerprint, description };
     this.store.putAlias(alias);
-    this.events.lifecycle("image-alias-created", `/1.0/images/aliases/${name}`, {
+    this.events.lifecycle("image-alias-created", imageAliasUrl(name), {
       target: image.fingerprint,
     });
     return alias;
@@ -364,7 +365,7 @@ export class ImageStore {
     const image = this.get(target);
     const alias = { name, target: image.fingerprint, description };
     this.store.putAlias(alias);
-    this.events.lifecycle("image-alias-updated", `/1.0/images/aliases/${name}`, {
+    this.events.lifecycle("image-alias-updated", imageAliasUrl(name), {
       target: image.fingerprint,
     });
     return alias;
@@ -373,6 +374,6 @@ export class ImageStore {
   deleteAlias(name: string): void {
     this.getAlias(name);
     this.store.deleteAlias(name);
-    this.events.lifecycle("image-alias-deleted", `/1.0/images/aliases/${name}`);
+    this.events.lifecycle("image-alias-deleted", imageAliasUrl(name));
   }
 }

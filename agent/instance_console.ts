@@ -9,6 +9,7 @@ import type { DriverRegistry } from "../drivers/registry.ts";
 import type { EventBus } from "./events.ts";
 import type { InstanceManager } from "./instances.ts";
 import type { InstanceRecord } from "./store.ts";
+import { instanceUrl } from "../contract/urls.ts";
 
 export interface ConsoleRequest {
   /** `vga` (a graphical console) is refused: outpost's VMs have a serial console only. */
@@ -41,7 +42,7 @@ export class InstanceConsole {
         // Checked again under the lock: a stop may have come first.
         await this.#checkRunning(cur);
         const proc = await attach(cur, { width: req.width, height: req.height });
-        this.events.lifecycle("instance-console", `/1.0/instances/${name}`, { type: "console" });
+        this.events.lifecycle("instance-console", instanceUrl(name), { type: "console" });
         return proc;
       });
   }
@@ -53,7 +54,7 @@ export class InstanceConsole {
       const driver = this.drivers.get(inst.type);
       if (!driver.consoleLog) throw new BadRequest(`Instance "${name}" has no console log`);
       const log = await driver.consoleLog(inst);
-      this.events.lifecycle("instance-console-retrieved", `/1.0/instances/${name}`);
+      this.events.lifecycle("instance-console-retrieved", instanceUrl(name));
       return log;
     });
   }

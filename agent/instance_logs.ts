@@ -8,6 +8,7 @@ import { BadRequest, NotFound } from "../contract/errors.ts";
 import type { EventBus } from "./events.ts";
 import { type FileStream, fileStream } from "./file_stream.ts";
 import type { InstanceManager } from "./instances.ts";
+import { instanceLogUrl } from "../contract/urls.ts";
 
 /** A log file's name as the daemon writes them: letters, digits, `_.-`, no leading dot. */
 const LOG_FILE = /^[\w-][\w.-]{0,254}$/;
@@ -55,7 +56,7 @@ export class InstanceLogs {
       this.instances.get(name);
       const stream = await fileStream(join(this.dir(name), file));
       if (!stream) throw new NotFound(`Log file "${file}" not found`);
-      this.events.lifecycle("instance-log-retrieved", logUrl(name, file));
+      this.events.lifecycle("instance-log-retrieved", instanceLogUrl(name, file));
       return stream;
     });
   }
@@ -72,12 +73,7 @@ export class InstanceLogs {
       });
       if (!info?.isFile) throw new NotFound(`Log file "${file}" not found`);
       await Deno.remove(path);
-      this.events.lifecycle("instance-log-deleted", logUrl(name, file));
+      this.events.lifecycle("instance-log-deleted", instanceLogUrl(name, file));
     });
   }
-}
-
-/** Where a log file is served: its events' source (Incus gives a `/backups/` URL by mistake). */
-function logUrl(name: string, file: string): string {
-  return `/1.0/instances/${name}/logs/${file}`;
 }

@@ -25,6 +25,7 @@ import type { FileAccess } from "../drivers/files.ts";
 import type { FileContent, FileInfo, FileWrite } from "../contract/files.ts";
 import type { ExecOptions, ExecProcess, ExecRequest } from "../drivers/driver.ts";
 import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
+import { instanceUrl } from "../contract/urls.ts";
 
 export interface CreateRequest {
   name: string;
@@ -197,7 +198,7 @@ export class InstanceManager {
           throw err;
         }
         this.images.markUsed(image.fingerprint);
-        this.events.lifecycle("instance-created", `/1.0/instances/${inst.name}`, {
+        this.events.lifecycle("instance-created", instanceUrl(inst.name), {
           type: inst.type,
         });
         return inst;
@@ -218,7 +219,7 @@ export class InstanceManager {
         const cur = this.get(name);
         // Checked again under the lock: another change may have come first.
         checkAction(name, req.action, await driver.status(cur));
-        const source = `/1.0/instances/${name}`;
+        const source = instanceUrl(name);
         switch (req.action) {
           case "start":
             await this.#start(cur);
@@ -271,7 +272,7 @@ export class InstanceManager {
     inst.last_used_at = new Date().toISOString();
     if (this.bootId) inst.config[BOOT_ID] = this.bootId;
     this.#setPower(inst, "RUNNING");
-    if (announce) this.events.lifecycle("instance-started", `/1.0/instances/${inst.name}`);
+    if (announce) this.events.lifecycle("instance-started", instanceUrl(inst.name));
   }
 
   /** Starts an instance for a caller that holds its lock (a restore that brings it back). */
@@ -365,7 +366,7 @@ export class InstanceManager {
         await driver.applyLimits(next, changed.filter((k) => k.startsWith("limits.")));
       }
       this.store.putInstance(next);
-      this.events.lifecycle("instance-updated", `/1.0/instances/${name}`);
+      this.events.lifecycle("instance-updated", instanceUrl(name));
       return next;
     });
   }
@@ -431,7 +432,7 @@ export class InstanceManager {
             this.store.renameInstance(name, newName);
           });
           await Deno.rename(this.logsDir(name), this.logsDir(newName)).catch(() => {});
-          this.events.lifecycle("instance-renamed", `/1.0/instances/${newName}`, {
+          this.events.lifecycle("instance-renamed", instanceUrl(newName), {
             old_name: name,
           });
         } finally {
@@ -453,7 +454,7 @@ export class InstanceManager {
     this.store.deleteInstance(inst.name);
     // Its exec logs go with it: a new instance of the same name must not see them.
     await Deno.remove(this.logsDir(inst.name), { recursive: true }).catch(() => {});
-    this.events.lifecycle("instance-deleted", `/1.0/instances/${inst.name}`);
+    this.events.lifecycle("instance-deleted", instanceUrl(inst.name));
   }
 
   /** The instance, refused when it is frozen (its commands and guest agent would never answer). */
@@ -495,20 +496,20 @@ export class InstanceManager {
   async fileGet(name: string, path: string): Promise<FileInfo | FileContent> {
     const inst = await this.#checked(name, false);
     const got = await this.#files(inst).get(inst, path);
-    this.events.lifecycle("instance-file-retrieved", `/1.0/instances/${name}`, { path });
+    this.events.lifecycle("instance-file-retrieved", instanceUrl(name), { path });
     return got;
   }
 
   async fileWrite(name: string, path: string, w: FileWrite): Promise<void> {
     const inst = await this.#checked(name, false);
     await this.#files(inst).write(inst, path, w);
-    this.events.lifecycle("instance-file-pushed", `/1.0/instances/${name}`, { path });
+    this.events.lifecycle("instance-file-pushed", instanceUrl(name), { path });
   }
 
   async fileRemove(name: string, path: string): Promise<void> {
     const inst = await this.#checked(name, false);
     await this.#files(inst).remove(inst, path);
-    this.events.lifecycle("instance-file-deleted", `/1.0/instances/${name}`, { path });
+    this.events.lifecycle("instance-file-deleted", instanceUrl(name), { path });
   }
 
   /**
@@ -529,7 +530,7 @@ export class InstanceManager {
       if (k.startsWith("environment.")) env[k.slice("environment.".length)] = v;
     }
     return async () => {
-      this.events.lifecycle("instance-exec", `/1.0/instances/${name}`, { command: req.command });
+      this.events.lifecycle("instance-exec", instanceUrl(name), { command: req.command });
       return await driver.exec(inst, { ...req, environment: { ...env, ...req.environment } }, opts);
     };
   }

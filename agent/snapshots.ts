@@ -7,8 +7,7 @@ import type { Driver } from "../drivers/driver.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
 import type { SnapshotAccess } from "../drivers/snapshots.ts";
 import { BadRequest, Conflict, messageOf, NotFound } from "../contract/errors.ts";
-import type { InstanceSnapshot } from "../contract/responses.ts";
-import { snapshotUrl } from "../contract/urls.ts";
+import { instanceUrl, snapshotUrl } from "../contract/urls.ts";
 import type { EventBus } from "./events.ts";
 import type { InstanceManager } from "./instances.ts";
 import type { InstanceRecord, SnapshotRecord, Store } from "./store.ts";
@@ -103,26 +102,6 @@ export function restoredInstance(cur: InstanceRecord, snap: SnapshotRecord): Ins
     profiles: [...snap.profiles],
     description: snap.description,
     ephemeral: snap.ephemeral,
-  };
-}
-
-/** A snapshot shaped as Incus's `InstanceSnapshot`. */
-export function snapshotView(rec: SnapshotRecord): InstanceSnapshot {
-  return {
-    name: rec.name,
-    description: rec.description,
-    created_at: rec.created_at,
-    expires_at: rec.expires_at,
-    last_used_at: NEVER,
-    architecture: rec.architecture,
-    config: rec.config,
-    devices: rec.devices,
-    ephemeral: rec.ephemeral,
-    expanded_config: rec.config,
-    expanded_devices: rec.devices,
-    profiles: rec.profiles,
-    stateful: false,
-    size: -1,
   };
 }
 
@@ -221,7 +200,7 @@ export class SnapshotManager {
       this.instances.locks.run(instance, async () => {
         const cur = this.instances.get(instance);
         const rec = this.get(instance, name);
-        const source = `/1.0/instances/${instance}`;
+        const source = instanceUrl(instance);
         const status = await driver.status(cur);
         const wasRunning = status === "Running" || status === "Frozen";
         if (wasRunning) {

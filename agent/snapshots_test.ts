@@ -16,7 +16,6 @@ import {
   parseExpiry,
   restoredInstance,
   SnapshotManager,
-  snapshotView,
 } from "./snapshots.ts";
 import type { InstanceRecord, SnapshotRecord } from "./store.ts";
 import { Store } from "./store.ts";
@@ -114,42 +113,6 @@ Deno.test("restoredInstance() takes the snapshot's fields and the current volati
   assert.equal(next.ephemeral, true);
   assert.equal(next.name, "c1");
   assert.equal(next.created_at, instance.created_at);
-});
-
-Deno.test("snapshotView() has the fields of Incus's InstanceSnapshot", () => {
-  const view = snapshotView({
-    instance: "c1",
-    name: "s0",
-    architecture: "x86_64",
-    description: "",
-    config: { "limits.cpu": "1" },
-    devices: {},
-    profiles: ["default"],
-    ephemeral: false,
-    created_at: "2024-02-01T00:00:00.000Z",
-    expires_at: NEVER,
-  });
-  assert.deepEqual(Object.keys(view).sort(), [
-    "architecture",
-    "config",
-    "created_at",
-    "description",
-    "devices",
-    "ephemeral",
-    "expanded_config",
-    "expanded_devices",
-    "expires_at",
-    "last_used_at",
-    "name",
-    "profiles",
-    "size",
-    "stateful",
-  ]);
-  assert.equal(view.name, "s0");
-  assert.equal(view.stateful, false);
-  assert.equal(view.size, -1);
-  assert.equal(view.last_used_at, NEVER);
-  assert.deepEqual(view.expanded_config, { "limits.cpu": "1" });
 });
 
 /** Real snapshot storage (cp on a temp dir) that also logs each call. */

@@ -3,7 +3,8 @@
  * contract/responses.ts, so a view that drifts from the contract fails the type check.
  */
 import type { ImageStore } from "../agent/images.ts";
-import type { AliasRecord, ImageRecord, InstanceRecord } from "../agent/store.ts";
+import type { AliasRecord, ImageRecord, InstanceRecord, SnapshotRecord } from "../agent/store.ts";
+import { NEVER } from "../agent/snapshots.ts";
 import {
   type InstanceRuntime,
   type InstanceState,
@@ -94,4 +95,24 @@ export function imageView(image: ImageRecord, images: ImageStore): Image {
 /** An alias with the type of the image it names (`GET /1.0/images/aliases/{name}`). */
 export function imageAliasView(alias: AliasRecord, type: InstanceType): ImageAliasesEntry {
   return { name: alias.name, description: alias.description, target: alias.target, type };
+}
+
+/** A snapshot shaped as Incus's `InstanceSnapshot`. */
+export function snapshotView(rec: SnapshotRecord): InstanceSnapshot {
+  return {
+    name: rec.name,
+    description: rec.description,
+    created_at: rec.created_at,
+    expires_at: rec.expires_at,
+    last_used_at: NEVER,
+    architecture: rec.architecture,
+    config: rec.config,
+    devices: rec.devices,
+    ephemeral: rec.ephemeral,
+    expanded_config: rec.config,
+    expanded_devices: rec.devices,
+    profiles: rec.profiles,
+    stateful: false,
+    size: -1,
+  };
 }

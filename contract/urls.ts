@@ -28,3 +28,8 @@ export function imageAliasUrl(name: string): string {
 export function operationUrl(id: string): string {
   return `/1.0/operations/${enc(id)}`;
 }
+
+/** A file an instance's recorded exec left (`/1.0/instances/NAME/logs/FILE`). */
+export function instanceLogUrl(name: string, file: string): string {
+  return `${instanceUrl(name)}/logs/${enc(file)}`;
+}

@@ -12,7 +12,8 @@ import {
   ImagesPostSchema,
 } from "../../contract/schemas.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
-import { imageView } from "../views.ts";
+import { imageAliasView, imageView } from "../views.ts";
+import { imageAliasUrl, imageUrl } from "../../contract/urls.ts";
 
 const header = (c: Context, name: string) =>
   c.req.header(`x-incus-${name}`) ?? c.req.header(`x-lxd-${name}`);
@@ -43,7 +44,7 @@ export function imageRoutes(agent: Agent): Route[] {
       images.list().map((i) => imageView(i, images)),
       c.req.query("filter"),
     );
-    if (recursion(c) === 0) return sync(c, views.map((i) => `/1.0/images/${i.fingerprint}`));
+    if (recursion(c) === 0) return sync(c, views.map((i) => imageUrl(i.fingerprint)));
     return sync(c, views);
   };
 
@@ -69,7 +70,7 @@ export function imageRoutes(agent: Agent): Route[] {
       c,
       operations.start({
         description: "Uploading image",
-        resources: { images: [`/1.0/images/${record.fingerprint}`] },
+        resources: { images: [imageUrl(record.fingerprint)] },
         run: () => Promise.resolve({ fingerprint: record.fingerprint, size: record.size }),
       }),
     );
@@ -77,8 +78,8 @@ export function imageRoutes(agent: Agent): Route[] {
 
   const listAliases: Handler = (c) => {
     const all = images.listAliases();
-    if (recursion(c) === 0) return sync(c, all.map((a) => `/1.0/images/aliases/${a.name}`));
-    return sync(c, all.map((a) => ({ ...a, type: images.get(a.target).type })));
+    if (recursion(c) === 0) return sync(c, all.map((a) => imageAliasUrl(a.name)));
+    return sync(c, all.map((a) => imageAliasView(a, images.get(a.target).type)));
   };
 
   const createAlias: Handler = async (c) => {
@@ -89,7 +90,7 @@ export function imageRoutes(agent: Agent): Route[] {
 
   const getAlias: Handler = (c) => {
     const a = images.getAlias(c.req.param("name")!);
-    return sync(c, { ...a, type: images.get(a.target).type });
+    return sync(c, imageAliasView(a, images.get(a.target).type));
   };
 
   const putAlias: Handler = async (c) => {
@@ -124,7 +125,7 @@ export function imageRoutes(agent: Agent): Route[] {
       c,
       operations.start({
         description: "Deleting image",
-        resources: { images: [`/1.0/images/${image.fingerprint}`] },
+        resources: { images: [imageUrl(image.fingerprint)] },
         run: () => Promise.resolve(),
       }),
     );

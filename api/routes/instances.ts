@@ -12,12 +12,16 @@ import {
   InstancesPostSchema,
   InstanceStatePutSchema,
 } from "../../contract/schemas.ts";
-import { snapshotView } from "../../agent/snapshots.ts";
+import { snapshotView } from "../views.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 import { fullInstanceView, instanceView, stateView } from "../views.ts";
+import { instanceLogUrl, instanceUrl } from "../../contract/urls.ts";
 
 export function resources(name: string) {
-  return { containers: [`/1.0/containers/${name}`], instances: [`/1.0/instances/${name}`] };
+  return {
+    containers: [`/1.0/containers/${encodeURIComponent(name)}`],
+    instances: [instanceUrl(name)],
+  };
 }
 
 const VERBS = {
@@ -194,7 +198,7 @@ export function instanceRoutes(agent: Agent): Route[] {
   const listLogs: Handler = async (c) => {
     const name = c.req.param("name")!;
     const files = await agent.instanceLogs.list(name);
-    return sync(c, files.map((f) => `/1.0/instances/${name}/logs/${f}`));
+    return sync(c, files.map((f) => instanceLogUrl(name, f)));
   };
 
   const getLog: Handler = async (c) => {
