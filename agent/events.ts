@@ -111,7 +111,7 @@ export class EventBus {
       metadata,
       location: "none",
       project: "default",
-    } as OutpostEvent;
+    } as unknown as OutpostEvent;
     let text: string | undefined;
     const json = () => text ??= JSON.stringify(event);
     for (const l of this.#listeners) {
