@@ -114,6 +114,9 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
         },
       );
       const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
+      // The wait is asked at once, beside the websockets: the answer comes when the command ends.
+      const finished = ctx.client.wait(op.id);
+      finished.catch(() => {}); // read below; a failure to connect is reported first
       const [control, io, stdout, stderr] = await openAll(
         ctx.client.socket,
         op.id,
@@ -147,7 +150,7 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
             cleanups.push(() => Deno.removeSignalListener(sig, forward));
           }
         }
-        const done = await ctx.client.wait(op.id);
+        const done = await finished;
         await Promise.race([Promise.all(outputs), new Promise((r) => setTimeout(r, 2000))]);
         ctx.exitCode = Number(done.metadata?.return ?? 0);
       } finally {
