@@ -181,6 +181,17 @@ Deno.test("outpost exec passes the command's stdout and stderr apart and exits w
   assert.equal(r.stderr, "err\n");
 });
 
+Deno.test("a SIGTERM to outpost exec reaches the command", async () => {
+  const d = await running();
+  const child = d.spawnCli("exec", NAME, "--", "sh", "-c", TRAP_TERM);
+  await child.stdin.close();
+  const stderr = new Response(child.stderr).text();
+  const { first, rest, code } = await terminateWhenReady(child);
+  assert.match(first, /ready/, await stderr);
+  assert.equal(code, 9, await stderr);
+  assert.match(rest, /got-term/);
+});
+
 Deno.test("outpost exec from a terminal runs the command on a PTY of the terminal's size", async () => {
   const d = await running();
   const tty = await typeInto(
@@ -202,6 +213,13 @@ Deno.test("outpost exec -T runs the command on pipes even from a terminal", asyn
   );
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.equal(r.stdout.trim(), "pipe");
+});
+
+Deno.test("outpost exec -t runs the command on a PTY even without a terminal", async () => {
+  const d = await running();
+  const r = await d.cli("exec", "-t", NAME, "--", "sh", "-c", STDIN_KIND);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), "tty");
 });
 
 Deno.test("outpost exec --cwd runs the command in that directory", async () => {
