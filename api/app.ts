@@ -1,7 +1,7 @@
 /** The Hono app serving the Incus /1.0 API: every resource's route table, registered in one place. */
 import { Hono } from "hono";
 import type { Agent } from "../agent/agent.ts";
-import { errorBody, toHttpError } from "./envelope.ts";
+import { errorBody, json, toHttpError } from "./envelope.ts";
 import { instanceAlias, type InstanceFamily, register, type Route } from "./route_table.ts";
 import { consoleRoutes } from "./routes/console.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -61,11 +61,11 @@ export function createApp(agent: Agent): Hono {
     agent.log(`${c.req.method} ${logSafe(c.req.path)} ${c.res.status} ${ms}ms`);
   });
   register(app, allRoutes(agent));
-  app.notFound((c) => c.json(errorBody("not found", 404), 404));
+  app.notFound((c) => json(c, errorBody("not found", 404), 404));
   app.onError((err, c) => {
     const { status, message } = toHttpError(err);
     if (status >= 500) agent.log(`error: ${err instanceof Error ? err.stack : err}`);
-    return c.json(errorBody(message, status), status as 400);
+    return json(c, errorBody(message, status), status);
   });
   return app;
 }

@@ -11,6 +11,17 @@ import type {
 } from "../contract/responses.ts";
 import { operationUrl } from "../contract/urls.ts";
 
+/**
+ * An answer's JSON, as `c.json()` sends it (headers set on `c` kept) but untyped: Hono's typed
+ * `c.json()` works out the JSON form of every answer type, deep enough for the type checker to
+ * give up now and then (TS2589) on the contract's nested types.
+ */
+export function json(c: Context, body: unknown, status: number): Response {
+  return c.body(JSON.stringify(body), status as ContentfulStatusCode, {
+    "Content-Type": "application/json",
+  });
+}
+
 export function sync<T>(
   c: Context,
   metadata: T,
@@ -26,7 +37,7 @@ export function sync<T>(
     error: "",
     metadata,
   };
-  return c.json(body, (opts.status ?? 200) as ContentfulStatusCode);
+  return json(c, body, opts.status ?? 200);
 }
 
 export function async(c: Context, op: Operation) {
@@ -41,7 +52,7 @@ export function async(c: Context, op: Operation) {
     error: "",
     metadata: op,
   };
-  return c.json(body, 202);
+  return json(c, body, 202);
 }
 
 export function errorBody(message: string, code: number): ErrorEnvelope {
