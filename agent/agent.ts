@@ -71,6 +71,7 @@ export class Agent {
       this.instances,
       this.events,
       (name) => this.paths.instanceLogs(name),
+      this.drivers,
     );
     this.host = new Host(this.drivers);
   }

@@ -1,13 +1,15 @@
 /**
- * An instance's logs (`/1.0/instances/{name}/logs`): the files its recorded execs left in its log
- * dir, listed, read and deleted under the instance's lock, and where a new recording goes. A file
- * name is one plain name, so no request reaches outside the dir.
+ * An instance's logs (`/1.0/instances/{name}/logs`): the runtime's own log (LXC's `lxc.log`,
+ * QEMU's `qemu.log`, which `info --show-log` reads) and the files its recorded execs left in its
+ * log dir, listed, read and deleted under the instance's lock, and where a new recording goes. A
+ * file name is one plain name, so no request reaches outside the dir; the runtime's log is kept.
  */
 import { join } from "node:path";
 import { BadRequest, NotFound } from "../contract/errors.ts";
 import type { EventBus } from "./events.ts";
 import { type FileStream, fileStream } from "./file_stream.ts";
 import type { InstanceManager } from "./instances.ts";
+import type { DriverRegistry } from "../drivers/registry.ts";
 import { instanceLogUrl } from "../contract/urls.ts";
 
 /** A log file's name as the daemon writes them: letters, digits, `_.-`, no leading dot. */
@@ -26,7 +28,14 @@ export class InstanceLogs {
     private events: EventBus,
     /** An instance's log dir (moved on rename, removed on delete by the instance manager). */
     private dir: (name: string) => string,
+    private drivers: DriverRegistry,
   ) {}
+
+  /** The runtime's log files of an instance (name → path); none where the driver keeps none. */
+  #runtimeLogs(name: string): Record<string, string> {
+    const inst = this.instances.get(name);
+    return this.drivers.get(inst.type).runtimeLogs?.(inst) ?? {};
+  }
 
   /** Where the `record-output` execs of an instance write (what `runToEnd` records into). */
   recordTarget(name: string): { dir: string; name: string } {
@@ -36,8 +45,10 @@ export class InstanceLogs {
   /** The names of an instance's log files, sorted (none before its first recording). */
   async list(name: string): Promise<string[]> {
     return await this.instances.locks.run(name, async () => {
-      this.instances.get(name);
       const files: string[] = [];
+      for (const [file, path] of Object.entries(this.#runtimeLogs(name))) {
+        if ((await Deno.stat(path).catch(() => undefined))?.isFile) files.push(file);
+      }
       try {
         for await (const e of Deno.readDir(this.dir(name))) {
           if (e.isFile && LOG_FILE.test(e.name)) files.push(e.name);
@@ -53,8 +64,8 @@ export class InstanceLogs {
   async read(name: string, file: string): Promise<FileStream> {
     checkLogFile(file);
     return await this.instances.locks.run(name, async () => {
-      this.instances.get(name);
-      const stream = await fileStream(join(this.dir(name), file));
+      const path = this.#runtimeLogs(name)[file] ?? join(this.dir(name), file);
+      const stream = await fileStream(path);
       if (!stream) throw new NotFound(`Log file "${file}" not found`);
       this.events.lifecycle("instance-log-retrieved", instanceLogUrl(name, file));
       return stream;
@@ -65,7 +76,9 @@ export class InstanceLogs {
   async delete(name: string, file: string): Promise<void> {
     checkLogFile(file);
     await this.instances.locks.run(name, async () => {
-      this.instances.get(name);
+      if (Object.hasOwn(this.#runtimeLogs(name), file)) {
+        throw new BadRequest(`"${file}" is the runtime's log of the instance: it is not deleted`);
+      }
       const path = join(this.dir(name), file);
       const info = await Deno.lstat(path).catch((err) => {
         if (err instanceof Deno.errors.NotFound) return undefined;

@@ -150,3 +150,20 @@ Deno.test("a recorded exec writes where recordTarget says, and the logs serve it
     const stdout = result.output!["1"].split("/").pop()!;
     assert.equal(await read(core, "c1", stdout), "recorded\n");
   }));
+
+Deno.test("the runtime's own log is listed and read beside the recorded ones, and never deleted", () =>
+  withCore(async (core) => {
+    await core.create("c1");
+    await writeLogs(core, "c1", { "exec_1.stdout": "out\n" });
+    const runtimeLog = join(core.paths.root, "runtime.log");
+    await Deno.writeTextFile(runtimeLog, "lxc-start: warning\n");
+    core.driver.runtimeLogPath = runtimeLog;
+    assert.deepEqual(await core.instanceLogs.list("c1"), ["memory.log", "exec_1.stdout"].sort());
+    assert.equal(await read(core, "c1", "memory.log"), "lxc-start: warning\n");
+    await assert.rejects(core.instanceLogs.delete("c1", "memory.log"), BadRequest);
+    assert.ok(existsSync(runtimeLog));
+    // Not there yet (an instance never started): not listed, and a read is a 404.
+    await Deno.remove(runtimeLog);
+    assert.deepEqual(await core.instanceLogs.list("c1"), ["exec_1.stdout"]);
+    await assert.rejects(core.instanceLogs.read("c1", "memory.log"), NotFound);
+  }));

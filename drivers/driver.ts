@@ -134,6 +134,11 @@ export interface Driver {
   console?(inst: InstanceSpec, opts: { width?: number; height?: number }): Promise<ExecProcess>;
   /** The console output kept since the instance started. */
   consoleLog?(inst: InstanceSpec): Promise<Uint8Array>;
+  /**
+   * The runtime's own log files of the instance, by the name clients ask for (LXC's `lxc.log`,
+   * QEMU's `qemu.log`) → host path, in a host-side dir the instance cannot write to.
+   */
+  runtimeLogs?(inst: InstanceSpec): Record<string, string>;
   /** File access inside the instance, where the driver offers it. */
   readonly files?: FileAccess;
   /** Snapshots of the instance's storage, where the driver offers them. */

@@ -22,6 +22,28 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# ensure_incus_client: the Incus 6.0 client, a test client, from Debian's bookworm-backports (enabled
+# when the host is Debian 12 without it); elsewhere, where no package has it, its tests skip.
+ensure_incus_client() {
+  command -v incus >/dev/null && return 0
+  if grep -q '^VERSION_CODENAME=bookworm$' /etc/os-release 2>/dev/null &&
+    ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" \
+      "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+      >/etc/apt/sources.list.d/bookworm-backports.sources
+    OUTPOST_APT_UPDATED=
+  fi
+  if [ -z "${OUTPOST_APT_UPDATED:-}" ]; then
+    apt-get update -q >/dev/null
+    OUTPOST_APT_UPDATED=1
+  fi
+  echo "outpost: installing incus-client" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -t bookworm-backports incus-client >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends incus-client \
+      >/dev/null 2>&1 || echo "outpost: no incus-client package here: its tests skip" >&2
+}
+
 # ensure_deno: Deno from npm, pinned; sets DENO to its path.
 ensure_deno() {
   DENO=$(command -v deno || true)

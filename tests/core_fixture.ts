@@ -126,7 +126,12 @@ export async function withCore(fn: (core: Core) => Promise<void>): Promise<void>
     );
     const snapshots = new SnapshotManager(store, instances, drivers, events);
     const consoles = new InstanceConsole(instances, drivers, events);
-    const instanceLogs = new InstanceLogs(instances, events, (name) => paths.instanceLogs(name));
+    const instanceLogs = new InstanceLogs(
+      instances,
+      events,
+      (name) => paths.instanceLogs(name),
+      drivers,
+    );
     const reset = () => {
       driver.calls.length = 0;
       vmDriver.calls.length = 0;

@@ -302,13 +302,22 @@ export async function eventually(
 export const HAS_LXC =
   (await new Deno.Command("sh", { args: ["-c", "command -v lxc"], stdout: "null" })
     .output()).success;
+/** Whether the Incus 6.0 client is installed (tests/run.sh installs it where a package has it). */
+export const HAS_INCUS =
+  (await new Deno.Command("sh", { args: ["-c", "command -v incus"], stdout: "null" })
+    .output()).success;
 
 /**
  * The stock LXD client pointed at a test daemon's socket (`LXD_DIR`), with its own HOME and a
  * pre-made config.yml so it prints no first-run hints.
  */
 export class StockLxc {
-  private constructor(readonly daemon: TestDaemon, readonly home: string) {}
+  private constructor(
+    readonly daemon: TestDaemon,
+    readonly home: string,
+    /** `lxc` (LXD 5.0) or `incus` (Incus 6.0). */
+    readonly binary: "lxc" | "incus" = "lxc",
+  ) {}
 
   static async for(daemon: TestDaemon): Promise<StockLxc> {
     const home = await Deno.makeTempDir({ prefix: "outpost-lxc-home-", dir: daemon.dir });
@@ -317,17 +326,28 @@ export class StockLxc {
     return new StockLxc(daemon, home);
   }
 
+  /** The Incus 6.0 client (`INCUS_DIR`), with its own HOME. */
+  static async incus(daemon: TestDaemon): Promise<StockLxc> {
+    const home = await Deno.makeTempDir({ prefix: "outpost-incus-home-", dir: daemon.dir });
+    await Deno.mkdir(join(home, ".config", "incus"), { recursive: true });
+    await Deno.writeTextFile(
+      join(home, ".config", "incus", "config.yml"),
+      "default-remote: local\n",
+    );
+    return new StockLxc(daemon, home, "incus");
+  }
+
   get env(): Record<string, string> {
     return {
-      LXD_DIR: this.daemon.dir,
+      [this.binary === "lxc" ? "LXD_DIR" : "INCUS_DIR"]: this.daemon.dir,
       HOME: this.home,
       PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
     };
   }
 
-  /** Runs `lxc ARGS` with optional stdin; never throws. */
+  /** Runs the client with ARGS and optional stdin; never throws. */
   async run(args: string[], stdin?: Uint8Array | string): Promise<CliResult> {
-    const child = new Deno.Command("lxc", {
+    const child = new Deno.Command(this.binary, {
       args,
       env: this.env,
       clearEnv: true,
@@ -345,19 +365,21 @@ export class StockLxc {
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   }
 
-  /** Runs `lxc ARGS` and fails with its stderr on a non-zero exit. */
+  /** Runs the client with ARGS and fails with its stderr on a non-zero exit. */
   async ok(...args: string[]): Promise<string> {
     const r = await this.run(args);
-    if (r.code !== 0) throw new Error(`lxc ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    if (r.code !== 0) {
+      throw new Error(`${this.binary} ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    }
     return r.stdout;
   }
 
-  /** Runs `lxc ARGS` under a PTY (`script`), typing `input` after `delayMs`. */
+  /** Runs the client with ARGS under a PTY (`script`), typing `input` after `delayMs`. */
   async tty(args: string[], input: string, delayMs = 1500): Promise<CliResult> {
     const cmd = [
       "stty cols 100 rows 30;",
       "exec",
-      "lxc",
+      this.binary,
       ...args.map((a) => `'${a.replaceAll("'", "'\\''")}'`),
     ]
       .join(" ");

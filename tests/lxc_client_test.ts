@@ -107,6 +107,13 @@ lxcTest("lxc info shows a running container's name, status and init PID", async 
   assert.match(info, new RegExp(`PID: ${(await d.lxcState(NAME)).pid}`));
 });
 
+lxcTest("lxc info --show-log prints the container's lxc.log", async () => {
+  const d = await running();
+  const mark = `outpost-log-mark-${uniqueName("m")}`;
+  await Deno.writeTextFile(`${d.lxcPath}/${NAME}/lxc.log`, `${mark}\n`, { append: true });
+  assert.match(await (await stockLxc()).ok("info", "--show-log", NAME), new RegExp(mark));
+});
+
 // Exec through the stock client.
 
 lxcTest(

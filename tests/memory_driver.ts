@@ -270,6 +270,13 @@ export class MemoryDriver implements ProbedDriver {
     return Promise.resolve(toyProcess(this.#nextPid++, req, { interactive: true, ...opts }));
   }
 
+  /** A host file served as every instance's runtime log (`memory.log`), when set. */
+  runtimeLogPath?: string;
+
+  runtimeLogs(_inst: InstanceSpec): Record<string, string> {
+    return this.runtimeLogPath ? { "memory.log": this.runtimeLogPath } : {};
+  }
+
   /** The console log: one line naming the instance. */
   consoleLog(inst: InstanceSpec): Promise<Uint8Array> {
     this.record("consoleLog", inst.name);

@@ -9,6 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 . scripts/host-deps.sh
 apt_install $OUTPOST_APT_PACKAGES $OUTPOST_TEST_APT_PACKAGES
+ensure_incus_client
 ensure_deno
 ensure_modules .
 

@@ -33,6 +33,8 @@ export const API_EXTENSIONS = [
   "snapshot_expiry",
   "snapshot_expiry_creation",
   "container_exec_signal_handling",
+  // POST /1.0/instances takes `start: true` (clients that do not see it start the instance again).
+  "instance_create_start",
 ];
 
 export function serverRoutes(agent: Agent): Route[] {

@@ -461,6 +461,10 @@ export class LxcDriver implements Driver {
     return await spawnPty(this.runner, argv, "/", { interactive: true, ...opts });
   }
 
+  runtimeLogs(inst: InstanceSpec): Record<string, string> {
+    return { "lxc.log": join(this.dir(inst.name), "lxc.log") };
+  }
+
   async consoleLog(inst: InstanceSpec): Promise<Uint8Array> {
     return await Deno.readFile(join(this.dir(inst.name), "console.log")).catch(() =>
       new Uint8Array()

@@ -473,6 +473,10 @@ export class QemuDriver implements ProbedDriver {
     return await consoleProcess(this.#paths(inst.name).console);
   }
 
+  runtimeLogs(inst: InstanceSpec): Record<string, string> {
+    return { "qemu.log": this.#paths(inst.name).log };
+  }
+
   async consoleLog(inst: InstanceSpec): Promise<Uint8Array> {
     return await Deno.readFile(this.#paths(inst.name).consoleLog).catch(() => new Uint8Array());
   }
