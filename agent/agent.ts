@@ -13,6 +13,7 @@ import { ImageStore } from "./images.ts";
 import { InstanceConsole } from "./instance_console.ts";
 import { InstanceLogs } from "./instance_logs.ts";
 import { InstanceManager } from "./instances.ts";
+import { Metrics } from "./metrics.ts";
 import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
 import { Paths } from "./paths.ts";
@@ -33,6 +34,7 @@ export class Agent {
   readonly consoles: InstanceConsole;
   readonly instanceLogs: InstanceLogs;
   readonly host: Host;
+  readonly metrics: Metrics;
   readonly startedAt = new Date();
 
   constructor(stateDir: string, readonly log: (msg: string) => void = console.error) {
@@ -74,6 +76,13 @@ export class Agent {
       this.drivers,
     );
     this.host = new Host(this.drivers);
+    this.metrics = new Metrics({
+      instances: () => this.instances.list(),
+      driver: (type) => this.drivers.maybe(type),
+      operations: () => this.operations.list().length,
+      startedAt: this.startedAt,
+      log,
+    });
   }
 
   /** Probes drivers and reconciles instances; call once before serving. */

@@ -9,6 +9,7 @@ import { execRoutes } from "./routes/exec.ts";
 import { fileRoutes } from "./routes/files.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { instanceRoutes } from "./routes/instances.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { serverRoutes } from "./routes/server.ts";
 import { snapshotRoutes } from "./routes/snapshots.ts";
@@ -24,6 +25,7 @@ const TABLES: ((agent: Agent) => Route[])[] = [
   operationRoutes,
   eventRoutes,
   imageRoutes,
+  metricsRoutes,
 ];
 
 /**

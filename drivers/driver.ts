@@ -2,7 +2,7 @@
 import type { InstanceType } from "../contract/schemas.ts";
 import type { FileAccess } from "./files.ts";
 import type { SnapshotAccess } from "./snapshots.ts";
-import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
+import type { InstanceRuntime, NetworkState, PowerState } from "../contract/instance_state.ts";
 
 /**
  * What a driver is told about an instance: a read-only view of its record. A driver never changes
@@ -100,6 +100,26 @@ export interface DriverInfo {
   details?: Record<string, string>;
 }
 
+/** One network interface's counters, as `GET /1.0/instances/NAME/state` has them. */
+export type InterfaceCounters = NetworkState["counters"];
+
+/** The raw numbers of a running instance's metrics (seconds, bytes, counts). */
+export interface InstanceMetrics {
+  /** CPU time per cpu ("0", "1"...), in seconds. */
+  cpu: { cpu: string; user: number; system: number }[];
+  /** How many CPUs the instance may run on. */
+  effectiveCpus?: number;
+  /** memory.stat counters by Incus's name (`RSS`, `Cached`, `Mapped`...), in bytes. */
+  memoryStat: Record<string, number>;
+  /** The memory the instance may use (its limit, else the host's memory) and uses, in bytes. */
+  memoryLimit?: number;
+  memoryUsage?: number;
+  swap?: number;
+  oomKills?: number;
+  network: Record<string, InterfaceCounters>;
+  processes?: number;
+}
+
 export interface Driver {
   readonly type: InstanceType;
   info(): DriverInfo;
@@ -130,6 +150,8 @@ export interface Driver {
    * start). `changed` names the keys that changed; others are left as they are.
    */
   applyLimits(inst: InstanceSpec, changed: string[]): Promise<void>;
+  /** Usage counters of a running instance for `GET /1.0/metrics`, where the driver offers them. */
+  metrics?(inst: InstanceSpec): Promise<InstanceMetrics>;
   /** Attaches to the instance's console (a PTY stream), where the driver offers it. */
   console?(inst: InstanceSpec, opts: { width?: number; height?: number }): Promise<ExecProcess>;
   /** The console output kept since the instance started. */

@@ -6,6 +6,7 @@
 import type { Hono } from "hono";
 import { Agent } from "../agent/agent.ts";
 import { Host } from "../agent/host.ts";
+import { Metrics } from "../agent/metrics.ts";
 import { Operations } from "../agent/operations.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
@@ -16,6 +17,7 @@ export async function withApp(
 ): Promise<void> {
   await withCore(async (core) => {
     const operations = new Operations(core.events, core.store, (msg) => core.log.push(msg));
+    const startedAt = new Date();
     const agent: Agent = {
       paths: core.paths,
       store: core.store,
@@ -29,7 +31,13 @@ export async function withApp(
       consoles: core.consoles,
       instanceLogs: core.instanceLogs,
       host: new Host(core.drivers),
-      startedAt: new Date(),
+      metrics: new Metrics({
+        instances: () => core.instances.list(),
+        driver: (type) => core.drivers.maybe(type),
+        operations: () => operations.list().length,
+        startedAt,
+      }),
+      startedAt,
       log: (msg) => core.log.push(msg),
       init: () => Promise.resolve(),
       // The daemon's own server config handling, on the fixture's store and bus.

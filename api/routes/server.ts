@@ -35,6 +35,8 @@ export const API_EXTENSIONS = [
   "container_exec_signal_handling",
   // POST /1.0/instances takes `start: true` (clients that do not see it start the instance again).
   "instance_create_start",
+  // GET /1.0/metrics (running containers; VMs not yet).
+  "metrics",
 ];
 
 export function serverRoutes(agent: Agent): Route[] {

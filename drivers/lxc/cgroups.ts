@@ -167,7 +167,7 @@ export function parseProcCgroup(text: string): { v1: Map<string, string>; v2?: s
 }
 
 /** The path of a cgroup file of the process whose cgroups are `paths`, for either version. */
-function cgroupFile(
+export function cgroupFile(
   layout: CgroupLayout,
   paths: { v1: Map<string, string>; v2?: string },
   c: Controller,

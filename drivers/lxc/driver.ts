@@ -11,6 +11,7 @@ import {
   type ExecProcess,
   type ExecRequest,
   type ImageSource,
+  type InstanceMetrics,
   type InstanceSpec,
   type RecoveryReport,
   type StopOptions,
@@ -34,6 +35,7 @@ import {
 } from "../forkfile/client.ts";
 import type { FileAccess } from "../files.ts";
 import { idRanges, LxcFileAccess } from "./files.ts";
+import { readMetrics } from "./metrics.ts";
 import { readNetwork } from "./network.ts";
 import { LxcSnapshots, recoverTemp } from "./snapshots.ts";
 
@@ -425,6 +427,12 @@ export class LxcDriver implements Driver {
         await readNetwork(this.runner, pid);
     }
     return runtime;
+  }
+
+  async metrics(inst: InstanceSpec): Promise<InstanceMetrics> {
+    const { pid } = await this.#info2(inst.name);
+    if (pid <= 0) throw new InvalidState(`Instance "${inst.name}" is not running`);
+    return await readMetrics(this.runner, pid);
   }
 
   /** Starts a command; the caller (the instance manager) has checked the container runs. */

@@ -22,6 +22,24 @@ export function parseNetDev(text: string): Map<string, number[]> {
   return out;
 }
 
+/** The counters of each interface from `/proc/net/dev`, named as the instance state names them. */
+export function netDevCounters(text: string): Map<string, NetworkState["counters"]> {
+  const out = new Map<string, NetworkState["counters"]>();
+  for (const [name, c] of parseNetDev(text)) {
+    out.set(name, {
+      bytes_received: c[0] ?? 0,
+      packets_received: c[1] ?? 0,
+      errors_received: c[2] ?? 0,
+      packets_dropped_inbound: c[3] ?? 0,
+      bytes_sent: c[8] ?? 0,
+      packets_sent: c[9] ?? 0,
+      errors_sent: c[10] ?? 0,
+      packets_dropped_outbound: c[11] ?? 0,
+    });
+  }
+  return out;
+}
+
 const SCOPES: Record<string, string> = { "00": "global", "20": "link", "10": "local" };
 
 /** IPv6 addresses by interface from `/proc/net/if_inet6`. */
@@ -108,11 +126,11 @@ export function parseProcNet(
   [dev, inet6, fibTrie, route]: (string | undefined)[],
 ): Record<string, NetworkState> | undefined {
   if (dev === undefined) return {};
-  const counters = parseNetDev(dev);
-  if ([...counters.keys()].some((name) => name !== "lo")) return undefined;
+  const byName = netDevCounters(dev);
+  if ([...byName.keys()].some((name) => name !== "lo")) return undefined;
   const v6 = parseIfInet6(inet6 ?? "");
   const out: Record<string, NetworkState> = {};
-  for (const [name, c] of counters) {
+  for (const [name, counters] of byName) {
     const addresses: NetworkAddress[] = [];
     for (const address of parseFibTrieLocal(fibTrie ?? "")) {
       const place = placeV4(address, route ?? "");
@@ -123,16 +141,7 @@ export function parseProcNet(
     addresses.push(...(v6.get(name) ?? []).map((a) => ({ ...a, scope: "local" })));
     out[name] = {
       addresses,
-      counters: {
-        bytes_received: c[0] ?? 0,
-        packets_received: c[1] ?? 0,
-        errors_received: c[2] ?? 0,
-        packets_dropped_inbound: c[3] ?? 0,
-        bytes_sent: c[8] ?? 0,
-        packets_sent: c[9] ?? 0,
-        errors_sent: c[10] ?? 0,
-        packets_dropped_outbound: c[11] ?? 0,
-      },
+      counters,
       hwaddr: "",
       host_name: "",
       mtu: 65536,

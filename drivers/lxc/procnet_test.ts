@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseIpAddr } from "./network.ts";
-import { parseProcNet } from "./procnet.ts";
+import { netDevCounters, parseProcNet } from "./procnet.ts";
 
 /** Runs a script in a fresh network namespace; returns its stdout split at "@@\n" markers. */
 async function inNewNetns(script: string): Promise<string[]> {
@@ -31,4 +31,26 @@ Deno.test("a namespace with an interface besides the loopback is left to `ip`", 
 
 Deno.test("a stopped namespace (no files) has no interfaces", () => {
   assert.deepEqual(parseProcNet([undefined, undefined, undefined, undefined]), {});
+});
+
+Deno.test("netDevCounters() takes each interface's receive and transmit bytes, packets, errors, drops", () => {
+  const text = `\
+Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    1234      10    1    2    0     0          0         0     5678      20    3    4    0     0       0          0
+  eth0: 99 1 0 0 0 0 0 0 88 2 0 0 0 0 0 0
+`;
+  const counters = netDevCounters(text);
+  assert.deepEqual([...counters.keys()], ["lo", "eth0"]);
+  assert.deepEqual(counters.get("lo"), {
+    bytes_received: 1234,
+    packets_received: 10,
+    errors_received: 1,
+    packets_dropped_inbound: 2,
+    bytes_sent: 5678,
+    packets_sent: 20,
+    errors_sent: 3,
+    packets_dropped_outbound: 4,
+  });
+  assert.equal(counters.get("eth0")?.bytes_sent, 88);
 });

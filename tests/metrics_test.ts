@@ -1,0 +1,102 @@
+/** End to end: GET /1.0/metrics of a real LXC container, in Incus's Prometheus text. */
+import assert from "node:assert/strict";
+import { TestDaemon, uniqueName } from "./helpers.ts";
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/**
+ * Parses Prometheus text exposition line by line, failing on any line that is not a HELP, a TYPE
+ * or a `name{labels} value` sample, and on a sample whose metric had no HELP and TYPE before it.
+ */
+function parseExposition(text: string): Sample[] {
+  assert.ok(text.endsWith("\n"), "the text ends with a newline");
+  const helped = new Set<string>();
+  const typed = new Set<string>();
+  const samples: Sample[] = [];
+  for (const line of text.slice(0, -1).split("\n")) {
+    const comment = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$/.exec(line);
+    if (comment) {
+      const [, kind, name, rest] = comment;
+      if (kind === "HELP") helped.add(name);
+      else {
+        assert.match(rest, /^(counter|gauge)$/, line);
+        assert.ok(helped.has(name), `TYPE before HELP: ${line}`);
+        typed.add(name);
+      }
+      continue;
+    }
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `not a sample line: ${JSON.stringify(line)}`);
+    const [, name, labelText = "", value] = m;
+    assert.ok(helped.has(name) && typed.has(name), `no HELP/TYPE before ${line}`);
+    const labels: Record<string, string> = {};
+    const label = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/y;
+    while (label.lastIndex < labelText.length) {
+      const l = label.exec(labelText);
+      assert.ok(l, `bad labels in ${line}`);
+      labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => c === "n" ? "\n" : c);
+    }
+    assert.match(value, /^(-?[0-9.e+-]+|NaN|[+-]Inf)$/, line);
+    samples.push({ name, labels, value: Number(value) });
+  }
+  return samples;
+}
+
+Deno.test("GET /1.0/metrics serves a running container's CPU, memory, processes and lo counters", async () => {
+  const d = await TestDaemon.start();
+  try {
+    await d.importBusybox("bb");
+    const name = uniqueName("metrics");
+    await d.ok("launch", "bb", name);
+    const dd = await d.cli(
+      "exec",
+      name,
+      "--",
+      "dd",
+      "if=/dev/zero",
+      "of=/dev/null",
+      "bs=1M",
+      "count=200",
+    );
+    assert.equal(dd.code, 0, dd.stderr);
+
+    const res = await d.api.fetch("GET", "/1.0/metrics");
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4");
+    const text = await res.text();
+    const samples = parseExposition(text);
+    const of = (metric: string, labels: Record<string, string> = {}) =>
+      samples.filter((s) =>
+        s.name === metric && s.labels.name === name && s.labels.project === "default" &&
+        s.labels.type === "container" &&
+        Object.entries(labels).every(([k, v]) => s.labels[k] === v)
+      );
+
+    const cpu = of("incus_cpu_seconds_total");
+    assert.ok(cpu.length >= 2, text);
+    assert.ok(
+      cpu.every((s) => s.labels.cpu !== undefined && /^(user|system)$/.test(s.labels.mode)),
+    );
+    const cpuSeconds = cpu.reduce((sum, s) => sum + s.value, 0);
+    assert.ok(cpuSeconds > 0, `cpu seconds ${cpuSeconds}`);
+    assert.ok(of("incus_procs_total")[0]?.value >= 1, "incus_procs_total >= 1");
+    assert.ok(of("incus_memory_RSS_bytes")[0]?.value > 0, "incus_memory_RSS_bytes > 0");
+    assert.ok(of("incus_memory_MemTotal_bytes")[0]?.value > 0, "incus_memory_MemTotal_bytes > 0");
+    for (const dir of ["receive", "transmit"]) {
+      for (const what of ["bytes", "packets", "errs", "drop"]) {
+        const lo = of(`incus_network_${dir}_${what}_total`, { device: "lo" });
+        assert.equal(lo.length, 1, `incus_network_${dir}_${what}_total for lo`);
+        assert.ok(lo[0].value >= 0);
+      }
+    }
+    const daemon = (metric: string) => samples.find((s) => s.name === metric);
+    assert.ok(daemon("incus_uptime_seconds")!.value > 0);
+    assert.ok(daemon("incus_operations_total")!.value >= 1, "the launch's operations are known");
+  } finally {
+    await d.cleanup();
+  }
+});
