@@ -1,6 +1,6 @@
 /**
  * The daemon's core, assembled once: store, events, operations, images, instances (with their
- * console and logs), snapshots, drivers and the host's facts.
+ * console and logs), snapshots, drivers, the host's facts and the server certificate.
  */
 import { LxcDriver } from "../drivers/lxc/driver.ts";
 import { QemuDriver } from "../drivers/qemu/driver.ts";
@@ -20,6 +20,8 @@ import { Paths } from "./paths.ts";
 import { Store } from "./store.ts";
 import { recoverInstances } from "./recovery.ts";
 import { readHostFile } from "../drivers/hostfs.ts";
+import { ensureServerCert, type ServerCert } from "./server_cert.ts";
+import { hostname, userInfo } from "node:os";
 
 export class Agent {
   readonly paths: Paths;
@@ -36,6 +38,8 @@ export class Agent {
   readonly host: Host;
   readonly metrics: Metrics;
   readonly startedAt = new Date();
+  /** The daemon's TLS certificate and its fingerprint (made or read by init()). */
+  serverCert: ServerCert = { certificate: "", fingerprint: "" };
 
   constructor(stateDir: string, readonly log: (msg: string) => void = console.error) {
     this.paths = new Paths(stateDir);
@@ -87,6 +91,10 @@ export class Agent {
 
   /** Probes drivers and reconciles instances; call once before serving. */
   async init(): Promise<void> {
+    this.serverCert = await ensureServerCert(this.runner, this.paths.root, {
+      hostname: hostname(),
+      user: userInfo().username,
+    });
     await this.drivers.probe(this.log);
     const lxc = this.drivers.maybe("container");
     if (lxc instanceof LxcDriver && lxc.info().available) {

@@ -3,7 +3,7 @@
 # from any other source.
 
 OUTPOST_DENO_VERSION=2.9.6
-OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux procps tar gzip xz-utils ca-certificates qemu-system-x86 qemu-utils qemu-guest-agent ovmf kmod cpio e2fsprogs"
+OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux procps tar gzip xz-utils ca-certificates qemu-system-x86 qemu-utils qemu-guest-agent ovmf kmod cpio e2fsprogs openssl"
 # Real clients the compatibility tests drive outpost with: the stock LXD client, pylxd, Ansible.
 OUTPOST_TEST_APT_PACKAGES="lxd-client python3-pylxd ansible"
 

@@ -38,6 +38,7 @@ export async function withApp(
         startedAt,
       }),
       startedAt,
+      serverCert: { certificate: "", fingerprint: "" },
       log: (msg) => core.log.push(msg),
       init: () => Promise.resolve(),
       // The daemon's own server config handling, on the fixture's store and bus.

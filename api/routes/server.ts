@@ -43,6 +43,7 @@ export function serverRoutes(agent: Agent): Route[] {
   const info = (): Server => {
     const host = agent.host.info();
     const drivers = host.drivers.filter((d) => d.available);
+    const cert = agent.serverCert;
     return {
       config: agent.serverConfig(),
       api_extensions: API_EXTENSIONS,
@@ -54,8 +55,8 @@ export function serverRoutes(agent: Agent): Route[] {
       environment: {
         addresses: [],
         architectures: host.architectures,
-        certificate: "",
-        certificate_fingerprint: "",
+        certificate: cert.certificate,
+        certificate_fingerprint: cert.fingerprint,
         driver: drivers.map((d) => d.name).join(" | "),
         driver_version: drivers.map((d) => d.version).join(" | "),
         firewall: "",
