@@ -1,6 +1,7 @@
 /**
  * The daemon's core, assembled once: store, events, operations, images, instances (with their
- * console and logs), snapshots, drivers, the host's facts and the server certificate.
+ * console and logs), snapshots, drivers, the host's facts, the server certificate and the trust
+ * store.
  */
 import { LxcDriver } from "../drivers/lxc/driver.ts";
 import { QemuDriver } from "../drivers/qemu/driver.ts";
@@ -18,6 +19,7 @@ import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
 import { Paths } from "./paths.ts";
 import { Store } from "./store.ts";
+import { TrustStore } from "./trust.ts";
 import { recoverInstances } from "./recovery.ts";
 import { readHostFile } from "../drivers/hostfs.ts";
 import { ensureServerCert, type ServerCert } from "./server_cert.ts";
@@ -37,6 +39,7 @@ export class Agent {
   readonly instanceLogs: InstanceLogs;
   readonly host: Host;
   readonly metrics: Metrics;
+  readonly trust: TrustStore;
   readonly startedAt = new Date();
   /** The daemon's TLS certificate and its fingerprint (made or read by init()). */
   serverCert: ServerCert = { certificate: "", fingerprint: "" };
@@ -80,6 +83,7 @@ export class Agent {
       this.drivers,
     );
     this.host = new Host(this.drivers);
+    this.trust = new TrustStore(this.store, this.events);
     this.metrics = new Metrics({
       instances: () => this.instances.list(),
       driver: (type) => this.drivers.maybe(type),

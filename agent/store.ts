@@ -61,6 +61,16 @@ const MIGRATIONS: string[] = [
      expires_at TEXT NOT NULL,
      PRIMARY KEY (instance, name)
    );`,
+  // 3: the trust store, certificates by the SHA-256 of their DER
+  `CREATE TABLE certificates (
+     fingerprint TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     type TEXT NOT NULL,
+     restricted INTEGER NOT NULL DEFAULT 0,
+     projects TEXT NOT NULL,
+     certificate TEXT NOT NULL,
+     description TEXT NOT NULL DEFAULT ''
+   );`,
 ];
 
 const stringMap = z.record(z.string(), z.string());
@@ -114,6 +124,17 @@ export type SnapshotRecord = z.infer<typeof SnapshotRowSchema>;
 
 const AliasRowSchema = z.object({ name: z.string(), target: z.string(), description: z.string() });
 export type AliasRecord = z.infer<typeof AliasRowSchema>;
+
+const CertificateRowSchema = z.object({
+  fingerprint: z.string(),
+  name: z.string(),
+  type: z.enum(["client", "metrics"]),
+  restricted: z.number().transform((n) => n !== 0),
+  projects: json(z.array(z.string())),
+  certificate: z.string(),
+  description: z.string(),
+});
+export type CertificateRecord = z.infer<typeof CertificateRowSchema>;
 
 /** An operation's body is kept whole as JSON; the Operations manager owns its shape. */
 const OperationRowSchema = z.object({ body: json(z.unknown()) });
@@ -357,6 +378,47 @@ export class Store {
 
   deleteAlias(name: string): void {
     this.#run("DELETE FROM aliases WHERE name = ?", name);
+  }
+
+  // --- the trust store ---
+
+  listCertificates(): CertificateRecord[] {
+    return this.#all(CertificateRowSchema, "SELECT * FROM certificates ORDER BY name, fingerprint");
+  }
+
+  countCertificates(): number {
+    return this.#one(z.object({ n: z.number() }), "SELECT count(*) AS n FROM certificates")!.n;
+  }
+
+  /** Certificates whose fingerprint starts with `prefix` (Incus accepts unique prefixes). */
+  findCertificates(prefix: string): CertificateRecord[] {
+    return this.#all(
+      CertificateRowSchema,
+      "SELECT * FROM certificates WHERE substr(fingerprint, 1, ?) = ?",
+      prefix.length,
+      prefix,
+    );
+  }
+
+  putCertificate(r: CertificateRecord): void {
+    this.#run(
+      `INSERT INTO certificates (fingerprint, name, type, restricted, projects, certificate,
+         description) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(fingerprint) DO UPDATE SET name = excluded.name, type = excluded.type,
+         restricted = excluded.restricted, projects = excluded.projects,
+         certificate = excluded.certificate, description = excluded.description`,
+      r.fingerprint,
+      r.name,
+      r.type,
+      r.restricted ? 1 : 0,
+      JSON.stringify(r.projects),
+      r.certificate,
+      r.description,
+    );
+  }
+
+  deleteCertificate(fingerprint: string): void {
+    this.#run("DELETE FROM certificates WHERE fingerprint = ?", fingerprint);
   }
 
   // --- operations (persisted for history; live ones are kept in memory) ---

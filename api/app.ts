@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import type { Agent } from "../agent/agent.ts";
 import { errorBody, json, toHttpError } from "./envelope.ts";
 import { instanceAlias, type InstanceFamily, register, type Route } from "./route_table.ts";
+import { certificateRoutes } from "./routes/certificates.ts";
 import { consoleRoutes } from "./routes/console.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { execRoutes } from "./routes/exec.ts";
@@ -26,6 +27,7 @@ const TABLES: ((agent: Agent) => Route[])[] = [
   eventRoutes,
   imageRoutes,
   metricsRoutes,
+  certificateRoutes,
 ];
 
 /**

@@ -5,6 +5,7 @@ import { EventSchema } from "../contract/events.ts";
 import { InstanceStateSchema } from "../contract/instance_state.ts";
 import {
   AsyncEnvelopeSchema,
+  CertificateSchema,
   ErrorEnvelopeSchema,
   ImageAliasesEntrySchema,
   ImageSchema,
@@ -18,6 +19,7 @@ import {
   SyncEnvelopeSchema,
 } from "../contract/responses.ts";
 import { withApp } from "../tests/app_fixture.ts";
+import { makeCert } from "../tests/certs.ts";
 
 /**
  * The metadata of the sync answer to a GET, parsed with `schema`. For an object (or the first of
@@ -124,6 +126,22 @@ Deno.test("every answer and event of the API parses with the contract's strict s
     await answer(app, "/1.0/images/aliases?recursion=1", z.array(ImageAliasesEntrySchema));
     await answer(app, "/1.0/images/aliases/busybox", ImageAliasesEntrySchema);
 
+    const certDir = await Deno.makeTempDir({ prefix: "outpost-contract-cert-" });
+    try {
+      const cert = await makeCert(certDir, "client");
+      const added = await app.request("/1.0/certificates", {
+        method: "POST",
+        body: JSON.stringify({ certificate: cert.base64, name: "c" }),
+      });
+      SyncEnvelopeSchema.parse(await added.json());
+      assert.equal(added.status, 201);
+      await answer(app, "/1.0/certificates", z.array(z.string()));
+      await answer(app, "/1.0/certificates?recursion=1", z.array(CertificateSchema));
+      await answer(app, `/1.0/certificates/${cert.fingerprint}`, CertificateSchema);
+    } finally {
+      await Deno.remove(certDir, { recursive: true });
+    }
+
     const ops = await answer(
       app,
       "/1.0/operations?recursion=1",
@@ -146,6 +164,7 @@ Deno.test("every answer and event of the API parses with the contract's strict s
       "instance-started",
       "instance-created",
       "instance-snapshot-created",
+      "certificate-created",
     ]);
     assert.ok(events.some((e) => e.type === "operation" && e.metadata.status_code === 200));
   }));

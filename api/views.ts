@@ -3,7 +3,13 @@
  * contract/responses.ts, so a view that drifts from the contract fails the type check.
  */
 import type { ImageStore } from "../agent/images.ts";
-import type { AliasRecord, ImageRecord, InstanceRecord, SnapshotRecord } from "../agent/store.ts";
+import type {
+  AliasRecord,
+  CertificateRecord,
+  ImageRecord,
+  InstanceRecord,
+  SnapshotRecord,
+} from "../agent/store.ts";
 import { NEVER } from "../agent/snapshots.ts";
 import {
   type InstanceRuntime,
@@ -12,6 +18,7 @@ import {
   STATUS_CODES,
 } from "../contract/instance_state.ts";
 import type {
+  Certificate,
   Image,
   ImageAliasesEntry,
   Instance,
@@ -114,5 +121,18 @@ export function snapshotView(rec: SnapshotRecord): InstanceSnapshot {
     profiles: rec.profiles,
     stateful: false,
     size: -1,
+  };
+}
+
+/** A trusted certificate shaped as Incus's `Certificate`. */
+export function certificateView(rec: CertificateRecord): Certificate {
+  return {
+    name: rec.name,
+    type: rec.type,
+    restricted: rec.restricted,
+    projects: rec.projects,
+    certificate: rec.certificate,
+    fingerprint: rec.fingerprint,
+    description: rec.description,
   };
 }

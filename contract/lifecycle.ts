@@ -5,6 +5,9 @@
  */
 export const LIFECYCLE_ACTIONS = [
   "config-updated",
+  "certificate-created",
+  "certificate-updated",
+  "certificate-deleted",
   "image-created",
   "image-retrieved",
   "image-deleted",

@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { InstanceStateSchema, PowerStateSchema } from "./instance_state.ts";
-import { InstanceTypeSchema } from "./schemas.ts";
+import { CertificateTypeSchema, InstanceTypeSchema } from "./schemas.ts";
 
 const stringMap = z.record(z.string(), z.string());
 const devices = z.record(z.string(), stringMap);
@@ -253,3 +253,19 @@ export const ImageAliasesEntrySchema = ImageAliasSchema.extend({
   type: InstanceTypeSchema,
 });
 export type ImageAliasesEntry = z.infer<typeof ImageAliasesEntrySchema>;
+
+// --- The trust store ---
+
+/** `GET /1.0/certificates/{fingerprint}`: a trusted certificate. */
+export const CertificateSchema = z.strictObject({
+  name: z.string(),
+  type: CertificateTypeSchema,
+  restricted: z.boolean(),
+  projects: z.array(z.string()),
+  /** PEM. */
+  certificate: z.string(),
+  /** Lowercase hex SHA-256 of the DER. */
+  fingerprint: z.string(),
+  description: z.string(),
+});
+export type Certificate = z.infer<typeof CertificateSchema>;

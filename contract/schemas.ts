@@ -315,3 +315,61 @@ export const ImagesPostSchema = z.object({
   expires_at: z.string().optional(),
   profiles: z.array(z.string()).nullish(),
 }).strict();
+
+// --- The trust store (`/1.0/certificates`) ---
+
+/** What a trusted certificate may do: everything (`client`) or read `/1.0/metrics` only. */
+export const CertificateTypeSchema = z.enum(["client", "metrics"]);
+export type CertificateType = z.infer<typeof CertificateTypeSchema>;
+
+/** A restricted certificate's projects: only "default" exists. */
+const certificateProjects = z.array(z.string()).nullable().transform((v) => v ?? []).refine(
+  (v) => v.every((p) => p === "default"),
+  { error: 'Only the "default" project exists' },
+);
+
+/** The writable fields of a certificate (`CertificatePut`), each optional (a PATCH). */
+const CERTIFICATE_FIELDS = {
+  name: text.max(255).optional(),
+  type: CertificateTypeSchema.optional(),
+  restricted: z.boolean().optional(),
+  projects: certificateProjects.optional(),
+  /** PEM or base64 DER; on a PUT or PATCH only the certificate already stored is taken. */
+  certificate: z.string().optional(),
+  description: text.max(4096).optional(),
+};
+
+/**
+ * `PATCH /1.0/certificates/{fingerprint}`: the fields sent change. The read-only `fingerprint`
+ * of a full Certificate object, which clients send back, is ignored.
+ */
+export const CertificatePatchSchema = z.object({
+  ...CERTIFICATE_FIELDS,
+  fingerprint: z.unknown().optional(),
+}).strict();
+export type CertificatePatch = z.infer<typeof CertificatePatchSchema>;
+
+/** `PUT /1.0/certificates/{fingerprint}`: every field replaced, an absent one by its zero value. */
+export const CertificatePutSchema = CertificatePatchSchema.extend({
+  name: CERTIFICATE_FIELDS.name.default(""),
+  type: CERTIFICATE_FIELDS.type.default("client"),
+  restricted: CERTIFICATE_FIELDS.restricted.default(false),
+  projects: CERTIFICATE_FIELDS.projects.default([]),
+  description: CERTIFICATE_FIELDS.description.default(""),
+}).strict();
+
+const TRUST_TOKENS = "Trust tokens are not supported yet: add the client's certificate instead";
+
+/**
+ * `POST /1.0/certificates` (`CertificatesPost`): a certificate to trust, as base64 DER (what the
+ * clients send) or PEM. Joining with a token or a trust password is refused by name.
+ */
+export const CertificatesPostSchema = CertificatePutSchema.omit({ fingerprint: true }).extend({
+  certificate: z.string().default(""),
+  token: notTrue(TRUST_TOKENS),
+  trust_token: notSet(TRUST_TOKENS),
+  password: notSet(
+    "Trust passwords are not supported yet: add the client's certificate instead",
+  ),
+}).strict();
+export type CertificatesPost = z.infer<typeof CertificatesPostSchema>;

@@ -33,3 +33,8 @@ export function operationUrl(id: string): string {
 export function instanceLogUrl(name: string, file: string): string {
   return `${instanceUrl(name)}/logs/${enc(file)}`;
 }
+
+/** A certificate of the trust store, by its fingerprint. */
+export function certificateUrl(fingerprint: string): string {
+  return `/1.0/certificates/${enc(fingerprint)}`;
+}

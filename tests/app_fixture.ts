@@ -8,6 +8,7 @@ import { Agent } from "../agent/agent.ts";
 import { Host } from "../agent/host.ts";
 import { Metrics } from "../agent/metrics.ts";
 import { Operations } from "../agent/operations.ts";
+import { TrustStore } from "../agent/trust.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
 import { type Core, withCore } from "./core_fixture.ts";
@@ -37,6 +38,7 @@ export async function withApp(
         operations: () => operations.list().length,
         startedAt,
       }),
+      trust: new TrustStore(core.store, core.events),
       startedAt,
       serverCert: { certificate: "", fingerprint: "" },
       log: (msg) => core.log.push(msg),
