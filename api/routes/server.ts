@@ -37,6 +37,8 @@ export const API_EXTENSIONS = [
   "instance_create_start",
   // GET /1.0/metrics (running containers; VMs not yet).
   "metrics",
+  // PUT/PATCH /1.0/certificates/{fingerprint} (`lxc config trust edit` needs it).
+  "certificate_update",
 ];
 
 export function serverRoutes(agent: Agent): Route[] {
