@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { Hono } from "hono";
 import { Agent } from "../agent/agent.ts";
 import { createApp } from "./app.ts";
+import { INCUS6_RENAME } from "../tests/client_bodies.ts";
 
 interface Envelope {
   type: "sync" | "async" | "error";
@@ -385,21 +386,8 @@ Deno.test("a move is refused, naming what is not supported; the rename fields al
     assertError(await rename({ name: "c2", target: { operation: "x" } }), 400, "between servers");
     assertError(await rename({ name: "c2", colour: "red" }), 400, '"colour"');
     // The Incus 6 client's whole rename body parses: the instance is what is missing.
-    const incus6 = {
-      name: "c2",
-      migration: false,
-      live: false,
-      instance_only: false,
-      target: null,
-      pool: "",
-      project: "",
-      allow_inconsistent: false,
-      Config: null,
-      Devices: null,
-      Profiles: null,
-    };
-    assertError(await rename(incus6), 404, '"c1"');
-    assertError(await rename({ ...incus6, project: "default" }), 404, '"c1"');
+    assertError(await rename(INCUS6_RENAME), 404, '"c1"');
+    assertError(await rename({ ...INCUS6_RENAME, project: "default" }), 404, '"c1"');
   }));
 
 Deno.test("stateful stop/start is refused as not supported", () =>

@@ -11,6 +11,7 @@ import {
   SnapshotPostSchema,
   SnapshotsPostSchema,
 } from "./schemas.ts";
+import { INCUS6_RENAME } from "../tests/client_bodies.ts";
 
 /** The first issue's message of a refused body ("" when the body parses). */
 function refusal(schema: z.ZodType, body: unknown): string {
@@ -49,19 +50,6 @@ const LXD5_COPY_SOURCE = {
   refresh: false,
   project: "default",
   allow_inconsistent: false,
-};
-const INCUS6_RENAME = {
-  name: "c2",
-  migration: false,
-  live: false,
-  instance_only: false,
-  target: null,
-  pool: "",
-  project: "",
-  allow_inconsistent: false,
-  Config: null,
-  Devices: null,
-  Profiles: null,
 };
 const LXD5_RENAME = {
   name: "c2",
