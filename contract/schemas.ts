@@ -358,6 +358,9 @@ export const CertificatePutSchema = CertificatePatchSchema.extend({
   description: CERTIFICATE_FIELDS.description.default(""),
 }).strict();
 
+/** Real certificates are a few KiB; 1000 trusted ones of a whole request body each would not be. */
+export const MAX_CERTIFICATE_TEXT = 64 * 1024;
+
 const TRUST_TOKENS = "Trust tokens are not supported yet: add the client's certificate instead";
 
 /**
@@ -365,7 +368,9 @@ const TRUST_TOKENS = "Trust tokens are not supported yet: add the client's certi
  * clients send) or PEM. Joining with a token or a trust password is refused by name.
  */
 export const CertificatesPostSchema = CertificatePutSchema.omit({ fingerprint: true }).extend({
-  certificate: z.string().default(""),
+  certificate: z.string().max(MAX_CERTIFICATE_TEXT, {
+    error: `A certificate is at most ${MAX_CERTIFICATE_TEXT / 1024} KiB`,
+  }).default(""),
   token: notTrue(TRUST_TOKENS),
   trust_token: notSet(TRUST_TOKENS),
   password: notSet(

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { z } from "zod";
 import {
+  CertificatesPostSchema,
   ExecPostSchema,
   ImagesPostSchema,
   InstancePatchSchema,
@@ -8,6 +9,7 @@ import {
   InstancePutSchema,
   InstancesPostSchema,
   InstanceStatePutSchema,
+  MAX_CERTIFICATE_TEXT,
   SnapshotPostSchema,
   SnapshotsPostSchema,
 } from "./schemas.ts";
@@ -150,4 +152,11 @@ Deno.test("the defaults of a field outpost cannot honour keep their wrong types 
   assert.match(refusal(InstancePostSchema, { ...INCUS6_RENAME, Config: 5 }), /^Config: /);
   assert.match(refusal(InstancePostSchema, { ...INCUS6_RENAME, Profiles: "x" }), /^Profiles: /);
   assert.match(refusal(InstanceStatePutSchema, { action: "stop", stateful: 1 }), /^stateful: /);
+});
+
+Deno.test("a certificate to trust is at most 64 KiB of text", () => {
+  const big = { name: "x", certificate: "A".repeat(MAX_CERTIFICATE_TEXT + 1) };
+  assert.equal(CertificatesPostSchema.safeParse(big).success, false);
+  const fits = { name: "x", certificate: "A".repeat(MAX_CERTIFICATE_TEXT) };
+  assert.equal(CertificatesPostSchema.safeParse(fits).success, true);
 });
