@@ -20,10 +20,17 @@ import { SnapshotManager } from "./snapshots.ts";
 import { Paths } from "./paths.ts";
 import { Store } from "./store.ts";
 import { TrustStore } from "./trust.ts";
+import { httpsAddresses, TrustTokens } from "./trust_tokens.ts";
 import { recoverInstances } from "./recovery.ts";
 import { readHostFile } from "../drivers/hostfs.ts";
 import { ensureServerCert, type ServerCert } from "./server_cert.ts";
 import { hostname, userInfo } from "node:os";
+
+/** Applies a server config change live; throws (a BadRequest) to refuse it. */
+export type ServerConfigApplier = (
+  next: Record<string, string>,
+  old: Record<string, string>,
+) => Promise<void>;
 
 export class Agent {
   readonly paths: Paths;
@@ -40,6 +47,7 @@ export class Agent {
   readonly host: Host;
   readonly metrics: Metrics;
   readonly trust: TrustStore;
+  readonly tokens: TrustTokens;
   readonly startedAt = new Date();
   /** The daemon's TLS certificate and its fingerprint (made or read by init()). */
   serverCert: ServerCert = { certificate: "", fingerprint: "" };
@@ -84,6 +92,13 @@ export class Agent {
     );
     this.host = new Host(this.drivers);
     this.trust = new TrustStore(this.store, this.events);
+    this.tokens = new TrustTokens({
+      operations: this.operations,
+      trust: this.trust,
+      fingerprint: () => this.serverCert.fingerprint,
+      addresses: () => httpsAddresses(this.serverConfig()["core.https_address"] ?? ""),
+      expiry: () => this.serverConfig()["core.remote_token_expiry"] ?? "",
+    });
     this.metrics = new Metrics({
       instances: () => this.instances.list(),
       driver: (type) => this.drivers.maybe(type),
@@ -118,8 +133,27 @@ export class Agent {
     return this.store.serverConfig();
   }
 
-  setServerConfig(config: Record<string, string>): void {
+  /**
+   * What applies server config outside the store (the daemon's HTTPS listener): each is called
+   * with the new and the old config before the new one is kept, and a throw keeps the old one.
+   */
+  readonly serverConfigAppliers: ServerConfigApplier[] = [];
+
+  /** Replaces the server config: checked, applied live, then kept. */
+  async setServerConfig(config: Record<string, string>): Promise<void> {
     for (const [k, v] of Object.entries(config)) checkServerKey(k, v);
+    const old = this.store.serverConfig();
+    const applied: ServerConfigApplier[] = [];
+    try {
+      for (const apply of this.serverConfigAppliers) {
+        await apply(config, old);
+        applied.push(apply);
+      }
+    } catch (err) {
+      // What was applied goes back to the old config, best effort.
+      for (const undo of applied.reverse()) await undo(old, config).catch(() => {});
+      throw err;
+    }
     this.store.setServerConfig(config);
     this.events.lifecycle("config-updated", "/1.0");
   }

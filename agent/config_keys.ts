@@ -4,7 +4,8 @@
  */
 import { z } from "zod";
 import { BadRequest } from "../contract/errors.ts";
-import { parseByteSize, parseCpuSet } from "../contract/units.ts";
+import { addExpiry, parseByteSize, parseCpuSet } from "../contract/units.ts";
+import { parseListenAddress } from "../contract/listen_address.ts";
 import type { InstanceType } from "../contract/schemas.ts";
 
 export type Scope = "any" | "container" | "vm";
@@ -163,7 +164,46 @@ const NAMESPACES: Namespace[] = [
 export const SERVER_NAMESPACES: Namespace[] = [
   { prefix: "user.", scope: "any", live: true, doc: "Free-form user data" },
 ];
+/** A string `check` accepts (it throws an Error saying what is wrong); empty is always fine. */
+function checkedBy(check: (v: string) => unknown) {
+  return z.string().superRefine((v, ctx) => {
+    if (v === "") return;
+    try {
+      check(v);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+    }
+  });
+}
+
 export const SERVER_KEYS: ConfigKey[] = [
+  {
+    key: "core.https_address",
+    schema: checkedBy(parseListenAddress),
+    scope: "any",
+    live: true,
+    default: "",
+    doc:
+      "Where the HTTPS API listens (`[::]:8443`, `127.0.0.1:8443`, `:8443`; port 8443 when not given); empty for no HTTPS listener. Changing it moves the listener at once",
+  },
+  {
+    key: "core.remote_token_expiry",
+    schema: checkedBy((v) => addExpiry(new Date(), v)),
+    scope: "any",
+    live: true,
+    default: "",
+    doc:
+      "How long a trust token is valid (`1H`, `2d`, `30M`; units S M H d w m y); empty for no expiry",
+  },
+  {
+    key: "core.metrics_authentication",
+    schema: bool,
+    scope: "any",
+    live: true,
+    default: "true",
+    doc:
+      "Whether `/1.0/metrics` needs a trusted client or metrics certificate; `false` lets anyone who reaches the HTTPS listener read it",
+  },
   {
     key: "core.vm_accel",
     schema: z.enum(["auto", "kvm", "tcg"], { error: "expected auto, kvm or tcg" }),

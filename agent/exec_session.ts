@@ -8,6 +8,7 @@
  * an interactive one (and a console) needs 0 and `control`.
  */
 import type { ExecProcess } from "../drivers/driver.ts";
+import type { UpgradeWebSocket } from "./operations.ts";
 
 /** How long the client has to connect the websockets the command needs. */
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -53,10 +54,10 @@ export class ExecSession {
   }
 
   /** Upgrades a websocket request carrying one of the secrets; undefined if it carries none. */
-  connect(given: string, req: Request): Response | undefined {
+  connect(given: string, upgrade: UpgradeWebSocket): Response | undefined {
     const fd = Object.entries(this.secrets).find(([, s]) => s === given)?.[0];
     if (fd === undefined || this.#sockets.has(fd) || this.#closed) return undefined;
-    const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 0 });
+    const { socket, response } = upgrade();
     socket.binaryType = "arraybuffer";
     this.#sockets.set(fd, socket);
     // Handlers go on at once: stdin and its end can arrive before the other sockets connect.

@@ -42,7 +42,8 @@ async function withSession(
   const session = new ExecSession(interactive);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
     const secret = new URL(req.url).searchParams.get("secret") ?? "";
-    return session.connect(secret, req) ?? new Response("no", { status: 403 });
+    return session.connect(secret, () => Deno.upgradeWebSocket(req, { idleTimeout: 0 })) ??
+      new Response("no", { status: 403 });
   });
   const clients: WebSocket[] = [];
   const open = (fd: string) => {

@@ -30,6 +30,12 @@ export interface OperationContext {
   update(metadata: Record<string, unknown>): void;
 }
 
+/**
+ * Turns the request being served into a websocket: Deno's own upgrade on the unix socket, the
+ * `ws` package's on the HTTPS listener. The socket opens once the 101 has gone out.
+ */
+export type UpgradeWebSocket = () => { socket: WebSocket; response: Response };
+
 export interface OperationSpec {
   description: string;
   class?: OperationClass;
@@ -38,14 +44,14 @@ export interface OperationSpec {
   mayCancel?: boolean;
   run: (ctx: OperationContext) => Promise<Record<string, unknown> | void>;
   /** For websocket operations: upgrades a request carrying a valid secret, else undefined. */
-  websocket?: (secret: string, req: Request) => Response | undefined;
+  websocket?: (secret: string, upgrade: UpgradeWebSocket) => Response | undefined;
 }
 
 /** An operation and what it needs while it runs. */
 class TrackedOperation {
   body: Operation;
   /** Dropped when the operation finishes, with everything its handler holds (sockets, buffers). */
-  websocket?: (secret: string, req: Request) => Response | undefined;
+  websocket?: (secret: string, upgrade: UpgradeWebSocket) => Response | undefined;
   readonly done: Promise<void>;
   readonly abort = new AbortController();
   /** When the operation finished (ms since the epoch), 0 while it runs. */
@@ -339,11 +345,11 @@ export class Operations {
   }
 
   /** Connects a websocket to a running websocket-class operation. */
-  connect(id: string, secret: string, req: Request): Response {
+  connect(id: string, secret: string, upgrade: UpgradeWebSocket): Response {
     const op = this.#find(id);
     if (op.finished) throw new BadRequest(`Operation "${id}" has finished`);
     if (!op.websocket) throw new BadRequest(`Operation "${id}" has no websockets`);
-    const res = op.websocket(secret, req);
+    const res = op.websocket(secret, upgrade);
     if (!res) throw new Forbidden("Invalid websocket secret");
     return res;
   }

@@ -372,13 +372,18 @@ Deno.test("a finished operation ignores later updates and refuses websockets", a
       },
     });
     await Promise.resolve();
-    assert.ok(ops.connect(op.id, "s", new Request("http://x/")));
+    assert.ok(
+      ops.connect(op.id, "s", () => ({ socket: {} as WebSocket, response: new Response() })),
+    );
     ops.cancel(op.id);
     const count = events.length;
     ctx.update({ late: true });
     assert.equal(events.length, count);
     assert.equal(ops.get(op.id).metadata, null);
-    assert.throws(() => ops.connect(op.id, "s", new Request("http://x/")), BadRequest);
+    assert.throws(
+      () => ops.connect(op.id, "s", () => ({ socket: {} as WebSocket, response: new Response() })),
+      BadRequest,
+    );
     assert.equal(connects, 1);
   } finally {
     ops.close();

@@ -4,7 +4,7 @@
  * PEM under the SHA-256 of its DER, and every change is announced as a lifecycle event. Joining
  * with a token or a trust password is not supported yet.
  */
-import { X509Certificate } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { BadRequest, Conflict, InvalidState, NotFound } from "../contract/errors.ts";
 import type { CertificatePatch, CertificatesPost } from "../contract/schemas.ts";
 import { certificateUrl } from "../contract/urls.ts";
@@ -84,6 +84,27 @@ export class TrustStore {
     private readonly events: EventBus,
     private readonly max = MAX_CERTIFICATES,
   ) {}
+
+  /** Validity windows of certificates seen, by fingerprint (bounded: cleared when full). */
+  #validity = new Map<string, { from: number; to: number }>();
+
+  /**
+   * The trusted certificate a TLS peer presented: an exact match of its DER in the store, valid
+   * now; undefined for any other.
+   */
+  identify(der: Uint8Array, now = Date.now()): CertificateRecord | undefined {
+    const fingerprint = createHash("sha256").update(der).digest("hex");
+    const rec = this.store.findCertificates(fingerprint)[0];
+    if (!rec || rec.fingerprint !== fingerprint) return undefined;
+    let validity = this.#validity.get(fingerprint);
+    if (!validity) {
+      const cert = new X509Certificate(rec.certificate);
+      validity = { from: Date.parse(cert.validFrom), to: Date.parse(cert.validTo) };
+      if (this.#validity.size >= this.max) this.#validity.clear();
+      this.#validity.set(fingerprint, validity);
+    }
+    return validity.from <= now && now <= validity.to ? rec : undefined;
+  }
 
   list(): CertificateRecord[] {
     return this.store.listCertificates();

@@ -8,16 +8,22 @@ import { NotFound } from "../contract/errors.ts";
 import type { InstanceType } from "../contract/schemas.ts";
 
 /**
- * Who may call a route once a listener checks callers (the unix socket is trusted as a whole: its
- * file mode is the check). Declared on every route; nothing enforces it yet.
+ * Who may call a route over HTTPS (the unix socket is trusted as a whole: its file mode is the
+ * check). Declared on every route and enforced by `api/access.ts` before the handler runs.
  */
 export const ACCESS_LEVELS = {
   /** Anyone who reaches the listener: how a client learns what the server is and if it trusts it. */
   untrusted: "anyone who reaches the listener",
   /** Anyone holding a secret the daemon handed out (an operation's websocket secrets). */
   secret: "anyone holding the secret in the URL",
-  /** Trusted clients only. */
+  /**
+   * Trusted clients and metrics certificates; anyone when `core.metrics_authentication` is false.
+   */
+  metrics: "trusted clients and metrics certificates",
+  /** Trusted clients; a restricted certificate without the `default` project reads only. */
   trusted: "trusted clients only",
+  /** Unrestricted trusted clients: the server's config and its trust store. */
+  admin: "unrestricted trusted clients only",
 } as const;
 export type Access = keyof typeof ACCESS_LEVELS;
 
@@ -52,9 +58,17 @@ export function table(rows: readonly [Method, string, Access, Handler][]): Route
   return rows.map(([method, path, access, handler]) => ({ method, path, access, handler }));
 }
 
-/** Registers every route of a table on the app, in order. */
-export function register(app: Hono, routes: readonly Route[]): void {
-  for (const r of routes) app.on(r.method, r.path, (c) => r.handler(c, INSTANCES));
+/** Refuses a caller the route's access level does not let in (throws Forbidden). */
+export type Guard = (c: Context, route: Route) => void;
+
+/** Registers every route of a table on the app, in order, each behind the guard. */
+export function register(app: Hono, routes: readonly Route[], guard: Guard = () => {}): void {
+  for (const r of routes) {
+    app.on(r.method, r.path, (c) => {
+      guard(c, r);
+      return r.handler(c, INSTANCES);
+    });
+  }
 }
 
 /** Whether a route is one of the instance routes (`/1.0/instances` and below). */

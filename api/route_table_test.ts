@@ -19,13 +19,23 @@ async function routes(): Promise<Route[]> {
 const isLegacy = (r: Route) =>
   LEGACY_FAMILIES.some((f) => r.path === f.base || r.path.startsWith(`${f.base}/`));
 
-Deno.test("every route declares one of the access levels: only GET / and GET /1.0 are untrusted", async () => {
+Deno.test("every route declares one of the access levels: GET /, GET /1.0 and token redemption are untrusted", async () => {
   const all = await routes();
   for (const r of all) assert.ok(r.access in ACCESS_LEVELS, `${r.method} ${r.path}: ${r.access}`);
   const by = (access: string) =>
     all.filter((r) => r.access === access).map((r) => `${r.method} ${r.path}`);
-  assert.deepEqual(by("untrusted"), ["GET /", "GET /1.0"]);
+  assert.deepEqual(by("untrusted"), ["GET /", "GET /1.0", "POST /1.0/certificates"]);
   assert.deepEqual(by("secret"), ["GET /1.0/operations/:id/websocket"]);
+  assert.deepEqual(by("metrics"), ["GET /1.0/metrics"]);
+  assert.deepEqual(by("admin"), [
+    "PUT /1.0",
+    "PATCH /1.0",
+    "GET /1.0/certificates",
+    "GET /1.0/certificates/:fingerprint",
+    "PUT /1.0/certificates/:fingerprint",
+    "PATCH /1.0/certificates/:fingerprint",
+    "DELETE /1.0/certificates/:fingerprint",
+  ]);
 });
 
 Deno.test("no method and path is declared twice", async () => {

@@ -152,6 +152,12 @@ export const ServerSchema = z.strictObject({
 });
 export type Server = z.infer<typeof ServerSchema>;
 
+/** `GET /1.0` as an untrusted caller sees it. */
+export const UntrustedServerSchema = ServerSchema.omit({ config: true, environment: true }).extend({
+  auth: z.literal("untrusted"),
+});
+export type UntrustedServer = z.infer<typeof UntrustedServerSchema>;
+
 /** `GET /1.0/resources`: a small part of Incus's `Resources`, and the instance drivers. */
 export const ResourcesSchema = z.strictObject({
   cpu: z.strictObject({

@@ -361,20 +361,23 @@ export const CertificatePutSchema = CertificatePatchSchema.extend({
 /** Real certificates are a few KiB; 1000 trusted ones of a whole request body each would not be. */
 export const MAX_CERTIFICATE_TEXT = 64 * 1024;
 
-const TRUST_TOKENS = "Trust tokens are not supported yet: add the client's certificate instead";
+/** A trust token as a client sends it back (base64 JSON of a few hundred bytes). */
+const sentToken = z.string().max(16 * 1024, { error: "A trust token is at most 16 KiB" });
 
 /**
  * `POST /1.0/certificates` (`CertificatesPost`): a certificate to trust, as base64 DER (what the
- * clients send) or PEM. Joining with a token or a trust password is refused by name.
+ * clients send) or PEM, or the caller's own TLS certificate when none is sent; `token: true` asks
+ * for a trust token instead; `trust_token` (Incus) or `password` (LXD 5.0, holding a token)
+ * redeems one.
  */
 export const CertificatesPostSchema = CertificatePutSchema.omit({ fingerprint: true }).extend({
+  // LXD 5.0's `lxc remote add` sends an empty type: a client certificate, as Incus reads it.
+  type: z.preprocess((v) => v === "" ? undefined : v, CERTIFICATE_FIELDS.type.default("client")),
   certificate: z.string().max(MAX_CERTIFICATE_TEXT, {
     error: `A certificate is at most ${MAX_CERTIFICATE_TEXT / 1024} KiB`,
   }).default(""),
-  token: notTrue(TRUST_TOKENS),
-  trust_token: notSet(TRUST_TOKENS),
-  password: notSet(
-    "Trust passwords are not supported yet: add the client's certificate instead",
-  ),
+  token: z.boolean().default(false),
+  trust_token: sentToken.optional(),
+  password: sentToken.optional(),
 }).strict();
 export type CertificatesPost = z.infer<typeof CertificatesPostSchema>;

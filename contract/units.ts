@@ -45,3 +45,45 @@ export function parseCpuSet(value: string): number[] | undefined {
 export function isTrue(value: string | undefined): boolean {
   return value === "true" || value === "1";
 }
+
+const EXPIRY_PART = /^(\d{1,6})(S|M|H|d|w|m|y)$/;
+
+/**
+ * The time `value` after `from`, for Incus's expiry durations (`core.remote_token_expiry`,
+ * `snapshots.expiry`): space-separated parts `<n><unit>`, units S (seconds), M (minutes), H
+ * (hours), d, w, m (months), y. Throws an Error naming the part it cannot read.
+ */
+export function addExpiry(from: Date, value: string): Date {
+  const t = new Date(from);
+  for (const part of value.trim().split(/\s+/)) {
+    const m = EXPIRY_PART.exec(part);
+    if (!m) {
+      throw new Error(`Invalid duration "${part}": use <number><S|M|H|d|w|m|y>, such as 1H or 2d`);
+    }
+    const n = Number(m[1]);
+    switch (m[2]) {
+      case "S":
+        t.setUTCSeconds(t.getUTCSeconds() + n);
+        break;
+      case "M":
+        t.setUTCMinutes(t.getUTCMinutes() + n);
+        break;
+      case "H":
+        t.setUTCHours(t.getUTCHours() + n);
+        break;
+      case "d":
+        t.setUTCDate(t.getUTCDate() + n);
+        break;
+      case "w":
+        t.setUTCDate(t.getUTCDate() + 7 * n);
+        break;
+      case "m":
+        t.setUTCMonth(t.getUTCMonth() + n);
+        break;
+      case "y":
+        t.setUTCFullYear(t.getUTCFullYear() + n);
+        break;
+    }
+  }
+  return t;
+}

@@ -3,6 +3,10 @@ import { Agent } from "../agent/agent.ts";
 import { createApp } from "../api/app.ts";
 import { messageOf } from "../contract/errors.ts";
 import { tuneNativeMemory } from "./native_memory.ts";
+import { HttpsListener } from "./https_listener.ts";
+import { type ConnectionEnv, UNIX_CONNECTION } from "../api/connection.ts";
+import { CERT_FILE, KEY_FILE } from "../agent/server_cert.ts";
+import { join } from "node:path";
 
 export interface DaemonOptions {
   stateDir: string;
@@ -11,6 +15,7 @@ export interface DaemonOptions {
 
 export interface RunningDaemon {
   agent: Agent;
+  https: HttpsListener;
   finished: Promise<void>;
   shutdown(): Promise<void>;
 }
@@ -64,10 +69,26 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const guarded = guardedHandler(app.fetch, log);
   // Requests, and the operations and events they cause, are the daemon's work: a few seconds
   // after it stops, the memory it freed goes back to the kernel.
-  const handler = (req: Request) => {
+  const serve = (req: Request, env: ConnectionEnv) => {
     memory.touch();
-    return guarded(req);
+    return guarded(req, env);
   };
+  const handler = (req: Request) => serve(req, { connection: UNIX_CONNECTION });
+  const https = new HttpsListener({
+    credentials: async () => ({
+      cert: await Deno.readTextFile(join(agent.paths.root, CERT_FILE)),
+      key: await Deno.readTextFile(join(agent.paths.root, KEY_FILE)),
+    }),
+    fetch: serve,
+    log,
+  });
+  agent.serverConfigAppliers.push((next) => https.apply(next["core.https_address"] ?? ""));
+  try {
+    await https.apply(agent.serverConfig()["core.https_address"] ?? "");
+  } catch (err) {
+    // A taken port must not keep the daemon from serving its socket: the listener can be moved.
+    log(`https: ${messageOf(err)}`);
+  }
   const unsubscribe = agent.events.subscribe(["operation", "lifecycle"], () => memory.touch());
   const settler = setInterval(() => memory.settle(), 1_000);
   const server = Deno.serve({
@@ -102,12 +123,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       unsubscribe();
       // A subscriber that stopped reading would hold the shutdown forever: close them first.
       agent.events.close();
+      await https.close();
       await server.shutdown();
       await Deno.remove(agent.paths.pidfile).catch(() => {});
       agent.close();
       memory.close();
     })();
-  return { agent, finished: server.finished, shutdown };
+  return { agent, https, finished: server.finished, shutdown };
 }
 
 function errorResponse(status: number, message: string): Response {
@@ -131,13 +153,13 @@ function errorResponse(status: number, message: string): Response {
  * throws escapes as anything but an error envelope.
  */
 export function guardedHandler(
-  fetch: (req: Request) => Response | Promise<Response>,
+  fetch: (req: Request, env: ConnectionEnv) => Response | Promise<Response>,
   log: (msg: string) => void,
-): (req: Request) => Promise<Response> {
-  return async (req) => {
+): (req: Request, env: ConnectionEnv) => Promise<Response> {
+  return async (req, env) => {
     try {
       normaliseUrl(req);
-      return await fetch(req);
+      return await fetch(req, env);
     } catch (err) {
       log(`error: ${messageOf(err)}`);
       return errorResponse(500, "Internal error");

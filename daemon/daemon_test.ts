@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { guardedHandler, neverThrows, normaliseUrl } from "./daemon.ts";
+import { UNIX_CONNECTION } from "../api/connection.ts";
 
 Deno.test("normaliseUrl() serves a request whose Host does not parse as localhost", () => {
   const req = new Request("http://localhost/1.0/events?type=operation");
@@ -20,7 +21,7 @@ Deno.test("guardedHandler() turns a thrown error into a 500 envelope, not a cras
   const handler = guardedHandler(() => {
     throw new TypeError("boom");
   }, (m) => logs.push(m));
-  const res = await handler(new Request("http://localhost/1.0"));
+  const res = await handler(new Request("http://localhost/1.0"), { connection: UNIX_CONNECTION });
   assert.equal(res.status, 500);
   const body = await res.json();
   assert.equal(body.type, "error");

@@ -9,6 +9,7 @@ import { Host } from "../agent/host.ts";
 import { Metrics } from "../agent/metrics.ts";
 import { Operations } from "../agent/operations.ts";
 import { TrustStore } from "../agent/trust.ts";
+import { httpsAddresses, TrustTokens } from "../agent/trust_tokens.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
 import { type Core, withCore } from "./core_fixture.ts";
@@ -19,6 +20,7 @@ export async function withApp(
   await withCore(async (core) => {
     const operations = new Operations(core.events, core.store, (msg) => core.log.push(msg));
     const startedAt = new Date();
+    const trust = new TrustStore(core.store, core.events);
     const agent: Agent = {
       paths: core.paths,
       store: core.store,
@@ -38,7 +40,15 @@ export async function withApp(
         operations: () => operations.list().length,
         startedAt,
       }),
-      trust: new TrustStore(core.store, core.events),
+      trust,
+      tokens: new TrustTokens({
+        operations,
+        trust,
+        fingerprint: () => "",
+        addresses: () => httpsAddresses(core.store.serverConfig()["core.https_address"] ?? ""),
+        expiry: () => core.store.serverConfig()["core.remote_token_expiry"] ?? "",
+      }),
+      serverConfigAppliers: [],
       startedAt,
       serverCert: { certificate: "", fingerprint: "" },
       log: (msg) => core.log.push(msg),

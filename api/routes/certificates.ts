@@ -7,7 +7,11 @@ import {
 } from "../../contract/schemas.ts";
 import { certificateUrl } from "../../contract/urls.ts";
 import { parseBody, recursion } from "../body.ts";
-import { sync } from "../envelope.ts";
+import { async, sync } from "../envelope.ts";
+import { identityOf, isTrustedClient, refusal } from "../access.ts";
+import { connectionOf } from "../connection.ts";
+import { BadRequest, Forbidden } from "../../contract/errors.ts";
+import { encodeBase64 } from "../../contract/bytes.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 import { certificateView } from "../views.ts";
 
@@ -20,9 +24,38 @@ export function certificateRoutes(agent: Agent): Route[] {
     return sync(c, all.map(certificateView));
   };
 
-  // Incus answers 201 with the new certificate's URL and no metadata.
+  /**
+   * Adds a certificate, issues a token (`token: true`, an operation), or redeems one: the only
+   * thing an untrusted caller may do here. Incus answers an added certificate with 201, its URL
+   * and no metadata.
+   */
   const add: Handler = async (c) => {
-    const rec = trust.add(await parseBody(c, CertificatesPostSchema));
+    const body = await parseBody(c, CertificatesPostSchema);
+    const id = identityOf(agent, c);
+    const caller = connectionOf(c).caller;
+    const peer = caller.via === "https" && caller.certificate
+      ? encodeBase64(caller.certificate)
+      : undefined;
+    const sent = body.trust_token || body.password;
+    let rec;
+    if (!isTrustedClient(id)) {
+      if (!sent) throw new Forbidden("not authorized");
+      if (!peer) {
+        throw new Forbidden("A trust token is redeemed over HTTPS with a client certificate");
+      }
+      rec = agent.tokens.redeem(sent, peer);
+    } else {
+      const why = refusal(agent, id, { access: "admin", method: "POST" });
+      if (why) throw new Forbidden(why);
+      if (body.token) return async(c, agent.tokens.issue(body));
+      const certificate = body.certificate || peer;
+      if (!certificate) {
+        throw new BadRequest(
+          "A certificate is required: send it as base64 DER or PEM (over HTTPS, the client's own is taken when none is sent)",
+        );
+      }
+      rec = trust.add({ ...body, certificate });
+    }
     c.header("Location", certificateUrl(rec.fingerprint));
     return sync(c, null, { status: 201 });
   };
@@ -46,11 +79,12 @@ export function certificateRoutes(agent: Agent): Route[] {
   };
 
   return table([
-    ["GET", "/1.0/certificates", "trusted", list],
-    ["POST", "/1.0/certificates", "trusted", add],
-    ["GET", "/1.0/certificates/:fingerprint", "trusted", get],
-    ["PUT", "/1.0/certificates/:fingerprint", "trusted", put],
-    ["PATCH", "/1.0/certificates/:fingerprint", "trusted", patch],
-    ["DELETE", "/1.0/certificates/:fingerprint", "trusted", remove],
+    ["GET", "/1.0/certificates", "admin", list],
+    // Untrusted callers may redeem a trust token here, and nothing else (see `add`).
+    ["POST", "/1.0/certificates", "untrusted", add],
+    ["GET", "/1.0/certificates/:fingerprint", "admin", get],
+    ["PUT", "/1.0/certificates/:fingerprint", "admin", put],
+    ["PATCH", "/1.0/certificates/:fingerprint", "admin", patch],
+    ["DELETE", "/1.0/certificates/:fingerprint", "admin", remove],
   ]);
 }

@@ -23,7 +23,7 @@ export function consoleRoutes(agent: Agent): Route[] {
         class: "websocket",
         resources: resources(name),
         metadata: { fds: session.secrets },
-        websocket: (secret, req) => session.connect(secret, req),
+        websocket: (secret, upgrade) => session.connect(secret, upgrade),
         run: async () => {
           await session.run(spawn);
         },

@@ -5,6 +5,7 @@
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
 import { EVENT_TYPES, type EventType } from "../../contract/events.ts";
+import { connectionOf } from "../connection.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 
@@ -32,7 +33,7 @@ export function eventRoutes(agent: Agent): Route[] {
     const types = parseEventTypes(c.req.query("type"));
     const { socket, response } = guardUpgrade(
       c.req.raw,
-      () => Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 0 }),
+      () => connectionOf(c).upgradeWebSocket(c.req.raw),
       "The events endpoint",
     );
     const label = `#${++subscribers}, ${types.join(",")}`;

@@ -38,7 +38,7 @@ export function execRoutes(agent: Agent): Route[] {
           ...base,
           class: "websocket",
           metadata: { fds: session.secrets },
-          websocket: (secret, req) => session.connect(secret, req),
+          websocket: (secret, upgrade) => session.connect(secret, upgrade),
           run: async (ctx) => ({ return: await session.run(spawn, ctx.signal) }),
         }),
       );

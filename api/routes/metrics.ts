@@ -6,5 +6,5 @@ import { type Handler, type Route, table } from "../route_table.ts";
 export function metricsRoutes(agent: Agent): Route[] {
   const get: Handler = async (c) =>
     c.body(await agent.metrics.text(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
-  return table([["GET", "/1.0/metrics", "trusted", get]]);
+  return table([["GET", "/1.0/metrics", "metrics", get]]);
 }

@@ -5,6 +5,7 @@ import type { Operation } from "../../contract/responses.ts";
 import { operationUrl } from "../../contract/urls.ts";
 import { recursion } from "../body.ts";
 import { sync } from "../envelope.ts";
+import { connectionOf } from "../connection.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 
@@ -25,7 +26,12 @@ export function operationRoutes(agent: Agent): Route[] {
   const websocket: Handler = (c) =>
     guardUpgrade(
       c.req.raw,
-      () => operations.connect(c.req.param("id")!, c.req.query("secret") ?? "", c.req.raw),
+      () =>
+        operations.connect(
+          c.req.param("id")!,
+          c.req.query("secret") ?? "",
+          () => connectionOf(c).upgradeWebSocket(c.req.raw),
+        ),
     );
   const wait: Handler = async (c) => {
     const raw = c.req.query("timeout") ?? "-1";

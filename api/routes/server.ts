@@ -4,7 +4,9 @@ import { VERSION } from "../../contract/version.ts";
 import { parseBody } from "../body.ts";
 import { sync } from "../envelope.ts";
 import { ServerPutSchema } from "../../contract/schemas.ts";
-import type { Resources, Server } from "../../contract/responses.ts";
+import type { Resources, Server, UntrustedServer } from "../../contract/responses.ts";
+import { identityOf, isTrustedClient } from "../access.ts";
+import { httpsAddresses } from "../../agent/trust_tokens.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 
 /** Exactly the API extensions outpost implements. */
@@ -39,6 +41,8 @@ export const API_EXTENSIONS = [
   "metrics",
   // PUT/PATCH /1.0/certificates/{fingerprint} (`lxc config trust edit` needs it).
   "certificate_update",
+  // POST /1.0/certificates {"token": true} and redeeming a token (`lxc remote add NAME TOKEN`).
+  "certificate_token",
 ];
 
 export function serverRoutes(agent: Agent): Route[] {
@@ -55,7 +59,7 @@ export function serverRoutes(agent: Agent): Route[] {
       public: false,
       auth_methods: ["tls"],
       environment: {
-        addresses: [],
+        addresses: httpsAddresses(agent.serverConfig()["core.https_address"] ?? ""),
         architectures: host.architectures,
         certificate: cert.certificate,
         certificate_fingerprint: cert.fingerprint,
@@ -103,14 +107,26 @@ export function serverRoutes(agent: Agent): Route[] {
   };
 
   const getRoot: Handler = (c) => sync(c, ["/1.0"]);
-  const getInfo: Handler = (c) => sync(c, info());
+  // An untrusted caller learns what the server speaks and that it is not trusted; no more.
+  const getInfo: Handler = (c) => {
+    if (isTrustedClient(identityOf(agent, c))) return sync(c, info());
+    const untrusted: UntrustedServer = {
+      api_extensions: API_EXTENSIONS,
+      api_status: "stable",
+      api_version: "1.0",
+      auth: "untrusted",
+      public: false,
+      auth_methods: ["tls"],
+    };
+    return sync(c, untrusted);
+  };
   const putConfig: Handler = async (c) => {
-    agent.setServerConfig((await parseBody(c, ServerPutSchema)).config);
+    await agent.setServerConfig((await parseBody(c, ServerPutSchema)).config);
     return sync(c, {});
   };
   const patchConfig: Handler = async (c) => {
     const { config } = await parseBody(c, ServerPutSchema);
-    agent.setServerConfig({ ...agent.serverConfig(), ...config });
+    await agent.setServerConfig({ ...agent.serverConfig(), ...config });
     return sync(c, {});
   };
   const getResources: Handler = (c) => sync(c, resources());
@@ -118,8 +134,8 @@ export function serverRoutes(agent: Agent): Route[] {
   return table([
     ["GET", "/", "untrusted", getRoot],
     ["GET", "/1.0", "untrusted", getInfo],
-    ["PUT", "/1.0", "trusted", putConfig],
-    ["PATCH", "/1.0", "trusted", patchConfig],
+    ["PUT", "/1.0", "admin", putConfig],
+    ["PATCH", "/1.0", "admin", patchConfig],
     ["GET", "/1.0/resources", "trusted", getResources],
   ]);
 }

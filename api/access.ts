@@ -1,0 +1,70 @@
+/**
+ * Who may call what. The unix socket is trusted as a whole (its file mode is the check). Over
+ * HTTPS the caller is whoever holds the private key of the certificate its TLS client presented,
+ * trusted only by an exact match in the trust store (`agent/trust.ts`), checked on every request:
+ * a certificate removed from the store is refused at once, even on a connection already open.
+ */
+import type { Context } from "hono";
+import type { Agent } from "../agent/agent.ts";
+import type { CertificateRecord } from "../agent/store.ts";
+import { Forbidden } from "../contract/errors.ts";
+import { type Caller, connectionOf } from "./connection.ts";
+import type { Guard, Route } from "./route_table.ts";
+
+/** What the server knows of a caller. */
+export type Identity =
+  | { kind: "unix" }
+  | { kind: "untrusted"; address: string }
+  | { kind: "certificate"; address: string; certificate: CertificateRecord };
+
+/** Who a caller is: the unix socket, a trusted certificate, or an untrusted peer. */
+export function identify(agent: Agent, caller: Caller): Identity {
+  if (caller.via === "unix") return { kind: "unix" };
+  const certificate = caller.certificate && agent.trust.identify(caller.certificate);
+  return certificate
+    ? { kind: "certificate", address: caller.address, certificate }
+    : { kind: "untrusted", address: caller.address };
+}
+
+/** The identity of the caller of the request being served. */
+export function identityOf(agent: Agent, c: Context): Identity {
+  return identify(agent, connectionOf(c).caller);
+}
+
+/** Whether an identity is a trusted client (the unix socket or a `client` certificate). */
+export function isTrustedClient(id: Identity): boolean {
+  return id.kind === "unix" || (id.kind === "certificate" && id.certificate.type === "client");
+}
+
+/** Whether `id` may call a route declared with `route`'s access level; else why not. */
+export function refusal(
+  agent: Agent,
+  id: Identity,
+  route: Pick<Route, "access" | "method">,
+): string | undefined {
+  if (id.kind === "unix" || route.access === "untrusted" || route.access === "secret") {
+    return undefined;
+  }
+  if (route.access === "metrics") {
+    if (id.kind === "certificate") return undefined;
+    return agent.serverConfig()["core.metrics_authentication"] === "false"
+      ? undefined
+      : "not authorized";
+  }
+  if (!isTrustedClient(id) || id.kind !== "certificate") return "not authorized";
+  const cert = id.certificate;
+  if (!cert.restricted) return undefined;
+  if (route.access === "admin") return "Certificate is restricted";
+  if (route.method !== "GET" && !cert.projects.includes("default")) {
+    return 'Certificate is restricted to reading: it has no write access to project "default"';
+  }
+  return undefined;
+}
+
+/** The guard every route is registered behind. */
+export function accessGuard(agent: Agent): Guard {
+  return (c, route) => {
+    const why = refusal(agent, identityOf(agent, c), route);
+    if (why) throw new Forbidden(why);
+  };
+}

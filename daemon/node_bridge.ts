@@ -1,0 +1,249 @@
+/**
+ * Serves the app on a `node:http`/`node:https` server: each request becomes a web `Request` for
+ * `app.fetch`, its `Response` streams back with back-pressure, and upgrades go where the route
+ * sent them (a websocket through the `ws` package, or the raw connection after a 101). Deno's own
+ * server cannot ask a TLS client for its certificate nor hand over a raw connection; node's can.
+ */
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { Duplex, Readable } from "node:stream";
+import { WebSocketServer as UntypedServer } from "ws";
+import type { Caller, Connection, ConnectionEnv, RawStream } from "../api/connection.ts";
+import { messageOf } from "../contract/errors.ts";
+
+/** The part of the `ws` package's socket used here (the package ships no types). */
+interface NodeWebSocket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  binaryType: "nodebuffer" | "arraybuffer" | "fragments";
+  send(data: string | ArrayBuffer | ArrayBufferView): void;
+  close(code?: number, reason?: string): void;
+  on(event: "message", listener: (data: ArrayBuffer | Uint8Array, isBinary: boolean) => void): void;
+  on(event: "close", listener: (code: number, reason: Uint8Array) => void): void;
+  on(event: "error", listener: (err: Error) => void): void;
+}
+
+interface WebSocketServer {
+  handleUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Uint8Array,
+    done: (ws: NodeWebSocket) => void,
+  ): void;
+}
+
+const WebSocketServer = UntypedServer as unknown as new (
+  opts: { noServer: true; maxPayload: number },
+) => WebSocketServer;
+
+/** The largest websocket message a client may send (exec input comes in small chunks). */
+const MAX_WS_MESSAGE = 8 * 2 ** 20;
+
+export interface BridgeOptions {
+  fetch: (req: Request, env: ConnectionEnv) => Response | Promise<Response>;
+  /** Who is at the other end of a connection. */
+  callerOf: (socket: Socket) => Caller;
+  log: (msg: string) => void;
+}
+
+/** The request as the app sees it: the path and query the client sent, on a fixed origin. */
+export function toRequest(req: IncomingMessage, signal?: AbortSignal): Request {
+  let url: URL;
+  try {
+    url = new URL(req.url?.startsWith("/") ? req.url : "/", "https://localhost");
+  } catch {
+    url = new URL("https://localhost/");
+  }
+  const headers = new Headers();
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    try {
+      headers.append(raw[i], raw[i + 1]);
+    } catch { /* a header the fetch API cannot hold is dropped */ }
+  }
+  const method = req.method ?? "GET";
+  const body = method === "GET" || method === "HEAD"
+    ? undefined
+    : Readable.toWeb(req) as ReadableStream<Uint8Array>;
+  return new Request(url, { method, headers, body, signal, duplex: "half" } as RequestInit);
+}
+
+/** Writes a response, its body streamed as the client takes it; stops if the client goes. */
+async function writeResponse(res: ServerResponse, resp: Response): Promise<void> {
+  const headers: Record<string, string> = {};
+  resp.headers.forEach((v, k) => headers[k] = v);
+  res.writeHead(resp.status, headers);
+  if (!resp.body) {
+    res.end();
+    return;
+  }
+  const reader = resp.body.getReader();
+  let gone = false;
+  res.once("close", () => {
+    gone = true;
+    reader.cancel().catch(() => {});
+  });
+  try {
+    while (!gone) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!res.write(value)) {
+        await new Promise<void>((r) => {
+          res.once("drain", r);
+          res.once("close", r);
+        });
+      }
+    }
+  } catch { /* the body failed half-way: the client sees a cut answer */ }
+  res.end();
+}
+
+/** An HTTP/1.1 answer written straight to a socket (an upgrade request that was refused). */
+async function writeRaw(socket: Duplex, resp: Response): Promise<void> {
+  const body = new Uint8Array(await resp.arrayBuffer());
+  const lines = [`HTTP/1.1 ${resp.status} ${resp.statusText || "Error"}`];
+  resp.headers.forEach((v, k) => {
+    if (k !== "content-length" && k !== "connection") lines.push(`${k}: ${v}`);
+  });
+  lines.push(`Content-Length: ${body.length}`, "Connection: close", "", "");
+  socket.end(Buffer.concat([Buffer.from(lines.join("\r\n")), body]));
+}
+
+type Listener<E> = ((e: E) => void) | null;
+
+/**
+ * The `ws` package's socket behind the part of the WHATWG WebSocket interface the daemon uses. A
+ * route gets it at once, as from `Deno.upgradeWebSocket`; it opens when the 101 has gone out.
+ */
+export class LateWebSocket {
+  binaryType: BinaryType = "blob";
+  onopen: Listener<Event> = null;
+  onmessage: Listener<{ data: string | ArrayBuffer }> = null;
+  onclose: Listener<{ code: number; reason: string }> = null;
+  onerror: Listener<Event> = null;
+  #ws?: NodeWebSocket;
+  #closing?: [number | undefined, string | undefined];
+  #dead = false;
+
+  get readyState(): number {
+    if (this.#dead) return WebSocket.CLOSED;
+    return this.#ws?.readyState ?? WebSocket.CONNECTING;
+  }
+
+  get bufferedAmount(): number {
+    return this.#ws?.bufferedAmount ?? 0;
+  }
+
+  send(data: string | ArrayBufferLike | ArrayBufferView): void {
+    if (!this.#ws || this.#ws.readyState !== WebSocket.OPEN) {
+      throw new DOMException("The websocket is not open", "InvalidStateError");
+    }
+    this.#ws.send(data as string | ArrayBuffer);
+  }
+
+  close(code?: number, reason?: string): void {
+    if (this.#ws) this.#ws.close(code, reason);
+    else this.#closing = [code, reason];
+  }
+
+  /** The upgrade is done: events flow from now on. */
+  attach(ws: NodeWebSocket): void {
+    this.#ws = ws;
+    ws.binaryType = this.binaryType === "arraybuffer" ? "arraybuffer" : "nodebuffer";
+    ws.on("message", (data, isBinary) => {
+      this.onmessage?.({ data: isBinary ? data as ArrayBuffer : String(data) });
+    });
+    ws.on("close", (code, reason) => {
+      this.#dead = true;
+      this.onclose?.({ code, reason: String(reason) });
+    });
+    ws.on("error", () => this.onerror?.(new Event("error")));
+    this.onopen?.(new Event("open"));
+    if (this.#closing) ws.close(...this.#closing);
+  }
+
+  /** The upgrade failed: the socket never opens. */
+  fail(): void {
+    this.#dead = true;
+    this.onclose?.({ code: 1006, reason: "" });
+  }
+}
+
+/** A raw connection after a 101, as web streams (bytes the parser read ahead come first). */
+function rawStream(socket: Duplex, head: Uint8Array): RawStream {
+  if (head.length > 0) socket.unshift(head);
+  const { readable, writable } = Duplex.toWeb(socket);
+  return {
+    readable: readable as ReadableStream<Uint8Array>,
+    writable: writable as WritableStream<Uint8Array>,
+  };
+}
+
+/** Puts the app on a node server: plain requests and upgrades both. */
+export function serveApp(server: Server, opts: BridgeOptions): void {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE });
+  const refuse = () => {
+    throw new TypeError("Not a websocket upgrade request");
+  };
+
+  server.on("request", async (req: IncomingMessage, res: ServerResponse) => {
+    const abort = new AbortController();
+    res.once("close", () => abort.abort());
+    const connection: Connection = {
+      caller: opts.callerOf(req.socket),
+      upgradeWebSocket: refuse,
+    };
+    try {
+      const resp = await opts.fetch(toRequest(req, abort.signal), { connection });
+      await writeResponse(res, resp);
+    } catch (err) {
+      opts.log(`error: ${messageOf(err)}`);
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    }
+  });
+
+  server.on("upgrade", async (req: IncomingMessage, socket: Duplex, head: Uint8Array) => {
+    socket.on("error", () => socket.destroy());
+    let late: LateWebSocket | undefined;
+    let raw: { protocol: string; resolve: (s: RawStream) => void } | undefined;
+    const connection: Connection = {
+      caller: opts.callerOf(socket as Socket),
+      upgradeWebSocket: () => {
+        if (late || raw) refuse();
+        late = new LateWebSocket();
+        return {
+          socket: late as unknown as WebSocket,
+          response: new Response(null, { status: 101 }),
+        };
+      },
+      upgradeRaw: (_req, protocol) => {
+        if (late || raw) refuse();
+        const { promise, resolve } = Promise.withResolvers<RawStream>();
+        raw = { protocol, resolve };
+        return { response: new Response(null, { status: 101 }), stream: promise };
+      },
+    };
+    try {
+      const resp = await opts.fetch(toRequest(req), { connection });
+      if (resp.status === 101 && late) {
+        const ws = late;
+        wss.handleUpgrade(req, socket, head, (client) => ws.attach(client));
+        // handleUpgrade answers and destroys a socket it refuses without calling back.
+        socket.once("close", () => ws.readyState === WebSocket.CONNECTING && ws.fail());
+      } else if (resp.status === 101 && raw) {
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${raw.protocol}\r\nConnection: Upgrade\r\n\r\n`,
+        );
+        raw.resolve(rawStream(socket, head));
+      } else {
+        late?.fail();
+        await writeRaw(socket, resp);
+      }
+    } catch (err) {
+      opts.log(`error: ${messageOf(err)}`);
+      late?.fail();
+      socket.destroy();
+    }
+  });
+}
