@@ -18,7 +18,9 @@ import {
   type HelperRoot,
   type HelperStat,
   MAX_FRAME,
+  SFTP_MODE,
 } from "./protocol.ts";
+import { SftpSession } from "./sftp_server.ts";
 
 class HelperError extends Error {
   constructor(readonly kind: HelperErrorKind, message: string) {
@@ -561,9 +563,10 @@ function serve(req: HelperOp): void {
 }
 
 /**
- * Roots the process as the last argument says, then serves requests until stdin ends. Returns
- * the exit code: 0 at the end of input, 1 when it had to stop (a failure mid-stream, a broken
- * exchange), 2 when it could not root itself.
+ * Roots the process as the last argument says, then serves requests until stdin ends: JSON lines,
+ * or SFTP after its rooted answer when the first argument is SFTP_MODE. Returns the exit code: 0
+ * at the end of input, 1 when it had to stop (a failure mid-stream, a broken exchange), 2 when it
+ * could not root itself.
  */
 export function helperMain(args: string[]): number {
   try {
@@ -576,6 +579,7 @@ export function helperMain(args: string[]): number {
     } catch { /* the daemon went away */ }
     return 2;
   }
+  if (args[0] === SFTP_MODE) return serveSftp();
   for (;;) {
     let req: HelperOp;
     try {
@@ -597,6 +601,19 @@ export function helperMain(args: string[]): number {
         return 1;
       }
     }
+  }
+}
+
+/** Speaks SFTP on stdin/stdout until stdin ends (0) or the peer breaks the protocol (1). */
+function serveSftp(): number {
+  const session = new SftpSession({
+    read: (buf) => Deno.stdin.readSync(buf),
+    write: (data) => writeAll(1, data),
+  });
+  try {
+    return session.serve() === "closed" ? 0 : 1;
+  } catch {
+    return 1; // the daemon went away (a broken pipe)
   }
 }
 
