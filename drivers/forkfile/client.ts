@@ -78,7 +78,7 @@ export interface ConfinedFilesOptions {
 }
 
 /** The command that runs the helper: the compiled binary's hidden subcommand, or `deno run`. */
-function helperCommand(workDir: string): string[] {
+export function helperCommand(workDir: string): string[] {
   const exe = Deno.execPath();
   if (basename(exe) !== "deno") return [exe, HELPER_SUBCOMMAND];
   return [
