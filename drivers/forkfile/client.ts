@@ -123,7 +123,9 @@ export class ConfinedFiles {
     chmodSync(this.#workDir, 0o755);
     chmodSync(join(this.#workDir, "cache"), 0o755);
     if (this.#command[1] === "run") {
-      for (const f of ["helper.ts", "protocol.ts", "sftp_server.ts", "sftp_wire.ts"]) {
+      for (
+        const f of ["helper.ts", "protocol.ts", "sftp_server.ts", "sftp_wire.ts", "dir_reader.ts"]
+      ) {
         copyFileSync(new URL(`./${f}`, import.meta.url), join(this.#workDir, f));
         chmodSync(join(this.#workDir, f), 0o644);
       }

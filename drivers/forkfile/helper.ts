@@ -21,6 +21,7 @@ import {
   SFTP_MODE,
 } from "./protocol.ts";
 import { SftpSession } from "./sftp_server.ts";
+import { type DirReader, loadDirReader } from "./dir_reader.ts";
 
 class HelperError extends Error {
   constructor(readonly kind: HelperErrorKind, message: string) {
@@ -569,7 +570,10 @@ function serve(req: HelperOp): void {
  * could not root itself.
  */
 export function helperMain(args: string[]): number {
+  let openDir: DirReader | undefined;
   try {
+    // libc is found on the host before the root changes, never inside the container.
+    if (args[0] === SFTP_MODE) openDir = loadDirReader();
     enterRoot(JSON.parse(args[args.length - 1] ?? ""));
     const st = fs.statSync("/");
     answer({ ok: true, root: { dev: st.dev, ino: st.ino } });
@@ -579,7 +583,7 @@ export function helperMain(args: string[]): number {
     } catch { /* the daemon went away */ }
     return 2;
   }
-  if (args[0] === SFTP_MODE) return serveSftp();
+  if (openDir) return serveSftp(openDir);
   for (;;) {
     let req: HelperOp;
     try {
@@ -605,11 +609,11 @@ export function helperMain(args: string[]): number {
 }
 
 /** Speaks SFTP on stdin/stdout until stdin ends (0) or the peer breaks the protocol (1). */
-function serveSftp(): number {
+function serveSftp(openDir: DirReader): number {
   const session = new SftpSession({
     read: (buf) => Deno.stdin.readSync(buf),
     write: (data) => writeAll(1, data),
-  });
+  }, openDir);
   try {
     return session.serve() === "closed" ? 0 : 1;
   } catch {

@@ -26,6 +26,7 @@ export class Session {
   #stall: ReturnType<typeof setTimeout> | undefined;
   #idle: ReturnType<typeof setTimeout> | undefined;
   #stderr: Promise<string>;
+  #detached = false;
 
   constructor(
     readonly child: Deno.ChildProcess,
@@ -35,7 +36,8 @@ export class Session {
     this.#reader = child.stdout.getReader();
     this.#writer = child.stdin.getWriter();
     this.#stderr = boundedText(child.stderr, 4096);
-    child.status.then(() => this.end());
+    // A detached helper's last answers are still read after it exits: only close() cuts them.
+    child.status.then(() => this.#finish(!this.#detached));
   }
 
   /** Waits for this session to be free; `done()` frees it (and starts the idle clock). */
@@ -162,6 +164,7 @@ export class Session {
    * it with `close()`.
    */
   detach(): SftpChannel {
+    this.#detached = true;
     clearTimeout(this.#stall);
     clearTimeout(this.#idle);
     const reader = this.#reader;
@@ -196,8 +199,13 @@ export class Session {
 
   /** Kills the helper and frees everything it held. */
   end(): void {
+    this.#finish(true);
+  }
+
+  #finish(dropOutput: boolean): void {
     clearTimeout(this.#stall);
     clearTimeout(this.#idle);
+    if (dropOutput) this.#reader.cancel().catch(() => {});
     if (!this.alive) return;
     this.alive = false;
     this.onEnd();
@@ -205,7 +213,6 @@ export class Session {
       this.child.kill("SIGKILL");
     } catch { /* already gone */ }
     this.#writer.close().catch(() => {});
-    this.#reader.cancel().catch(() => {});
   }
 }
 

@@ -23,6 +23,7 @@ import {
   statusPacket,
   Writer,
 } from "./sftp_wire.ts";
+import type { DirHandle, DirReader } from "./dir_reader.ts";
 
 /** Where the server reads requests and writes answers (blocking). */
 export interface SftpIo {
@@ -56,7 +57,7 @@ class Refused extends Error {
 
 type Handle =
   | { kind: "file"; fd: number }
-  | { kind: "dir"; dir: fs.Dir; path: string; done: boolean };
+  | { kind: "dir"; dir: DirHandle; path: string; done: boolean };
 
 /** Reads whole packets into one buffer of bounded size. */
 class Packets {
@@ -165,7 +166,12 @@ export class SftpSession {
   #limits: SftpLimits;
   #readBuf = new Uint8Array(MAX_DATA);
 
-  constructor(private io: SftpIo, limits: Partial<SftpLimits> = {}) {
+  /** `openDir` reads directories a batch at a time (dir_reader.ts, loaded before rooting). */
+  constructor(
+    private io: SftpIo,
+    private openDir: DirReader,
+    limits: Partial<SftpLimits> = {},
+  ) {
     this.#limits = { ...DEFAULTS, ...limits };
   }
 
@@ -248,7 +254,7 @@ export class SftpSession {
         case FXP.OPENDIR:
           path = pathOf(r);
           this.#room();
-          return this.#add(id, { kind: "dir", dir: fs.opendirSync(path), path, done: false });
+          return this.#add(id, { kind: "dir", dir: this.openDir(path), path, done: false });
         case FXP.READDIR:
           return this.#readdir(id, dec(r.bytesField(64)));
         case FXP.REMOVE:
@@ -327,14 +333,13 @@ export class SftpSession {
     const names: Name[] = [];
     let size = 0;
     while (!h.done && names.length < this.#limits.batch && size < BATCH_BYTES) {
-      const e = h.dir.readSync();
-      if (e === null) {
+      const name = h.dir.next();
+      if (name === null) {
         h.done = true;
         break;
       }
-      const st = lstatOrUndefined(join(h.path, e.name));
-      names.push({ name: e.name, st });
-      size += e.name.length * 2 + 128;
+      names.push({ name, st: lstatOrUndefined(join(h.path, name)) });
+      size += name.length * 2 + 128;
     }
     if (names.length === 0) return statusPacket(id, FX.EOF, "End of directory");
     return nameAnswer(id, names);
@@ -387,7 +392,7 @@ export class SftpSession {
   #close(h: Handle): void {
     try {
       if (h.kind === "file") fs.closeSync(h.fd);
-      else h.dir.closeSync();
+      else h.dir.close();
     } catch { /* already closed */ }
   }
 }

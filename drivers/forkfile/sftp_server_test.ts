@@ -6,10 +6,12 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { concatBytes } from "../../contract/bytes.ts";
+import { loadDirReader } from "./dir_reader.ts";
 import { type SftpLimits, SftpSession } from "./sftp_server.ts";
 import { FX, FXF, FXP, MAX_DATA, Reader, Writer } from "./sftp_wire.ts";
 
 const INIT = new Writer(FXP.INIT).u32(3).done();
+const openDir = loadDirReader();
 
 /** Serves `input` (then, if `endless`, zeros forever); the answers and how much was read. */
 function serve(input: Uint8Array, endless = false) {
@@ -26,7 +28,7 @@ function serve(input: Uint8Array, endless = false) {
       return buf.length;
     },
     write: (data) => out.push(data.slice()),
-  }).serve();
+  }, openDir).serve();
   return { end, read: at, answers: out.map((p) => new Reader(p.subarray(4))) };
 }
 
@@ -36,7 +38,7 @@ async function withSession(
   limits: Partial<SftpLimits> = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "outpost-sftp-" });
-  const session = new SftpSession({ read: () => 0, write: () => {} }, limits);
+  const session = new SftpSession({ read: () => 0, write: () => {} }, openDir, limits);
   try {
     fn((w) => {
       const answer = session.answer(new Reader(w.done().subarray(4)));

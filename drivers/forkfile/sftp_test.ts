@@ -107,6 +107,7 @@ function client(ch: SftpChannel) {
   return {
     send: (w: Writer) => writer.write(w.done()),
     raw: (b: Uint8Array) => writer.write(b),
+    close: () => writer.close(),
     async next(): Promise<Reader | null> {
       for (;;) {
         if (buf.length >= 4) {
@@ -147,6 +148,21 @@ Deno.test("ConfinedFiles.sftp() hands out a rooted session; a 9th at once is ref
     await c.raw(new Uint8Array([0x7f, 0xff, 0xff, 0xff, FXP.WRITE]));
     assert.equal(await c.next(), null);
     await ch.closed;
+  });
+});
+
+Deno.test("a client that closes its side right after asking still gets every answer", async () => {
+  await withRootfs(async ({ files, target }) => {
+    const ch = await files.sftp(target);
+    const c = client(ch);
+    await c.send(new Writer(FXP.INIT).u32(3));
+    await c.send(new Writer(FXP.LSTAT, 2).string("/etc/passwd"));
+    await c.close();
+    await ch.closed; // the helper has exited: its answers are still to be read
+    assert.equal((await c.next())?.byte(), FXP.VERSION);
+    const attrs = (await c.next())!;
+    assert.deepEqual([attrs.byte(), attrs.u32(), attrs.attrs().size], [FXP.ATTRS, 2, 7]);
+    assert.equal(await c.next(), null);
   });
 });
 
