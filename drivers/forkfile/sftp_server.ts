@@ -47,6 +47,8 @@ const DEFAULTS: SftpLimits = { maxHandles: 256, batch: 128 };
 /** A READDIR answer stops growing past this many bytes (each name is at most a few KiB). */
 const BATCH_BYTES = 64 * 1024;
 const C = fs.constants;
+/** The draft's bound on a handle string; a longer one makes the packet malformed. */
+const MAX_HANDLE = 256;
 
 /** A refusal of our own, answered with its status code. */
 class Refused extends Error {
@@ -217,7 +219,7 @@ export class SftpSession {
           return this.#open(id, path, r.u32(), r.attrs());
         }
         case FXP.CLOSE: {
-          const key = dec(r.bytesField(64));
+          const key = dec(r.bytesField(MAX_HANDLE));
           const h = this.#handle(key);
           this.#handles.delete(key);
           this.#close(h);
@@ -241,7 +243,7 @@ export class SftpSession {
           path = pathOf(r);
           return attrsAnswer(id, fs.statSync(path));
         case FXP.FSTAT: {
-          const h = this.#handle(dec(r.bytesField(64)));
+          const h = this.#handle(dec(r.bytesField(MAX_HANDLE)));
           return attrsAnswer(id, h.kind === "file" ? fs.fstatSync(h.fd) : fs.statSync(h.path));
         }
         case FXP.SETSTAT:
@@ -256,7 +258,7 @@ export class SftpSession {
           this.#room();
           return this.#add(id, { kind: "dir", dir: this.openDir(path), path, done: false });
         case FXP.READDIR:
-          return this.#readdir(id, dec(r.bytesField(64)));
+          return this.#readdir(id, dec(r.bytesField(MAX_HANDLE)));
         case FXP.REMOVE:
           path = pathOf(r);
           fs.unlinkSync(path);
@@ -323,7 +325,7 @@ export class SftpSession {
 
   #read(id: number, fd: number, offset: number, len: number): Uint8Array {
     const n = fs.readSync(fd, this.#readBuf, 0, Math.min(len, MAX_DATA), offset);
-    if (n === 0) return statusPacket(id, FX.EOF, "End of file");
+    if (n === 0 && len > 0) return statusPacket(id, FX.EOF, "End of file");
     return new Writer(FXP.DATA, id, n + 16).bytes(this.#readBuf.subarray(0, n)).done();
   }
 
@@ -384,7 +386,7 @@ export class SftpSession {
 
   /** The fd of a file handle read from the request. */
   #file(r: Reader): number {
-    const h = this.#handle(dec(r.bytesField(64)));
+    const h = this.#handle(dec(r.bytesField(MAX_HANDLE)));
     if (h.kind !== "file") throw new Refused(FX.FAILURE, "Not a file handle");
     return h.fd;
   }
