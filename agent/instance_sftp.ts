@@ -21,9 +21,7 @@ export class InstanceSftp {
     const inst = await this.instances.locks.run(name, async () => {
       const inst = this.instances.get(name);
       if (inst.type === "virtual-machine") {
-        throw new BadRequest(
-          "SFTP is not supported for virtual machines: use incus file on a container",
-        );
+        throw new BadRequest("SFTP is not supported for virtual machines");
       }
       if (await this.instances.status(inst) === "Frozen") {
         throw new InvalidState(`Instance "${name}" is frozen: resume it first`);
