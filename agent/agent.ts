@@ -13,6 +13,7 @@ import { Host } from "./host.ts";
 import { ImageStore } from "./images.ts";
 import { InstanceConsole } from "./instance_console.ts";
 import { InstanceLogs } from "./instance_logs.ts";
+import { InstanceSftp } from "./instance_sftp.ts";
 import { InstanceManager } from "./instances.ts";
 import { Metrics } from "./metrics.ts";
 import { Operations } from "./operations.ts";
@@ -43,6 +44,7 @@ export class Agent {
   readonly instances: InstanceManager;
   readonly snapshots: SnapshotManager;
   readonly consoles: InstanceConsole;
+  readonly sftp: InstanceSftp;
   readonly instanceLogs: InstanceLogs;
   readonly host: Host;
   readonly metrics: Metrics;
@@ -84,6 +86,7 @@ export class Agent {
     );
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
     this.consoles = new InstanceConsole(this.instances, this.drivers, this.events);
+    this.sftp = new InstanceSftp(this.instances, this.drivers);
     this.instanceLogs = new InstanceLogs(
       this.instances,
       this.events,

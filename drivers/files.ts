@@ -14,6 +14,23 @@ export interface FileAccess {
   write(inst: InstanceSpec, path: string, w: FileWrite): Promise<void>;
   /** Removes a file, symlink or empty directory. */
   remove(inst: InstanceSpec, path: string): Promise<void>;
+  /**
+   * An SFTP version 3 session on the instance's files (what `incus file push/pull/mount` speak
+   * after `Upgrade: sftp`), confined like every other access. Absent where not supported.
+   */
+  sftp?(inst: InstanceSpec): Promise<SftpChannel>;
+}
+
+/**
+ * The raw bytes of one SFTP session: the client's packets go into `writable`, the server's come
+ * out of `readable`. `close()` ends the session at once (the server process is killed); `closed`
+ * settles when it has ended, whichever side ended it.
+ */
+export interface SftpChannel {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+  close(): void;
+  closed: Promise<void>;
 }
 
 /** The whole of a write's data, for accesses that cannot stream (bounded by `max` bytes). */

@@ -6,6 +6,7 @@
 import type { Hono } from "hono";
 import { Agent } from "../agent/agent.ts";
 import { Host } from "../agent/host.ts";
+import { InstanceSftp } from "../agent/instance_sftp.ts";
 import { Metrics } from "../agent/metrics.ts";
 import { Operations } from "../agent/operations.ts";
 import { TrustStore } from "../agent/trust.ts";
@@ -32,6 +33,7 @@ export async function withApp(
       instances: core.instances,
       snapshots: core.snapshots,
       consoles: core.consoles,
+      sftp: new InstanceSftp(core.instances, core.drivers),
       instanceLogs: core.instanceLogs,
       host: new Host(core.drivers),
       metrics: new Metrics({

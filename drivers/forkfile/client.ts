@@ -16,7 +16,6 @@ import {
   NotFound,
   PayloadTooLarge,
 } from "../../contract/errors.ts";
-import { concatBytes } from "../../contract/bytes.ts";
 import type { Runner } from "../runner.ts";
 import {
   HELPER_SUBCOMMAND,
@@ -24,8 +23,10 @@ import {
   type HelperOp,
   type HelperRoot,
   type HelperStat,
-  MAX_FRAME,
+  SFTP_MODE,
 } from "./protocol.ts";
+import { Session } from "./session.ts";
+import type { SftpChannel } from "../files.ts";
 
 /** How one container is entered: the argv prefix that sets up its namespace, and the root. */
 export interface ConfinedTarget {
@@ -64,14 +65,10 @@ export function enterRunning(pid: number, privileged: boolean): string[] {
 export const MAX_PUSH_BYTES = 16 * 2 ** 30;
 /** Directories listing more entries than this are refused (the list is held in memory). */
 export const MAX_ENTRIES = 50_000;
-/** The answer line is bounded (a listing of MAX_ENTRIES names of 255 bytes fits). */
-const MAX_ANSWER = 16 * 2 ** 20;
-/** A request that moves no byte for this long kills its helper (a hung FUSE mount, say). */
-const STALL_MS = 30_000;
-/** A helper nobody used for this long exits. */
-const IDLE_MS = 5_000;
 /** At most this many helpers live at once; the least recently used goes first. */
 const MAX_SESSIONS = 16;
+/** At most this many SFTP sessions (each a helper of its own) live at once; more are refused. */
+export const MAX_SFTP_SESSIONS = 8;
 
 export interface ConfinedFilesOptions {
   runner: Runner;
@@ -81,7 +78,7 @@ export interface ConfinedFilesOptions {
 }
 
 /** The command that runs the helper: the compiled binary's hidden subcommand, or `deno run`. */
-function helperCommand(workDir: string): string[] {
+export function helperCommand(workDir: string): string[] {
   const exe = Deno.execPath();
   if (basename(exe) !== "deno") return [exe, HELPER_SUBCOMMAND];
   return [
@@ -105,6 +102,9 @@ export class ConfinedFiles {
   readonly #log: (msg: string) => void;
   /** Live helpers by target (the argv prefix and the root they were started with). */
   #sessions = new Map<string, Session>();
+  /** Live SFTP helpers, and how many are starting. */
+  #sftpSessions = new Set<Session>();
+  #sftpStarting = 0;
 
   constructor(opts: ConfinedFilesOptions) {
     this.#runner = opts.runner;
@@ -123,7 +123,9 @@ export class ConfinedFiles {
     chmodSync(this.#workDir, 0o755);
     chmodSync(join(this.#workDir, "cache"), 0o755);
     if (this.#command[1] === "run") {
-      for (const f of ["helper.ts", "protocol.ts"]) {
+      for (
+        const f of ["helper.ts", "protocol.ts", "sftp_server.ts", "sftp_wire.ts", "dir_reader.ts"]
+      ) {
         copyFileSync(new URL(`./${f}`, import.meta.url), join(this.#workDir, f));
         chmodSync(join(this.#workDir, f), 0o644);
       }
@@ -142,8 +144,33 @@ export class ConfinedFiles {
     }
   }
 
+  /**
+   * A helper of its own for one SFTP session on `target`: once rooted, its stdout and stdin carry
+   * SFTP (sftp_server.ts). At most MAX_SFTP_SESSIONS at once; the channel's `close()` kills it.
+   */
+  async sftp(target: ConfinedTarget): Promise<SftpChannel> {
+    if (this.#sftpSessions.size + this.#sftpStarting >= MAX_SFTP_SESSIONS) {
+      throw new Conflict(
+        `Too many SFTP sessions (${MAX_SFTP_SESSIONS}) are open: close one and try again`,
+      );
+    }
+    this.#sftpStarting++;
+    let session: Session | undefined;
+    try {
+      session = await this.#start(target, [SFTP_MODE], () => {
+        if (session) this.#sftpSessions.delete(session);
+      });
+    } finally {
+      this.#sftpStarting--;
+    }
+    if (session.alive) this.#sftpSessions.add(session);
+    return session.detach();
+  }
+
   /** Ends every helper (the daemon is stopping). */
   close(): void {
+    for (const s of this.#sftpSessions) s.end();
+    this.#sftpSessions.clear();
     for (const s of this.#sessions.values()) s.end();
     this.#sessions.clear();
   }
@@ -265,8 +292,17 @@ export class ConfinedFiles {
       this.#sessions.delete(oldest);
       s.end();
     }
+    const session = await this.#start(target, [], () => {
+      if (this.#sessions.get(key) === session) this.#sessions.delete(key);
+    });
+    this.#sessions.set(key, session);
+    return session;
+  }
+
+  /** A new helper for `target`, started with `mode` and answered once it has rooted itself. */
+  async #start(target: ConfinedTarget, mode: string[], onEnd: () => void): Promise<Session> {
     const child = this.#runner.spawn(
-      [...target.enter, ...this.#command, JSON.stringify(target.root)],
+      [...target.enter, ...this.#command, ...mode, JSON.stringify(target.root)],
       {
         stdin: true,
         clearEnv: true,
@@ -278,9 +314,7 @@ export class ConfinedFiles {
         },
       },
     );
-    const session = new Session(child, this.#log, () => {
-      if (this.#sessions.get(key) === session) this.#sessions.delete(key);
-    });
+    const session = new Session(child, this.#log, onEnd);
     const turn = await session.turn();
     try {
       const rooted = await session.answer().catch((err) => {
@@ -295,11 +329,10 @@ export class ConfinedFiles {
         throw toError(rooted);
       }
       session.root = rooted.root;
+      return session;
     } finally {
       turn.done();
     }
-    this.#sessions.set(key, session);
-    return session;
   }
 }
 
@@ -320,171 +353,6 @@ function sameRoot(
   return b !== undefined && a.dev === b.dev && a.ino === b.ino;
 }
 
-/** One helper process: requests one at a time, a stall watchdog, and an idle exit. */
-class Session {
-  alive = true;
-  /** The root the helper reported once rooted. */
-  root?: { dev: number; ino: number };
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #buf: Uint8Array = new Uint8Array(0);
-  #queue: Promise<void> = Promise.resolve();
-  #stall: ReturnType<typeof setTimeout> | undefined;
-  #idle: ReturnType<typeof setTimeout> | undefined;
-  #stderr: Promise<string>;
-
-  constructor(
-    readonly child: Deno.ChildProcess,
-    private log: (msg: string) => void,
-    private onEnd: () => void,
-  ) {
-    this.#reader = child.stdout.getReader();
-    this.#writer = child.stdin.getWriter();
-    this.#stderr = boundedText(child.stderr, 4096);
-    child.status.then(() => this.end());
-  }
-
-  /** Waits for this session to be free; `done()` frees it (and starts the idle clock). */
-  async turn(): Promise<{ done: () => void }> {
-    let release!: () => void;
-    const prev = this.#queue;
-    this.#queue = new Promise<void>((r) => release = r);
-    await prev;
-    clearTimeout(this.#idle);
-    this.#progress();
-    let released = false;
-    return {
-      done: () => {
-        if (released) return;
-        released = true;
-        clearTimeout(this.#stall);
-        clearTimeout(this.#idle);
-        this.#idle = setTimeout(() => this.end(), IDLE_MS);
-        release();
-      },
-    };
-  }
-
-  send(op: HelperOp): void {
-    if (!this.alive) throw new Error("The file helper has exited");
-    this.#writer.write(new TextEncoder().encode(`${JSON.stringify(op)}\n`)).catch(() => {});
-  }
-
-  /** Streams `data` as frames, then the empty end frame; stops early once `stop()` says so. */
-  async feed(data: Uint8Array | ReadableStream<Uint8Array> | undefined, stop: () => boolean) {
-    const frame = async (bytes: Uint8Array) => {
-      const out = new Uint8Array(4 + bytes.length);
-      new DataView(out.buffer).setUint32(0, bytes.length);
-      out.set(bytes, 4);
-      await this.#writer.write(out);
-      this.#progress();
-    };
-    const chunks = async (bytes: Uint8Array) => {
-      for (let off = 0; off < bytes.length && !stop(); off += MAX_FRAME) {
-        await frame(bytes.subarray(off, off + MAX_FRAME));
-      }
-    };
-    try {
-      if (data instanceof Uint8Array) await chunks(data);
-      else if (data) {
-        const reader = data.getReader();
-        try {
-          while (!stop()) {
-            const { value, done } = await reader.read();
-            if (done) break;
-            await chunks(value);
-          }
-        } finally {
-          reader.cancel().catch(() => {});
-        }
-      }
-      await frame(new Uint8Array());
-    } catch (err) {
-      // The helper is gone, or the client's upload broke off: this helper cannot go on.
-      this.end();
-      if (!stop()) throw err;
-    }
-  }
-
-  /** The next answer line. */
-  async answer(): Promise<HelperAnswer> {
-    for (;;) {
-      const nl = this.#buf.indexOf(10);
-      if (nl >= 0) {
-        const line = new TextDecoder().decode(this.#buf.subarray(0, nl));
-        this.#buf = this.#buf.subarray(nl + 1);
-        return parseAnswer(line);
-      }
-      if (this.#buf.length > MAX_ANSWER) {
-        this.end();
-        throw new Error("The file helper's answer is too long");
-      }
-      await this.#more();
-    }
-  }
-
-  /** The next data frame (empty at the end of the data). */
-  async frame(): Promise<Uint8Array> {
-    while (this.#buf.length < 4) await this.#more();
-    const len = new DataView(this.#buf.buffer, this.#buf.byteOffset, 4).getUint32(0);
-    if (len > MAX_FRAME) {
-      this.end();
-      throw new Error("The file helper sent a frame that is too large");
-    }
-    while (this.#buf.length < 4 + len) await this.#more();
-    const data = this.#buf.slice(4, 4 + len);
-    this.#buf = this.#buf.subarray(4 + len);
-    return data;
-  }
-
-  async #more(): Promise<void> {
-    const { value, done } = await this.#reader.read().catch(() => ({
-      value: undefined,
-      done: true,
-    }));
-    if (done || !value) {
-      this.end();
-      const status = await this.child.status;
-      const why = (await this.#stderr).trim().split("\n").slice(-2).join("; ");
-      throw new Error(
-        `The file helper exited (code ${status.code})${why ? `: ${why}` : ""}`,
-      );
-    }
-    this.#progress();
-    this.#buf = this.#buf.length === 0 ? value : concatBytes([this.#buf, value]);
-  }
-
-  #progress(): void {
-    clearTimeout(this.#stall);
-    this.#stall = setTimeout(() => {
-      this.log(`file helper ${this.child.pid}: no progress for ${STALL_MS / 1000} s, killed`);
-      this.end();
-    }, STALL_MS);
-  }
-
-  /** Kills the helper and frees everything it held. */
-  end(): void {
-    clearTimeout(this.#stall);
-    clearTimeout(this.#idle);
-    if (!this.alive) return;
-    this.alive = false;
-    this.onEnd();
-    try {
-      this.child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    this.#writer.close().catch(() => {});
-    this.#reader.cancel().catch(() => {});
-  }
-}
-
-function parseAnswer(line: string): HelperAnswer {
-  try {
-    const a = JSON.parse(line);
-    if (a && typeof a === "object" && typeof a.ok === "boolean") return a;
-  } catch { /* below */ }
-  throw new Error("The file helper answered something that is not an answer");
-}
-
 function toError(a: HelperAnswer & { ok: false }): DomainError | Error {
   switch (a.kind) {
     case "BadRequest":
@@ -500,19 +368,4 @@ function toError(a: HelperAnswer & { ok: false }): DomainError | Error {
     default:
       return new Error(`File helper: ${a.message}`);
   }
-}
-
-/** The first `max` bytes of a stream as text; the rest is drained. */
-async function boundedText(stream: ReadableStream<Uint8Array>, max: number): Promise<string> {
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of stream) {
-      if (size < max) {
-        parts.push(chunk.subarray(0, max - size));
-        size += Math.min(chunk.length, max - size);
-      }
-    }
-  } catch { /* killed */ }
-  return new TextDecoder().decode(concatBytes(parts));
 }

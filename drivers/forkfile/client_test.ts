@@ -7,75 +7,13 @@ import {
   chownSync,
   existsSync,
   lstatSync,
-  mkdirSync,
   readFileSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
 import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../../contract/errors.ts";
-import { Runner } from "../runner.ts";
-import { ConfinedFiles, type ConfinedTarget, enterStopped, type IdRange } from "./client.ts";
-
-const BASE = 1_300_000;
-const MAP: IdRange[] = [
-  { isUid: true, isGid: false, hostId: BASE, nsId: 0, range: 65536 },
-  { isUid: false, isGid: true, hostId: BASE, nsId: 0, range: 65536 },
-];
-
-interface Fixture {
-  dir: string;
-  rootfs: string;
-  files: ConfinedFiles;
-  target: ConfinedTarget;
-  /** A file outside the rootfs standing for the host's own files. */
-  canary: string;
-}
-
-let prepared: Promise<ConfinedFiles> | undefined;
-let workDir: string | undefined;
-
-async function helper(): Promise<ConfinedFiles> {
-  prepared ??= (async () => {
-    workDir = await Deno.makeTempDir({ prefix: "outpost-helper-" });
-    const files = new ConfinedFiles({ runner: new Runner(), workDir });
-    const problem = await files.prepare(MAP);
-    assert.equal(problem, undefined);
-    return files;
-  })();
-  return await prepared;
-}
-
-globalThis.addEventListener("unload", () => {
-  if (workDir) Deno.removeSync(workDir, { recursive: true });
-});
-
-/** A rootfs shifted into MAP (etc/passwd, root/, tmp/), beside a host canary. */
-async function withRootfs(fn: (f: Fixture) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "outpost-confined-" });
-  Deno.chmodSync(dir, 0o711);
-  try {
-    const rootfs = join(dir, "rootfs");
-    for (const d of ["etc", "root", "tmp", "a/b"]) mkdirSync(join(rootfs, d), { recursive: true });
-    writeFileSync(join(rootfs, "etc", "passwd"), "inside\n");
-    const canary = join(dir, "canary");
-    writeFileSync(canary, "HOST SECRET\n");
-    for (const p of ["", "etc", "etc/passwd", "root", "tmp", "a", "a/b"]) {
-      chownSync(join(rootfs, p), BASE, BASE);
-    }
-    const files = await helper();
-    await fn({
-      dir,
-      rootfs,
-      files,
-      canary,
-      target: { enter: enterStopped(MAP), root: { kind: "dir", path: rootfs } },
-    });
-  } finally {
-    (await helper()).close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { BASE, withRootfs } from "./rootfs_fixture.ts";
 
 async function text(body?: ReadableStream<Uint8Array>): Promise<string> {
   assert.ok(body);

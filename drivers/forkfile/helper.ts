@@ -18,7 +18,10 @@ import {
   type HelperRoot,
   type HelperStat,
   MAX_FRAME,
+  SFTP_MODE,
 } from "./protocol.ts";
+import { SftpSession } from "./sftp_server.ts";
+import { type DirReader, loadDirReader } from "./dir_reader.ts";
 
 class HelperError extends Error {
   constructor(readonly kind: HelperErrorKind, message: string) {
@@ -561,12 +564,16 @@ function serve(req: HelperOp): void {
 }
 
 /**
- * Roots the process as the last argument says, then serves requests until stdin ends. Returns
- * the exit code: 0 at the end of input, 1 when it had to stop (a failure mid-stream, a broken
- * exchange), 2 when it could not root itself.
+ * Roots the process as the last argument says, then serves requests until stdin ends: JSON lines,
+ * or SFTP after its rooted answer when the first argument is SFTP_MODE. Returns the exit code: 0
+ * at the end of input, 1 when it had to stop (a failure mid-stream, a broken exchange), 2 when it
+ * could not root itself.
  */
 export function helperMain(args: string[]): number {
+  let openDir: DirReader | undefined;
   try {
+    // libc is found on the host before the root changes, never inside the container.
+    if (args[0] === SFTP_MODE) openDir = loadDirReader();
     enterRoot(JSON.parse(args[args.length - 1] ?? ""));
     const st = fs.statSync("/");
     answer({ ok: true, root: { dev: st.dev, ino: st.ino } });
@@ -576,6 +583,7 @@ export function helperMain(args: string[]): number {
     } catch { /* the daemon went away */ }
     return 2;
   }
+  if (openDir) return serveSftp(openDir);
   for (;;) {
     let req: HelperOp;
     try {
@@ -597,6 +605,19 @@ export function helperMain(args: string[]): number {
         return 1;
       }
     }
+  }
+}
+
+/** Speaks SFTP on stdin/stdout until stdin ends (0) or the peer breaks the protocol (1). */
+function serveSftp(openDir: DirReader): number {
+  const session = new SftpSession({
+    read: (buf) => Deno.stdin.readSync(buf),
+    write: (data) => writeAll(1, data),
+  }, openDir);
+  try {
+    return session.serve() === "closed" ? 0 : 1;
+  } catch {
+    return 1; // the daemon went away (a broken pipe)
   }
 }
 

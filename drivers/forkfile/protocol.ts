@@ -73,3 +73,6 @@ export type HelperAnswer =
 
 /** The hidden subcommand a compiled outpost binary runs the helper under. */
 export const HELPER_SUBCOMMAND = "__forkfile";
+
+/** The helper's first argument when it is to speak SFTP (sftp_server.ts) once rooted. */
+export const SFTP_MODE = "--sftp";

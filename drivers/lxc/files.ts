@@ -6,7 +6,7 @@
 import { BadRequest, NotFound } from "../../contract/errors.ts";
 import type { InstanceSpec } from "../driver.ts";
 import type { ConfinedFiles, ConfinedTarget, IdRange } from "../forkfile/client.ts";
-import type { FileAccess } from "../files.ts";
+import type { FileAccess, SftpChannel } from "../files.ts";
 import type { FileContent, FileInfo, FileWrite } from "../../contract/files.ts";
 
 /** The ranges of a `volatile.*idmap*` JSON value (Incus's form); empty when privileged. */
@@ -104,5 +104,10 @@ export class LxcFileAccess implements FileAccess {
 
   async remove(inst: InstanceSpec, path: string): Promise<void> {
     await naming(inst, this.confined.remove(await this.target(inst), checkPath(path)));
+  }
+
+  /** An SFTP session rooted in the container, running or stopped (a helper of its own). */
+  async sftp(inst: InstanceSpec): Promise<SftpChannel> {
+    return await this.confined.sftp(await this.target(inst));
   }
 }
