@@ -14,6 +14,7 @@ import { instanceRoutes } from "./routes/instances.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { serverRoutes } from "./routes/server.ts";
+import { sftpRoutes } from "./routes/sftp.ts";
 import { snapshotRoutes } from "./routes/snapshots.ts";
 
 /** One route table per resource. */
@@ -23,6 +24,7 @@ const TABLES: ((agent: Agent) => Route[])[] = [
   execRoutes,
   consoleRoutes,
   fileRoutes,
+  sftpRoutes,
   snapshotRoutes,
   operationRoutes,
   eventRoutes,
