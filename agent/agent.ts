@@ -21,6 +21,8 @@ import { SnapshotManager } from "./snapshots.ts";
 import { Paths } from "./paths.ts";
 import { Store } from "./store.ts";
 import { TrustStore } from "./trust.ts";
+import { AuditLog } from "./audit.ts";
+import { AuthFailures } from "./auth_failures.ts";
 import { httpsAddresses, TrustTokens } from "./trust_tokens.ts";
 import { recoverInstances } from "./recovery.ts";
 import { readHostFile } from "../drivers/hostfs.ts";
@@ -50,6 +52,8 @@ export class Agent {
   readonly metrics: Metrics;
   readonly trust: TrustStore;
   readonly tokens: TrustTokens;
+  readonly audit: AuditLog;
+  readonly authFailures = new AuthFailures();
   readonly startedAt = new Date();
   /** The daemon's TLS certificate and its fingerprint (made or read by init()). */
   serverCert: ServerCert = { certificate: "", fingerprint: "" };
@@ -95,6 +99,7 @@ export class Agent {
     );
     this.host = new Host(this.drivers);
     this.trust = new TrustStore(this.store, this.events);
+    this.audit = new AuditLog(this.paths.auditLog, log);
     this.tokens = new TrustTokens({
       operations: this.operations,
       trust: this.trust,

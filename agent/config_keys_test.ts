@@ -135,9 +135,26 @@ Deno.test("checkInstanceConfig() accepts a valid map and refuses the first bad k
   );
 });
 
-Deno.test("checkServerKey() accepts user.* and refuses other keys, naming them", () => {
+Deno.test("checkServerKey() accepts user.* and the core keys, and refuses other keys and bad values, naming them", () => {
   assert.equal(checkServerKey("user.owner", "ops").key, "user.owner");
-  assertBadRequest(() => checkServerKey("core.https_address", ":8443"), '"core.https_address"');
+  for (
+    const v of ["", ":8443", "[::]:8443", "[::]", "0.0.0.0", "127.0.0.1:1", "host.example:443"]
+  ) {
+    assert.equal(checkServerKey("core.https_address", v).key, "core.https_address", v);
+  }
+  for (const v of ["127.0.0.1:0", "127.0.0.1:65536", "[zz]:1", "a b", "1.2.3.4:x", "[::1"]) {
+    assertBadRequest(() => checkServerKey("core.https_address", v), '"core.https_address"');
+  }
+  assert.equal(
+    checkServerKey("core.remote_token_expiry", "1H 30M").key,
+    "core.remote_token_expiry",
+  );
+  assertBadRequest(
+    () => checkServerKey("core.remote_token_expiry", "1 hour"),
+    "remote_token_expiry",
+  );
+  assertBadRequest(() => checkServerKey("core.metrics_authentication", "maybe"), "metrics_auth");
+  assertBadRequest(() => checkServerKey("core.trust_password", "x"), '"core.trust_password"');
   assertBadRequest(() => checkServerKey("user.", "x"), '"user."');
   assertBadRequest(() => checkServerKey("limits.cpu", "2"), '"limits.cpu"');
 });

@@ -38,6 +38,10 @@ export class Paths {
   get fileHelper(): string {
     return join(this.root, "file-helper");
   }
+  /** One JSON line per mutating API call (see agent/audit.ts). */
+  get auditLog(): string {
+    return join(this.root, "audit.log");
+  }
   get pidfile(): string {
     return join(this.root, "daemon.pid");
   }

@@ -7,7 +7,7 @@
 import type { Context } from "hono";
 import type { Agent } from "../agent/agent.ts";
 import type { CertificateRecord } from "../agent/store.ts";
-import { Forbidden } from "../contract/errors.ts";
+import { Forbidden, TooManyRequests } from "../contract/errors.ts";
 import { type Caller, connectionOf } from "./connection.ts";
 import type { Guard, Route } from "./route_table.ts";
 
@@ -61,10 +61,50 @@ export function refusal(
   return undefined;
 }
 
+/**
+ * Loopback callers are processes of this host: they are never held off for failing (a remote
+ * attacker cannot come from there, and local tools must not lock each other out).
+ */
+export function isLoopback(address: string): boolean {
+  return /^(::ffff:)?127\./.test(address) || address === "::1";
+}
+
 /** The guard every route is registered behind. */
 export function accessGuard(agent: Agent): Guard {
   return (c, route) => {
-    const why = refusal(agent, identityOf(agent, c), route);
+    const id = identityOf(agent, c);
+    if (id.kind === "untrusted" && !isLoopback(id.address)) {
+      const wait = agent.authFailures.heldOff(id.address);
+      if (wait > 0) {
+        throw new TooManyRequests(
+          `Too many failed authentications from ${id.address}: try again in ${wait} s`,
+        );
+      }
+    }
+    const why = refusal(agent, id, route);
     if (why) throw new Forbidden(why);
   };
+}
+
+/** How the audit log names a caller. */
+export function auditName(id: Identity): string {
+  if (id.kind === "unix") return "unix";
+  if (id.kind === "certificate") return id.certificate.fingerprint;
+  return `untrusted ${id.address}`;
+}
+
+/**
+ * Runs after every request: a mutating call goes to the audit log, and a refusal of an untrusted
+ * caller counts against its address.
+ */
+export function afterRequest(agent: Agent, c: Context): void {
+  const method = c.req.method;
+  const status = c.res.status;
+  const mutating = method !== "GET" && method !== "HEAD" && method !== "OPTIONS";
+  if (!mutating && status !== 403) return;
+  const id = identityOf(agent, c);
+  if (status === 403 && id.kind === "untrusted" && !isLoopback(id.address)) {
+    agent.authFailures.fail(id.address);
+  }
+  if (mutating) agent.audit.record({ who: auditName(id), method, path: c.req.path, status });
 }

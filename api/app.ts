@@ -1,7 +1,7 @@
 /** The Hono app serving the Incus /1.0 API: every resource's route table, registered in one place. */
 import { Hono } from "hono";
 import type { Agent } from "../agent/agent.ts";
-import { accessGuard } from "./access.ts";
+import { accessGuard, afterRequest } from "./access.ts";
 import { errorBody, json, toHttpError } from "./envelope.ts";
 import { instanceAlias, type InstanceFamily, register, type Route } from "./route_table.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
@@ -64,6 +64,7 @@ export function createApp(agent: Agent): Hono {
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
+    afterRequest(agent, c);
     const ms = (performance.now() - started).toFixed(1);
     agent.log(`${c.req.method} ${logSafe(c.req.path)} ${c.res.status} ${ms}ms`);
   });

@@ -51,3 +51,8 @@ export class PreconditionFailed extends DomainError {
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A caller that failed too often, told to wait. */
+export class TooManyRequests extends DomainError {
+  override readonly status = 429;
+}

@@ -10,6 +10,8 @@ import { InstanceSftp } from "../agent/instance_sftp.ts";
 import { Metrics } from "../agent/metrics.ts";
 import { Operations } from "../agent/operations.ts";
 import { TrustStore } from "../agent/trust.ts";
+import { AuditLog } from "../agent/audit.ts";
+import { AuthFailures } from "../agent/auth_failures.ts";
 import { httpsAddresses, TrustTokens } from "../agent/trust_tokens.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
@@ -51,6 +53,8 @@ export async function withApp(
         expiry: () => core.store.serverConfig()["core.remote_token_expiry"] ?? "",
       }),
       serverConfigAppliers: [],
+      audit: new AuditLog(core.paths.auditLog),
+      authFailures: new AuthFailures(),
       startedAt,
       serverCert: { certificate: "", fingerprint: "" },
       log: (msg) => core.log.push(msg),
