@@ -48,9 +48,20 @@ export interface BridgeOptions {
 
 /** The request as the app sees it: the path and query the client sent, on a fixed origin. */
 export function toRequest(req: IncomingMessage, signal?: AbortSignal): Request {
+  // The target is a path, or absolute (`http://outpost/1.0`, as Deno's unix-proxy client sends
+  // it): either way only its path and query are kept.
   let url: URL;
   try {
-    url = new URL(req.url?.startsWith("/") ? req.url : "/", "https://localhost");
+    const target = req.url ?? "/";
+    const path = /^https?:\/\//i.test(target)
+      ? (() => {
+        const u = new URL(target);
+        return u.pathname + u.search;
+      })()
+      : target.startsWith("/")
+      ? target
+      : "/";
+    url = new URL(path, "https://localhost");
   } catch {
     url = new URL("https://localhost/");
   }

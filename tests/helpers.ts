@@ -70,15 +70,19 @@ export class TestDaemon {
   api: ApiClient;
   #logFile: string;
 
+  /** A network namespace the daemon runs in (`ip netns exec`), for tests of two hosts. */
+  netns?: string;
+
   private constructor(readonly dir: string) {
     this.api = new ApiClient(join(dir, "unix.socket"));
     this.#logFile = join(dir, "test-daemon.log");
   }
 
   /** A daemon on a new temp state dir, or on `dir` (which must exist and be empty). */
-  static async start(dir?: string): Promise<TestDaemon> {
+  static async start(dir?: string, opts: { netns?: string } = {}): Promise<TestDaemon> {
     dir ??= await Deno.makeTempDir({ prefix: "outpost-e2e-" });
     const d = new TestDaemon(dir);
+    d.netns = opts.netns;
     await d.spawn();
     return d;
   }
@@ -94,7 +98,10 @@ export class TestDaemon {
   /** Starts the daemon process and waits until its API answers. */
   async spawn(): Promise<void> {
     // The shell appends stderr to the log and then becomes the daemon (same pid, for kill -9).
-    const quoted = [Deno.execPath(), ...RUN, "daemon", "--state-dir", this.dir]
+    // nsenter --net changes the network namespace only (`ip netns exec` would also unmount the
+    // cgroup hierarchies under /sys, which LXC needs).
+    const netns = this.netns ? ["nsenter", `--net=/run/netns/${this.netns}`, "--"] : [];
+    const quoted = [...netns, Deno.execPath(), ...RUN, "daemon", "--state-dir", this.dir]
       .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
     this.proc = new Deno.Command("sh", {
       args: ["-c", `exec ${quoted} 2>>'${this.#logFile}'`],
@@ -319,6 +326,9 @@ export class StockLxc {
     readonly binary: "lxc" | "incus" = "lxc",
   ) {}
 
+  /** A network namespace the client runs in (`ip netns exec`), for tests of two hosts. */
+  netns?: string;
+
   static async for(daemon: TestDaemon): Promise<StockLxc> {
     const home = await Deno.makeTempDir({ prefix: "outpost-lxc-home-", dir: daemon.dir });
     await Deno.mkdir(join(home, ".config", "lxc"), { recursive: true });
@@ -347,8 +357,12 @@ export class StockLxc {
 
   /** Runs the client with ARGS and optional stdin; never throws. */
   async run(args: string[], stdin?: Uint8Array | string): Promise<CliResult> {
-    const child = new Deno.Command(this.binary, {
-      args,
+    const argv = this.netns ? ["ip", "netns", "exec", this.netns, this.binary, ...args] : [
+      this.binary,
+      ...args,
+    ];
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
       env: this.env,
       clearEnv: true,
       stdin: stdin === undefined ? "null" : "piped",

@@ -292,8 +292,11 @@ export class ConfinedFiles {
       this.#sessions.delete(oldest);
       s.end();
     }
-    const session = await this.#start(target, [], () => {
-      if (this.#sessions.get(key) === session) this.#sessions.delete(key);
+    // The helper may exit before #start returns (a root that fails its check): `session` is
+    // still unset then, and nothing was kept under the key.
+    let session: Session | undefined;
+    session = await this.#start(target, [], () => {
+      if (session && this.#sessions.get(key) === session) this.#sessions.delete(key);
     });
     this.#sessions.set(key, session);
     return session;
