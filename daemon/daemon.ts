@@ -4,7 +4,9 @@ import { createApp } from "../api/app.ts";
 import { messageOf } from "../contract/errors.ts";
 import { tuneNativeMemory } from "./native_memory.ts";
 import { HttpsListener } from "./https_listener.ts";
-import { type ConnectionEnv, UNIX_CONNECTION } from "../api/connection.ts";
+import type { ConnectionEnv } from "../api/connection.ts";
+import { listenUnix } from "./unix_listener.ts";
+import { errorResponse } from "./node_bridge.ts";
 import { CERT_FILE, KEY_FILE } from "../agent/server_cert.ts";
 import { join } from "node:path";
 
@@ -73,7 +75,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     memory.touch();
     return guarded(req, env);
   };
-  const handler = (req: Request) => serve(req, { connection: UNIX_CONNECTION });
   const https = new HttpsListener({
     credentials: async () => ({
       cert: await Deno.readTextFile(join(agent.paths.root, CERT_FILE)),
@@ -91,15 +92,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   }
   const unsubscribe = agent.events.subscribe(["operation", "lifecycle"], () => memory.touch());
   const settler = setInterval(() => memory.settle(), 1_000);
-  const server = Deno.serve({
-    path: agent.paths.socket,
-    transport: "unix",
-    onListen: () => {},
-    onError: (err) => {
-      log(`error: ${messageOf(err)}`);
-      return errorResponse(500, messageOf(err));
-    },
-  }, handler);
+  const server = await listenUnix(agent.paths.socket, serve, log);
   await Deno.chmod(agent.paths.socket, 0o660);
   await Deno.writeTextFile(agent.paths.pidfile, `${Deno.pid}\n`);
   log(`outpost daemon listening on ${agent.paths.socket} (pid ${Deno.pid})`);
@@ -124,27 +117,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       // A subscriber that stopped reading would hold the shutdown forever: close them first.
       agent.events.close();
       await https.close();
-      await server.shutdown();
+      await server.close();
       await Deno.remove(agent.paths.pidfile).catch(() => {});
       agent.close();
       memory.close();
     })();
   return { agent, https, finished: server.finished, shutdown };
-}
-
-function errorResponse(status: number, message: string): Response {
-  return new Response(
-    JSON.stringify({
-      type: "error",
-      status: "",
-      status_code: 0,
-      operation: "",
-      error_code: status,
-      error: message,
-      metadata: null,
-    }),
-    { status, headers: { "Content-Type": "application/json" } },
-  );
 }
 
 /**

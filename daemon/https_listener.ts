@@ -14,13 +14,12 @@ import {
   type ListenAddress,
   parseListenAddress,
 } from "../contract/listen_address.ts";
-import { type BridgeOptions, serveApp } from "./node_bridge.ts";
+import { type BridgeOptions, serveApp, SERVER_OPTIONS } from "./node_bridge.ts";
 
 /** Connections the listener holds at once; more wait in the kernel's backlog. */
 export const MAX_CONNECTIONS = 1000;
-/** A client has this long to finish the TLS handshake, and then to send a request's headers. */
+/** A client has this long to finish the TLS handshake. */
 const HANDSHAKE_MS = 10_000;
-const HEADERS_MS = 20_000;
 
 export interface HttpsListenerOptions {
   /** The server's certificate and key (PEM). */
@@ -86,6 +85,7 @@ export class HttpsListener {
   async #listen(at: ListenAddress): Promise<void> {
     const { cert, key } = await this.opts.credentials();
     const server = createServer({
+      ...SERVER_OPTIONS,
       cert,
       key,
       minVersion: "TLSv1.3",
@@ -94,8 +94,6 @@ export class HttpsListener {
       handshakeTimeout: HANDSHAKE_MS,
     });
     server.maxConnections = MAX_CONNECTIONS;
-    server.headersTimeout = HEADERS_MS;
-    server.requestTimeout = 0; // uploads may take long; headers and idle sockets are bounded
     server.on("secureConnection", (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once("close", () => this.#sockets.delete(socket));

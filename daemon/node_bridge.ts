@@ -4,7 +4,7 @@
  * sent them (a websocket through the `ws` package, or the raw connection after a 101). Deno's own
  * server cannot ask a TLS client for its certificate nor hand over a raw connection; node's can.
  */
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import { Duplex, Readable } from "node:stream";
 import { WebSocketServer as UntypedServer } from "ws";
@@ -109,10 +109,27 @@ async function writeResponse(res: ServerResponse, resp: Response): Promise<void>
   res.end();
 }
 
+/** An error in the Incus envelope. */
+export function errorResponse(status: number, message: string): Response {
+  const body = {
+    type: "error",
+    status: "",
+    status_code: 0,
+    operation: "",
+    error_code: status,
+    error: message,
+    metadata: null,
+  };
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "Content-Type": "application/json" },
+  });
+}
+
 /** An HTTP/1.1 answer written straight to a socket (an upgrade request that was refused). */
 async function writeRaw(socket: Duplex, resp: Response): Promise<void> {
   const body = new Uint8Array(await resp.arrayBuffer());
-  const lines = [`HTTP/1.1 ${resp.status} ${resp.statusText || "Error"}`];
+  const lines = [`HTTP/1.1 ${resp.status} ${STATUS_CODES[resp.status] ?? "Error"}`];
   resp.headers.forEach((v, k) => {
     if (k !== "content-length" && k !== "connection") lines.push(`${k}: ${v}`);
   });
@@ -190,12 +207,37 @@ function rawStream(socket: Duplex, head: Uint8Array): RawStream {
   };
 }
 
+/**
+ * Options every node server of the daemon is made with: no Host header required (clients send
+ * none or `localhost:None` on the unix socket), and request timeouts checked every second.
+ */
+export const SERVER_OPTIONS = { requireHostHeader: false, connectionsCheckingInterval: 1_000 };
+/** A client has this long to send a request's headers (slow ones get a 408). */
+export const HEADERS_TIMEOUT_MS = 8_000;
+
 /** Puts the app on a node server: plain requests and upgrades both. */
 export function serveApp(server: Server, opts: BridgeOptions): void {
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = 0; // uploads may take long; headers are bounded
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE });
   const refuse = () => {
     throw new TypeError("Not a websocket upgrade request");
   };
+
+  // What node's parser refuses (malformed HTTP, headers too large, too slow) is answered in the
+  // error envelope too, then the connection closes.
+  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, message] = err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "Request headers too large"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? [408, "Request timed out"]
+      : [400, `Malformed HTTP request: ${err.message}`];
+    void writeRaw(socket, errorResponse(status, message)).catch(() => socket.destroy());
+  });
 
   server.on("request", async (req: IncomingMessage, res: ServerResponse) => {
     const abort = new AbortController();
@@ -204,13 +246,21 @@ export function serveApp(server: Server, opts: BridgeOptions): void {
       caller: opts.callerOf(req.socket),
       upgradeWebSocket: refuse,
     };
+    let request: Request;
     try {
-      const resp = await opts.fetch(toRequest(req, abort.signal), { connection });
+      request = toRequest(req, abort.signal);
+    } catch (err) {
+      // The fetch API refuses some methods (TRACE, CONNECT, TRACK) and malformed names.
+      await writeResponse(res, errorResponse(405, `Method not allowed: ${messageOf(err)}`));
+      return;
+    }
+    try {
+      const resp = await opts.fetch(request, { connection });
       await writeResponse(res, resp);
     } catch (err) {
       opts.log(`error: ${messageOf(err)}`);
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
+      if (!res.headersSent) await writeResponse(res, errorResponse(500, "Internal error"));
+      else res.end();
     }
   });
 
@@ -236,7 +286,14 @@ export function serveApp(server: Server, opts: BridgeOptions): void {
       },
     };
     try {
-      const resp = await opts.fetch(toRequest(req), { connection });
+      let request: Request;
+      try {
+        request = toRequest(req);
+      } catch (err) {
+        await writeRaw(socket, errorResponse(405, `Method not allowed: ${messageOf(err)}`));
+        return;
+      }
+      const resp = await opts.fetch(request, { connection });
       if (resp.status === 101 && late) {
         const ws = late;
         wss.handleUpgrade(req, socket, head, (client) => ws.attach(client));

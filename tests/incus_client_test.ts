@@ -75,3 +75,45 @@ incusTest(
       assert.match(out, new RegExp(mark));
     }),
 );
+
+incusTest(
+  "incus file push and pull over the unix socket (SFTP) round-trip 300 KB byte-identical, running and stopped",
+  () =>
+    withLaunched(async (name, cli) => {
+      const local = `${cli.home}/push-me`;
+      const back = `${cli.home}/pulled`;
+      const seed = crypto.getRandomValues(new Uint8Array(60_000));
+      const data = new Uint8Array(300_000).map((_, i) => seed[i % seed.length] ^ (i >> 12));
+      await Deno.writeFile(local, data);
+      await cli.ok("file", "push", local, `${name}/root/pushed`);
+      await cli.ok("file", "pull", `${name}/root/pushed`, back);
+      assert.deepEqual(await Deno.readFile(back), data);
+      await cli.ok("stop", "-f", name);
+      await cli.ok("file", "push", local, `${name}/root/while-stopped`);
+      await cli.ok("file", "pull", `${name}/root/while-stopped`, back);
+      assert.deepEqual(await Deno.readFile(back), data);
+    }),
+);
+
+incusTest(
+  "incus file pull through a symlink or .. reaches only the container's own files, never the host's",
+  () =>
+    withLaunched(async (name, cli) => {
+      const marker = await Deno.makeTempFile({ prefix: "outpost-host-marker-" });
+      try {
+        await Deno.writeTextFile(marker, "host secret\n");
+        await cli.ok("exec", name, "--", "sh", "-c", "echo mine > /root/secret; ln -s / /tmp/up");
+        assert.equal(
+          (await cli.run(["file", "pull", `${name}/tmp/up/root/secret`, "-"])).stdout,
+          "mine\n",
+        );
+        for (const path of [`/../../../..${marker}`, `/tmp/up/../..${marker}`]) {
+          const r = await cli.run(["file", "pull", `${name}${path}`, "-"]);
+          assert.notEqual(r.code, 0, path);
+          assert.doesNotMatch(r.stdout, /host secret/, path);
+        }
+      } finally {
+        await Deno.remove(marker);
+      }
+    }),
+);

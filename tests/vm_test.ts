@@ -97,6 +97,24 @@ vmTest(
   },
 );
 
+vmTest(
+  "GET /1.0/metrics shows a running VM's CPU time and memory as its QEMU process has them",
+  async () => {
+    const d = await running();
+    const text = await (await d.api.fetch("GET", "/1.0/metrics")).text();
+    const label = `name="${NAME}",project="default",type="virtual-machine"`;
+    const value = (metric: string) => {
+      const line = text.split("\n").find((l) => l.startsWith(metric) && l.includes(label));
+      assert.ok(line, `${metric} for ${NAME} in:\n${text}`);
+      return Number(line.slice(line.lastIndexOf(" ") + 1));
+    };
+    assert.ok(value('incus_cpu_seconds_total{cpu="0",mode="user"') > 0);
+    assert.equal(value("incus_memory_MemTotal_bytes"), 256 * 2 ** 20);
+    assert.ok(value("incus_memory_RSS_bytes") > 16 * 2 ** 20);
+    assert.equal(value("incus_cpu_effective_total"), 1);
+  },
+);
+
 vmTest("exec in a VM runs the command through the guest agent", async () => {
   const uname = await (await running()).cli("exec", NAME, "--", "uname", "-r");
   assert.equal(uname.code, 0);

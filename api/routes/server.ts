@@ -37,7 +37,7 @@ export const API_EXTENSIONS = [
   "container_exec_signal_handling",
   // POST /1.0/instances takes `start: true` (clients that do not see it start the instance again).
   "instance_create_start",
-  // GET /1.0/metrics (running containers; VMs not yet).
+  // GET /1.0/metrics (running containers, and VMs as their QEMU process shows them).
   "metrics",
   // PUT/PATCH /1.0/certificates/{fingerprint} (`lxc config trust edit` needs it).
   "certificate_update",

@@ -294,6 +294,7 @@ export class ConfinedFiles {
     }
     // The helper may exit before #start returns (a root that fails its check): `session` is
     // still unset then, and nothing was kept under the key.
+    // deno-lint-ignore prefer-const -- declared first: the callback below may run before it is set
     let session: Session | undefined;
     session = await this.#start(target, [], () => {
       if (session && this.#sessions.get(key) === session) this.#sessions.delete(key);

@@ -7,13 +7,15 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { BadRequest, InvalidState, messageOf } from "../../contract/errors.ts";
-import { parseByteSize, parseCpuSet } from "../../contract/units.ts";
+import { qemuMetrics } from "./metrics.ts";
+import { vmCpus, vmMemoryMiB } from "./sizing.ts";
 import {
   type DriverInfo,
   type ExecOptions,
   type ExecProcess,
   type ExecRequest,
   type ImageSource,
+  type InstanceMetrics,
   type InstanceSpec,
   type RecoveryReport,
   type StopOptions,
@@ -36,8 +38,6 @@ import { guestNetwork } from "./network.ts";
 export const QEMU = "qemu-system-x86_64";
 const OVMF_CODE = ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"];
 const OVMF_VARS = ["/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"];
-/** Guest RAM when `limits.memory` is unset. */
-const DEFAULT_MEMORY_MIB = 512;
 
 interface BootFile {
   kind: "kernel" | "uefi";
@@ -255,18 +255,8 @@ export class QemuDriver implements ProbedDriver {
   #spec(inst: InstanceSpec, accel: Accel) {
     const dir = this.dir(inst.name);
     const boot: BootFile = JSON.parse(Deno.readTextFileSync(join(dir, "boot.json")));
-    const cpu = inst.config["limits.cpu"];
-    const cpus = !cpu
-      ? 1
-      : /^\d+$/.test(cpu)
-      ? Math.max(1, Number(cpu))
-      : Math.max(1, parseCpuSet(cpu)?.length ?? 1);
-    const mem = inst.config["limits.memory"];
-    const memoryMiB = !mem
-      ? DEFAULT_MEMORY_MIB
-      : mem.endsWith("%")
-      ? Math.floor((Deno.systemMemoryInfo().total * Number(mem.slice(0, -1))) / 100 / 2 ** 20)
-      : Math.floor((parseByteSize(mem) ?? DEFAULT_MEMORY_MIB * 2 ** 20) / 2 ** 20);
+    const cpus = vmCpus(inst.config);
+    const memoryMiB = vmMemoryMiB(inst.config, Deno.systemMemoryInfo().total);
     return {
       name: inst.name,
       uuid: inst.config["volatile.uuid"] ?? crypto.randomUUID(),
@@ -471,6 +461,13 @@ export class QemuDriver implements ProbedDriver {
       throw new InvalidState(`Instance "${inst.name}" is not running`);
     }
     return await consoleProcess(this.#paths(inst.name).console);
+  }
+
+  /** The QEMU process's CPU time and memory (a stopped VM is an InvalidState). */
+  async metrics(inst: InstanceSpec): Promise<InstanceMetrics> {
+    const pid = await this.#pid(inst.name);
+    if (pid < 0) throw new InvalidState(`Instance "${inst.name}" is not running`);
+    return await qemuMetrics(this.#runner, pid, inst.config, Deno.systemMemoryInfo().total);
   }
 
   runtimeLogs(inst: InstanceSpec): Record<string, string> {
