@@ -78,3 +78,32 @@ export class UnixTransport implements Transport {
     this.#http?.close();
   }
 }
+
+/** A transport made on first use: the TLS code and the remote's files load only when needed. */
+export class LazyTransport implements Transport {
+  #loaded?: Transport;
+  #loading?: Promise<Transport>;
+
+  constructor(readonly host: string, private load: () => Promise<Transport>) {}
+
+  #get(): Promise<Transport> {
+    this.#loading ??= this.load().then((t) => this.#loaded = t);
+    return this.#loading;
+  }
+
+  async dial(): Promise<ByteConn> {
+    return await (await this.#get()).dial();
+  }
+
+  async fetch(
+    method: string,
+    path: string,
+    init: { headers: Headers; body?: BodyInit },
+  ): Promise<Response> {
+    return await (await this.#get()).fetch(method, path, init);
+  }
+
+  close(): void {
+    this.#loaded?.close();
+  }
+}
