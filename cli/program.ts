@@ -94,6 +94,11 @@ export async function buildProgram(
       "--state-dir <dir>",
       "The daemon's state dir (env OUTPOST_DIR, default /var/lib/outpost)",
     )
+    .addHelpText(
+      "after",
+      "\nREMOTE:NAME (or REMOTE: alone) in any command runs it on that remote; without one,\n" +
+        'commands go to the default remote ("local": this host\'s daemon). See "outpost remote".',
+    )
     .showHelpAfterError()
     .exitOverride();
   const ctx = new CliContext(() => program.opts().stateDir);
