@@ -60,7 +60,10 @@ export class CliContext {
         `Remote "${name}" is not configured: see "outpost remote list" or run "outpost remote switch local"`,
       );
     }
-    return this.#client = new ApiClient(remoteTransport(this.confDir, name, entry.addr));
+    return this.#client = new ApiClient(remoteTransport(this.confDir, name, entry.addr), {
+      forbiddenHint: `is this client still trusted by remote "${name}"? If not, remove the ` +
+        `remote and add it again with a new token`,
+    });
   }
 
   close(): void {

@@ -53,11 +53,16 @@ function apiError(err: unknown): ApiError {
   );
 }
 
+export interface ClientOptions {
+  /** Added to a 403's message (a remote says how to be trusted again). */
+  forbiddenHint?: string;
+}
+
 export class ApiClient {
   readonly transport: Transport;
 
   /** A client of the daemon at a unix socket path, or over a transport. */
-  constructor(target: string | Transport) {
+  constructor(target: string | Transport, readonly options: ClientOptions = {}) {
     this.transport = typeof target === "string" ? new UnixTransport(target) : target;
   }
 
@@ -187,7 +192,9 @@ export class ApiClient {
       );
     }
     if (env.type === "error" || res.status >= 400) {
-      throw new ApiError(env.error || `Request failed with HTTP ${res.status}`, res.status);
+      const message = env.error || `Request failed with HTTP ${res.status}`;
+      const hint = res.status === 403 ? this.options.forbiddenHint : undefined;
+      throw new ApiError(hint ? `${message}: ${hint}` : message, res.status);
     }
     return env;
   }
