@@ -61,8 +61,12 @@ export class CliContext {
       );
     }
     return this.#client = new ApiClient(remoteTransport(this.confDir, name, entry.addr), {
-      forbiddenHint: `is this client still trusted by remote "${name}"? If not, remove the ` +
-        `remote and add it again with a new token`,
+      // The daemon's word for a certificate it does not trust (a restricted one gets others).
+      forbiddenHint: (message) =>
+        /not authorized/i.test(message)
+          ? `is this client still trusted by remote "${name}"? If not, remove the remote and ` +
+            `add it again with a new token`
+          : undefined,
     });
   }
 

@@ -54,8 +54,8 @@ function apiError(err: unknown): ApiError {
 }
 
 export interface ClientOptions {
-  /** Added to a 403's message (a remote says how to be trusted again). */
-  forbiddenHint?: string;
+  /** What to add to a 403's message, if anything (a remote says how to be trusted again). */
+  forbiddenHint?: (message: string) => string | undefined;
 }
 
 export class ApiClient {
@@ -193,7 +193,7 @@ export class ApiClient {
     }
     if (env.type === "error" || res.status >= 400) {
       const message = env.error || `Request failed with HTTP ${res.status}`;
-      const hint = res.status === 403 ? this.options.forbiddenHint : undefined;
+      const hint = res.status === 403 ? this.options.forbiddenHint?.(message) : undefined;
       throw new ApiError(hint ? `${message}: ${hint}` : message, res.status);
     }
     return env;

@@ -38,12 +38,14 @@ class User {
     return r.stdout;
   }
 
-  /** Runs a command that must fail with a one-line error matching `pattern`. */
+  /** Runs a command that must fail with a one-line error matching `pattern` (exit code 1). */
   async fails(pattern: RegExp, ...args: string[]): Promise<void> {
     const r = await this.cli(...args);
     assert.equal(r.code, 1, `outpost ${args.join(" ")} should fail: ${r.stdout}`);
-    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
-    assert.match(r.stderr, pattern);
+    // Progress lines ("Creating c1") may come first; the error is one last line.
+    const lines = r.stderr.trim().split("\n");
+    assert.deepEqual(lines.filter((l) => l.startsWith("Error: ")), [lines.at(-1)], r.stderr);
+    assert.match(lines.at(-1)!, pattern);
   }
 
   /** Issues a token over the local socket with `config trust add`. */
@@ -216,5 +218,21 @@ Deno.test("config trust list, list-tokens, revoke-token and remove", async () =>
     await u.ok("config", "trust", "remove", fp.slice(0, 16));
     await u.fails(/No trusted certificate/, "config", "trust", "remove", fp);
     await u.fails(/not authorized: is this client still trusted by remote "edge"/, "list", "edge:");
+  });
+});
+
+Deno.test("a restricted token makes a restricted remote client, which reads but cannot launch", async () => {
+  await withUser(async (u) => {
+    const name = uniqueName("viewer");
+    const out = await u.ok("config", "trust", "add", name, "--restricted");
+    await u.ok("remote", "add", "edge", out.trim().split("\n")[1]);
+    const certs = JSON.parse(await u.ok("config", "trust", "list", "--format", "json"));
+    const mine = certs.find((c: Certificate) => c.name === name);
+    assert.equal(mine?.restricted, true);
+    assert.deepEqual(mine?.projects, []);
+    await u.ok("list", "edge:");
+    await u.fails(/restricted/, "launch", "busybox", `edge:${uniqueName("no")}`);
+    await u.fails(/Only the "default" project/, "trust", "add", "x", "--projects", "other");
+    await u.fails(/Unknown certificate type/, "config", "trust", "add", "x", "--type", "admin");
   });
 });
