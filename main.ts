@@ -24,9 +24,11 @@ async function main(): Promise<number> {
   }
   const { CommanderError } = await import("@commander-js/extra-typings");
   const { buildProgram } = await import("./cli/program.ts");
-  const { program, ctx } = await buildProgram({ runDaemon }, Deno.args);
+  let ctx: { exitCode: number; close(): void } | undefined;
   try {
-    await program.parseAsync(Deno.args, { from: "user" });
+    const built = await buildProgram({ runDaemon }, Deno.args);
+    ctx = built.ctx;
+    await built.program.parseAsync(built.args, { from: "user" });
     return ctx.exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
@@ -36,7 +38,7 @@ async function main(): Promise<number> {
     console.error(`Error: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   } finally {
-    ctx.close();
+    ctx?.close();
   }
 }
 

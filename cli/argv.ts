@@ -12,3 +12,56 @@ export function splitGlobalOptions(args: string[]): { stateDir?: string; rest: s
   }
   return { stateDir, rest };
 }
+
+/** A word that may name a remote: `NAME:` then anything (`NAME` never holds `:`, `=` or `/`). */
+const REMOTE_WORD = /^([A-Za-z0-9_.-]+):(.*)$/s;
+
+/** The commands whose words are never taken as `REMOTE:` (they name remotes themselves). */
+function managesRemotes(rest: string[]): boolean {
+  const words = rest.filter((a) => !a.startsWith("-"));
+  return words[0] === "remote" || words[0] === "trust" ||
+    (words[0] === "config" && words[1] === "trust");
+}
+
+/**
+ * Takes the remote out of a command line's `REMOTE:NAME` and `REMOTE:` words (before a `--`),
+ * where `isRemote` says which prefixes are remotes: `list edge:` → `list` on edge, `exec
+ * edge:web -- ps` → `exec web -- ps` on edge. Every verb so takes remotes at once. Two different
+ * remotes on one command line throw; `remote` and `config trust` command lines are left as
+ * they are.
+ */
+export function selectRemote(
+  args: string[],
+  isRemote: (name: string) => boolean,
+): { remote?: string; args: string[] } {
+  if (managesRemotes(splitGlobalOptions(args).rest)) return { args };
+  let remote: string | undefined;
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (arg === "--state-dir") {
+      out.push(arg, ...args.slice(i + 1, i + 2));
+      i++;
+      continue;
+    }
+    const m = REMOTE_WORD.exec(arg);
+    if (!m || !isRemote(m[1])) {
+      out.push(arg);
+      continue;
+    }
+    if (remote !== undefined && remote !== m[1]) {
+      throw new Error(
+        `The command line names two remotes ("${remote}" and "${
+          m[1]
+        }"): one command runs on one remote`,
+      );
+    }
+    remote = m[1];
+    if (m[2] !== "") out.push(m[2]);
+  }
+  return { remote, args: out };
+}

@@ -3,6 +3,7 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { Instance, Server } from "../contract/responses.ts";
 import { instanceUrl } from "../contract/urls.ts";
 import { type CliContext, UsageError } from "./context.ts";
+import { trustCommand } from "./trust.ts";
 import { renderYaml } from "./yaml.ts";
 
 /** What a PUT of an instance sends back. */
@@ -125,5 +126,6 @@ export function configCommand(ctx: CliContext): CommandUnknownOpts {
       Deno.stdout.writeSync(new TextEncoder().encode(renderYaml(shown)));
     });
 
+  config.addCommand(trustCommand(ctx));
   return config;
 }

@@ -54,8 +54,8 @@ export function consoleCommand(ctx: CliContext): CommandUnknownOpts {
         body: { width: size.columns, height: size.rows, type: "console" },
       });
       const fds = (op.metadata?.fds ?? {}) as Record<string, string>;
-      const control = await openOperationSocket(ctx.client.socket, op.id, fds.control);
-      const io = await openOperationSocket(ctx.client.socket, op.id, fds["0"]);
+      const control = await openOperationSocket(ctx.client, op.id, fds.control);
+      const io = await openOperationSocket(ctx.client, op.id, fds["0"]);
       console.error("To detach from the console, press: <ctrl>+a q");
       if (tty) Deno.stdin.setRaw(true);
       const onResize = () => {

@@ -1,10 +1,23 @@
-/** What every command shares: the state dir, the API client, and the exit code for main.ts. */
+/**
+ * What every command shares: the state dir, the remote it runs on and its API client, and the
+ * exit code for main.ts.
+ */
 import { ApiClient } from "../contract/client.ts";
+import {
+  type ClientConfig,
+  configDir,
+  LOCAL_REMOTE,
+  readConfig,
+  remoteTransport,
+} from "../contract/remote_config.ts";
 import { resolveStateDir, socketPath } from "../contract/state_dir.ts";
 
 export class CliContext {
   exitCode = 0;
+  /** The remote the command line named (`REMOTE:`); the default remote when none. */
+  remote?: string;
   #client?: ApiClient;
+  #config?: ClientConfig;
 
   constructor(private stateDirFlag?: () => string | undefined) {}
 
@@ -12,9 +25,49 @@ export class CliContext {
     return resolveStateDir(this.stateDirFlag?.());
   }
 
+  /** The CLI's config dir (remotes, client certificate). */
+  get confDir(): string {
+    return configDir();
+  }
+
+  /** The remotes config, read once. */
+  get config(): ClientConfig {
+    try {
+      this.#config ??= readConfig(this.confDir);
+    } catch (err) {
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
+    return this.#config;
+  }
+
+  /** Whether `name` is a remote: `local` or a configured one. */
+  isRemote(name: string): boolean {
+    return name === LOCAL_REMOTE || Object.hasOwn(this.config.remotes, name);
+  }
+
+  /** The remote the command runs on. */
+  get remoteName(): string {
+    return this.remote ?? this.config["default-remote"];
+  }
+
   get client(): ApiClient {
-    this.#client ??= new ApiClient(socketPath(this.stateDir));
-    return this.#client;
+    if (this.#client) return this.#client;
+    const name = this.remoteName;
+    if (name === LOCAL_REMOTE) return this.#client = new ApiClient(socketPath(this.stateDir));
+    const entry = this.config.remotes[name];
+    if (!entry) {
+      throw new UsageError(
+        `Remote "${name}" is not configured: see "outpost remote list" or run "outpost remote switch local"`,
+      );
+    }
+    return this.#client = new ApiClient(remoteTransport(this.confDir, name, entry.addr), {
+      // The daemon's word for a certificate it does not trust (a restricted one gets others).
+      forbiddenHint: (message) =>
+        /not authorized/i.test(message)
+          ? `is this client still trusted by remote "${name}"? If not, remove the remote and ` +
+            `add it again with a new token`
+          : undefined,
+    });
   }
 
   close(): void {

@@ -6,7 +6,7 @@
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { instanceUrl } from "../contract/urls.ts";
-import { openOperationSocket, type WebSocketClient } from "../contract/ws_client.ts";
+import { type Dialer, openOperationSocket, type WebSocketClient } from "../contract/ws_client.ts";
 import { type CliContext, collect, parseIntOption, parseKeyValues, UsageError } from "./context.ts";
 
 const FORWARDED_SIGNALS: [Deno.Signal, number][] = [
@@ -58,11 +58,11 @@ async function pumpStdin(ws: WebSocketClient, endMarker: boolean): Promise<void>
 
 /** Connects an operation's websockets (`secrets`, in order) at once; none stays open on failure. */
 async function openAll(
-  socket: string,
+  to: Dialer,
   opId: string,
   secrets: string[],
 ): Promise<WebSocketClient[]> {
-  const tries = await Promise.allSettled(secrets.map((s) => openOperationSocket(socket, opId, s)));
+  const tries = await Promise.allSettled(secrets.map((s) => openOperationSocket(to, opId, s)));
   const failed = tries.find((t) => t.status === "rejected");
   if (!failed) return tries.map((t) => (t as PromiseFulfilledResult<WebSocketClient>).value);
   for (const t of tries) if (t.status === "fulfilled") await t.value.close().catch(() => {});
@@ -118,7 +118,7 @@ export function execCommand(ctx: CliContext): CommandUnknownOpts {
       const finished = ctx.client.wait(op.id);
       finished.catch(() => {}); // read below; a failure to connect is reported first
       const [control, io, stdout, stderr] = await openAll(
-        ctx.client.socket,
+        ctx.client,
         op.id,
         interactive ? [fds.control, fds["0"]] : [fds.control, fds["0"], fds["1"], fds["2"]],
       );

@@ -16,6 +16,13 @@ export function parseFormat(value: string): Format {
   return format;
 }
 
+/** The `-f, --format` option of every list command: flags, help and default. */
+export const FORMAT_OPTION = [
+  "-f, --format <format>",
+  `Output format: ${FORMATS.join(", ")}`,
+  "table",
+] as const;
+
 export interface Column<T> {
   header: string;
   value: (row: T) => string;
@@ -25,6 +32,16 @@ export interface Column<T> {
  * Render rows for `list` commands. json/yaml render `raw` (the API objects) as-is, falling back
  * to `rows`; table/csv/compact render the columns.
  */
+/** Renders rows as {@link renderList} does, onto stdout. */
+export async function printList<T>(
+  format: Format,
+  rows: T[],
+  columns: Column<T>[],
+  raw?: unknown,
+): Promise<void> {
+  Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, rows, columns, raw)));
+}
+
 export async function renderList<T>(
   format: Format,
   rows: T[],

@@ -4,7 +4,7 @@ import { basename, join } from "node:path";
 import type { Image, ImageAliasesEntry, Operation } from "../contract/responses.ts";
 import { imageAliasUrl, imageUrl } from "../contract/urls.ts";
 import { type CliContext, UsageError } from "./context.ts";
-import { type Column, formatBytes, parseFormat, renderList } from "./format.ts";
+import { type Column, FORMAT_OPTION, formatBytes, parseFormat, printList } from "./format.ts";
 
 const COLUMNS: Column<Image>[] = [
   { header: "ALIAS", value: (i) => i.aliases.map((a) => a.name).join("\n") },
@@ -127,11 +127,11 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
   image.command("list")
     .alias("ls")
     .description("List images")
-    .option("-f, --format <format>", "Output format: table, json, yaml, csv, compact", "table")
+    .option(...FORMAT_OPTION)
     .action(async (opts) => {
       const format = parseFormat(opts.format);
       const all = await ctx.client.get<Image[]>("/1.0/images?recursion=1");
-      Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, all, COLUMNS, all)));
+      await printList(format, all, COLUMNS, all);
     });
 
   image.command("delete")
@@ -166,17 +166,11 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
     .description("List aliases")
     .action(async () => {
       const all = await ctx.client.get<ImageAliasesEntry[]>("/1.0/images/aliases?recursion=1");
-      Deno.stdout.writeSync(new TextEncoder().encode(
-        await renderList(
-          "table",
-          all,
-          [
-            { header: "ALIAS", value: (a) => a.name },
-            { header: "FINGERPRINT", value: (a) => a.target.slice(0, 12) },
-            { header: "DESCRIPTION", value: (a) => a.description },
-          ],
-        ),
-      ));
+      await printList("table", all, [
+        { header: "ALIAS", value: (a) => a.name },
+        { header: "FINGERPRINT", value: (a) => a.target.slice(0, 12) },
+        { header: "DESCRIPTION", value: (a) => a.description },
+      ]);
     });
 
   return image;

@@ -10,7 +10,14 @@ import type {
 } from "../contract/responses.ts";
 import { instanceUrl } from "../contract/urls.ts";
 import { type CliContext, collect, parseIntOption, parseKeyValues } from "./context.ts";
-import { type Column, formatBytes, formatDuration, parseFormat, renderList } from "./format.ts";
+import {
+  type Column,
+  FORMAT_OPTION,
+  formatBytes,
+  formatDuration,
+  parseFormat,
+  printList,
+} from "./format.ts";
 
 function addresses(state: InstanceState, family: "inet" | "inet6"): string {
   return Object.entries(state.network)
@@ -128,11 +135,11 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
   const list = new Command("list")
     .alias("ls")
     .description("List instances")
-    .option("-f, --format <format>", "Output format: table, json, yaml, csv, compact", "table")
+    .option(...FORMAT_OPTION)
     .action(async (opts) => {
       const format = parseFormat(opts.format);
       const all = await ctx.client.get<InstanceFull[]>("/1.0/instances?recursion=2");
-      Deno.stdout.writeSync(new TextEncoder().encode(await renderList(format, all, COLUMNS, all)));
+      await printList(format, all, COLUMNS, all);
     });
 
   const info = new Command("info")

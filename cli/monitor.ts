@@ -48,7 +48,7 @@ export function monitorCommand(ctx: CliContext): CommandUnknownOpts {
       await ctx.client.get("/1.0");
       let ws: WebSocketClient;
       try {
-        ws = await openEvents(ctx.client.socket, opts.type);
+        ws = await openEvents(ctx.client, opts.type);
       } catch (err) {
         if (err instanceof HandshakeError) {
           throw new UsageError(

@@ -5,7 +5,7 @@
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { VERSION } from "../contract/version.ts";
-import { splitGlobalOptions } from "./argv.ts";
+import { selectRemote, splitGlobalOptions } from "./argv.ts";
 import { CliContext } from "./context.ts";
 
 /** What the command line cannot do itself: `main.ts` hands in the daemon (the CLI never loads it). */
@@ -46,6 +46,11 @@ export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
     load: async (ctx) => [(await import("./snapshots.ts")).snapshotCommand(ctx)],
   },
   { names: ["config"], load: async (ctx) => [(await import("./config.ts")).configCommand(ctx)] },
+  { names: ["trust"], load: async (ctx) => [(await import("./trust.ts")).trustCommand(ctx)] },
+  {
+    names: ["remote"],
+    load: async (ctx) => [(await import("./remote.ts")).remoteCommand(ctx)],
+  },
   { names: ["image"], load: async (ctx) => [(await import("./images.ts")).imageCommand(ctx)] },
   {
     names: ["monitor"],
@@ -72,10 +77,14 @@ function groupsFor(argv?: string[]): typeof COMMAND_GROUPS {
   return named.length > 0 ? named : COMMAND_GROUPS;
 }
 
+/**
+ * The program for a command line, its context and the words to parse: `REMOTE:` prefixes are
+ * taken out of them and select the context's remote.
+ */
 export async function buildProgram(
   deps: ProgramDeps,
   argv?: string[],
-): Promise<{ program: Command; ctx: CliContext }> {
+): Promise<{ program: Command; ctx: CliContext; args: string[] }> {
   const program = new Command("outpost")
     .description(
       "outpost: system containers (LXC) on this host, driven through an Incus-compatible API",
@@ -85,9 +94,16 @@ export async function buildProgram(
       "--state-dir <dir>",
       "The daemon's state dir (env OUTPOST_DIR, default /var/lib/outpost)",
     )
+    .addHelpText(
+      "after",
+      "\nREMOTE:NAME (or REMOTE: alone) in any command runs it on that remote; without one,\n" +
+        'commands go to the default remote ("local": this host\'s daemon). See "outpost remote".',
+    )
     .showHelpAfterError()
     .exitOverride();
   const ctx = new CliContext(() => program.opts().stateDir);
+  const selected = argv ? selectRemote(argv, (name) => ctx.isRemote(name)) : { args: [] };
+  ctx.remote = selected.remote;
 
   program.command("daemon")
     .description("Run the outpost daemon in the foreground (serves DIR/unix.socket)")
@@ -104,5 +120,5 @@ export async function buildProgram(
     }
   };
   propagate(program);
-  return { program, ctx };
+  return { program, ctx, args: selected.args };
 }

@@ -1,12 +1,12 @@
 /**
- * A small Incus API client over the daemon's unix socket (used by the CLI and tests). Answers are
- * typed by responses.ts, imported as types only: the client never loads zod.
+ * A small Incus API client over a transport (transport.ts): the daemon's unix socket, or an HTTPS
+ * remote (used by the CLI and tests). Answers are typed by responses.ts, imported as types only:
+ * the client never loads zod.
  */
 import { concatBytes } from "./bytes.ts";
 import type { AsyncEnvelope, Envelope, Operation, SyncEnvelope } from "./responses.ts";
+import { type ByteConn, type Transport, TransportError, UnixTransport } from "./transport.ts";
 import { operationUrl } from "./urls.ts";
-
-/** For the command modules that take the operation type from here. */
 
 export class ApiError extends Error {
   constructor(message: string, readonly status: number) {
@@ -23,11 +23,6 @@ export interface RequestOptions {
 
 /** The most a JSON answer may hold (the daemon's largest lists are far below it). */
 const MAX_ANSWER = 256 * 2 ** 20;
-
-/** A socket error that means "no daemon there". */
-function unreachable(why: string): boolean {
-  return /No such file|ENOENT|Connection refused|os error 2|os error 111/.test(why);
-}
 
 /** An HTTP/1.1 body sent as `Transfer-Encoding: chunked`, decoded. */
 export function dechunk(body: Uint8Array): Uint8Array {
@@ -48,13 +43,40 @@ export function dechunk(body: Uint8Array): Uint8Array {
   return concatBytes(parts);
 }
 
-export class ApiClient {
-  #http?: Deno.HttpClient;
+/** A transport's own error as an ApiError; any other as a failed request. */
+function apiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof TransportError) return new ApiError(err.message, 0);
+  return new ApiError(
+    `Request to the daemon failed: ${err instanceof Error ? err.message : String(err)}`,
+    0,
+  );
+}
 
-  constructor(readonly socket: string) {}
+export interface ClientOptions {
+  /** What to add to a 403's message, if anything (a remote says how to be trusted again). */
+  forbiddenHint?: (message: string) => string | undefined;
+}
+
+export class ApiClient {
+  readonly transport: Transport;
+
+  /** A client of the daemon at a unix socket path, or over a transport. */
+  constructor(target: string | Transport, readonly options: ClientOptions = {}) {
+    this.transport = typeof target === "string" ? new UnixTransport(target) : target;
+  }
 
   close(): void {
-    this.#http?.close();
+    this.transport.close();
+  }
+
+  /** A fresh connection to the daemon, for a websocket. */
+  async dial(): Promise<ByteConn> {
+    try {
+      return await this.transport.dial();
+    } catch (err) {
+      throw apiError(err);
+    }
   }
 
   /**
@@ -71,26 +93,11 @@ export class ApiClient {
     if (/[\u0000-\u0020\u007f]/.test(path)) {
       throw new ApiError(`Invalid request path ${JSON.stringify(path)}`, 0);
     }
-    let conn: Deno.UnixConn;
-    try {
-      conn = await Deno.connect({ transport: "unix", path: this.socket });
-    } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      if (
-        err instanceof Deno.errors.NotFound || err instanceof Deno.errors.ConnectionRefused ||
-        unreachable(why)
-      ) {
-        throw new ApiError(
-          `Cannot reach the outpost daemon at ${this.socket}: is it running? (start it with "outpost daemon")`,
-          0,
-        );
-      }
-      throw new ApiError(`Request to the daemon failed: ${why}`, 0);
-    }
+    const conn = await this.dial();
     try {
       const head = [
         `${method} ${path} HTTP/1.1`,
-        "Host: outpost",
+        `Host: ${this.transport.host}`,
         "Connection: close",
         `Content-Length: ${body?.length ?? 0}`,
         ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
@@ -131,11 +138,7 @@ export class ApiClient {
         text: new TextDecoder().decode(chunked ? dechunk(payload) : payload),
       };
     } catch (err) {
-      if (err instanceof ApiError) throw err;
-      throw new ApiError(
-        `Request to the daemon failed: ${err instanceof Error ? err.message : String(err)}`,
-        0,
-      );
+      throw apiError(err);
     } finally {
       conn.close();
     }
@@ -143,31 +146,19 @@ export class ApiClient {
 
   /** The raw response of a request (for logs and file downloads). */
   async fetch(method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
-    const headers: Record<string, string> = { ...opts.headers };
+    const headers = new Headers(opts.headers);
     let body: BodyInit | undefined;
     if (opts.raw !== undefined) {
       body = opts.raw;
-      headers["Content-Type"] ??= "application/octet-stream";
+      if (!headers.has("Content-Type")) headers.set("Content-Type", "application/octet-stream");
     } else if (opts.body !== undefined) {
       body = JSON.stringify(opts.body);
-      headers["Content-Type"] = "application/json";
+      headers.set("Content-Type", "application/json");
     }
-    this.#http ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.socket } });
     try {
-      return await fetch(`http://outpost${path}`, { method, headers, body, client: this.#http });
+      return await this.transport.fetch(method, path, { headers, body });
     } catch (err) {
-      // fetch() says "fetch failed"; what happened is in its cause.
-      const cause = err instanceof Error && err.cause instanceof Error
-        ? `: ${err.cause.message}`
-        : "";
-      const why = `${err instanceof Error ? err.message : String(err)}${cause}`;
-      if (unreachable(why)) {
-        throw new ApiError(
-          `Cannot reach the outpost daemon at ${this.socket}: is it running? (start it with "outpost daemon")`,
-          0,
-        );
-      }
-      throw new ApiError(`Request to the daemon failed: ${why}`, 0);
+      throw apiError(err);
     }
   }
 
@@ -201,7 +192,9 @@ export class ApiClient {
       );
     }
     if (env.type === "error" || res.status >= 400) {
-      throw new ApiError(env.error || `Request failed with HTTP ${res.status}`, res.status);
+      const message = env.error || `Request failed with HTTP ${res.status}`;
+      const hint = res.status === 403 ? this.options.forbiddenHint?.(message) : undefined;
+      throw new ApiError(hint ? `${message}: ${hint}` : message, res.status);
     }
     return env;
   }

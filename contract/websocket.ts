@@ -1,8 +1,9 @@
 /**
- * A small RFC 6455 websocket client over any `Deno.Conn`: the daemon's unix socket today, a TLS
- * connection (`Deno.connectTls` with a client certificate) alike. It does the HTTP/1.1 upgrade,
- * masks its frames, reassembles fragmented messages, answers pings, runs the close handshake and
- * refuses a message over a size limit. No Node compatibility layer is loaded for it.
+ * A small RFC 6455 websocket client over any byte connection (`ByteConn`, which a `Deno.Conn`
+ * is): the daemon's unix socket, a TLS connection to a remote (tls_transport.ts) alike. It does
+ * the HTTP/1.1 upgrade, masks its frames, reassembles fragmented messages, answers pings, runs the
+ * close handshake and refuses a message over a size limit. No Node compatibility layer is loaded
+ * for it.
  *
  * ```ts
  * const ws = await connectUnix("/var/lib/outpost/unix.socket", "/1.0/events");
@@ -39,6 +40,13 @@ const CLOSE_NO_STATUS = 1005;
 export const CLOSE_ABNORMAL = 1006;
 const CLOSE_INVALID_DATA = 1007;
 const CLOSE_TOO_BIG = 1009;
+
+/** What the websocket needs of a connection: a `Deno.Conn`, or an adapter around a Node socket. */
+export interface ByteConn {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
 
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -88,7 +96,7 @@ function base64(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes));
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: ByteConn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
 }
 
@@ -133,7 +141,7 @@ class ByteReader {
   #start = 0;
   #end: number;
 
-  constructor(private conn: Deno.Conn, first: Uint8Array) {
+  constructor(private conn: ByteConn, first: Uint8Array) {
     this.#buf = new Uint8Array(Math.max(64 * 1024, first.length));
     this.#buf.set(first);
     this.#end = first.length;
@@ -182,7 +190,7 @@ function headEnd(buf: Uint8Array, len: number, from: number): number {
   return -1;
 }
 
-async function readHead(conn: Deno.Conn): Promise<ResponseHead> {
+async function readHead(conn: ByteConn): Promise<ResponseHead> {
   const buf = new Uint8Array(MAX_HEAD);
   let len = 0;
   let end = -1;
@@ -213,7 +221,7 @@ async function readHead(conn: Deno.Conn): Promise<ResponseHead> {
  * The body of a refused upgrade, read within bounds of size and time: `Content-Length` bytes,
  * else up to the end of the connection (a chunked body is not decoded: its JSON will not parse).
  */
-async function readErrorBody(conn: Deno.Conn, head: ResponseHead): Promise<string> {
+async function readErrorBody(conn: ByteConn, head: ResponseHead): Promise<string> {
   const length = Number(head.headers.get("content-length") ?? NaN);
   const want = Number.isFinite(length) ? Math.min(length, MAX_ERROR_BODY) : MAX_ERROR_BODY;
   let body = head.rest;
@@ -237,7 +245,7 @@ async function readErrorBody(conn: Deno.Conn, head: ResponseHead): Promise<strin
 }
 
 /** The error for an upgrade answered with another status than 101. */
-async function refusal(conn: Deno.Conn, head: ResponseHead, path: string): Promise<HandshakeError> {
+async function refusal(conn: ByteConn, head: ResponseHead, path: string): Promise<HandshakeError> {
   const body = await readErrorBody(conn, head);
   let serverError: string | undefined;
   try {
@@ -277,7 +285,7 @@ async function checkAccept(head: ResponseHead, key: string, path: string): Promi
 export class WebSocketClient implements AsyncIterable<Message> {
   /** Resolves, never rejects, once the connection is closed; `error` says why if it broke. */
   readonly closed: Promise<CloseInfo>;
-  #conn: Deno.Conn;
+  #conn: ByteConn;
   #reader: ByteReader;
   #maxMessage: number;
   #state: "open" | "closing" | "closed" = "open";
@@ -290,7 +298,7 @@ export class WebSocketClient implements AsyncIterable<Message> {
   #writing: Promise<void> = Promise.resolve();
   #closeTimer?: ReturnType<typeof setTimeout>;
 
-  private constructor(conn: Deno.Conn, first: Uint8Array, maxMessage: number) {
+  private constructor(conn: ByteConn, first: Uint8Array, maxMessage: number) {
     this.#conn = conn;
     this.#reader = new ByteReader(conn, first);
     this.#maxMessage = maxMessage;
@@ -302,7 +310,7 @@ export class WebSocketClient implements AsyncIterable<Message> {
    * is a `HandshakeError` naming the status and the server's message; the connection is closed.
    */
   static async connect(
-    conn: Deno.Conn | (() => Promise<Deno.Conn>),
+    conn: ByteConn | (() => Promise<ByteConn>),
     options: ConnectOptions,
   ): Promise<WebSocketClient> {
     const { path, host = "localhost", headers = {} } = options;

@@ -1,5 +1,8 @@
-/** The daemon's websockets over its unix socket: the event stream and an operation's fds. */
-import { connectUnix, type WebSocketClient } from "./websocket.ts";
+/**
+ * The daemon's websockets: the event stream and an operation's fds, over the unix socket at a
+ * path or over whatever an API client dials (an HTTPS remote alike).
+ */
+import { type ByteConn, connectUnix, WebSocketClient } from "./websocket.ts";
 
 export {
   connectUnix,
@@ -9,15 +12,23 @@ export {
   WebSocketError,
 } from "./websocket.ts";
 
+/** Where a websocket goes: a unix socket path, or something that dials (an `ApiClient`). */
+export type Dialer = string | { dial(): Promise<ByteConn>; transport: { host: string } };
+
+function open(to: Dialer, path: string): Promise<WebSocketClient> {
+  if (typeof to === "string") return connectUnix(to, path);
+  return WebSocketClient.connect(() => to.dial(), { path, host: to.transport.host });
+}
+
 /** Subscribes to `/1.0/events`, of the given comma-separated types (all when none). */
-export function openEvents(socket: string, types?: string): Promise<WebSocketClient> {
+export function openEvents(to: Dialer, types?: string): Promise<WebSocketClient> {
   const query = types ? `?type=${encodeURIComponent(types)}` : "";
-  return connectUnix(socket, `/1.0/events${query}`);
+  return open(to, `/1.0/events${query}`);
 }
 
 /** Connects to one websocket of an operation (`fds` secret), failing with a clear message. */
 export async function openOperationSocket(
-  socket: string,
+  to: Dialer,
   opId: string,
   secret: string,
 ): Promise<WebSocketClient> {
@@ -25,7 +36,7 @@ export async function openOperationSocket(
     encodeURIComponent(secret)
   }`;
   try {
-    return await connectUnix(socket, path);
+    return await open(to, path);
   } catch (err) {
     throw new Error(`Operation websocket failed: ${err instanceof Error ? err.message : err}`);
   }

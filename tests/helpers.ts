@@ -18,6 +18,14 @@ export interface CliResult {
   stderr: string;
 }
 
+/** A loopback port nothing listens on right now. */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
 /** A unique, valid instance name, so parallel runs and leftovers never collide. */
 export function uniqueName(prefix = "t"): string {
   return `${prefix}${crypto.randomUUID().slice(0, 8)}`;
@@ -152,9 +160,15 @@ export class TestDaemon {
   }
 
   /** Runs the real CLI against this daemon. */
-  async cli(...args: string[]): Promise<CliResult> {
+  cli(...args: string[]): Promise<CliResult> {
+    return this.cliWithEnv({}, ...args);
+  }
+
+  /** Runs the real CLI against this daemon with extra environment variables. */
+  async cliWithEnv(env: Record<string, string>, ...args: string[]): Promise<CliResult> {
     const out = await new Deno.Command(Deno.execPath(), {
       args: [...RUN, "--state-dir", this.dir, ...args],
+      env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

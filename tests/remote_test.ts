@@ -10,6 +10,7 @@ import { allRoutes } from "../api/app.ts";
 import type { Route } from "../api/route_table.ts";
 import { makeCert, type TestCert } from "./certs.ts";
 import {
+  freePort,
   HAS_INCUS,
   HAS_LXC,
   sharedDaemon,
@@ -17,14 +18,6 @@ import {
   type TestDaemon,
   uniqueName,
 } from "./helpers.ts";
-
-/** A port nothing listens on right now. */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 let port = 0;
 const daemon = sharedDaemon(async (d) => {
