@@ -15,6 +15,7 @@ import {
   parseListenAddress,
 } from "../contract/listen_address.ts";
 import { type BridgeOptions, serveApp, SERVER_OPTIONS } from "./node_bridge.ts";
+import { closeOnExec } from "./cloexec.ts";
 
 /** Connections the listener holds at once; more wait in the kernel's backlog. */
 export const MAX_CONNECTIONS = 1000;
@@ -95,6 +96,9 @@ export class HttpsListener {
     });
     server.maxConnections = MAX_CONNECTIONS;
     server.on("secureConnection", (socket: Socket) => {
+      // Answers go out at once: with Nagle, a body written after its head waits for the
+      // client's delayed ACK (40 ms a request).
+      socket.setNoDelay(true);
       this.#sockets.add(socket);
       socket.once("close", () => this.#sockets.delete(socket));
     });
@@ -107,6 +111,7 @@ export class HttpsListener {
         resolve();
       });
     });
+    closeOnExec();
     server.on("error", (err) => this.opts.log(`https: ${messageOf(err)}`));
     this.#server = server;
     this.#address = at;

@@ -61,7 +61,8 @@ export function toRequest(req: IncomingMessage, signal?: AbortSignal): Request {
       : target.startsWith("/")
       ? target
       : "/";
-    url = new URL(path, "https://localhost");
+    // Appended, not resolved: a target such as `//evil/1.0` stays a path on this server.
+    url = new URL(`https://localhost${path}`);
   } catch {
     url = new URL("https://localhost/");
   }

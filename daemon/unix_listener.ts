@@ -5,6 +5,7 @@
 import { createServer } from "node:http";
 import type { Socket } from "node:net";
 import { type BridgeOptions, serveApp, SERVER_OPTIONS } from "./node_bridge.ts";
+import { closeOnExec } from "./cloexec.ts";
 
 export interface UnixListener {
   /** Settles when the listener has closed. */
@@ -32,6 +33,7 @@ export async function listenUnix(
       resolve();
     });
   });
+  if (closeOnExec() < 0) log("unix socket: cannot mark descriptors close-on-exec (no libc)");
   server.on("error", (err) => log(`unix socket: ${err.message}`));
   const finished = new Promise<void>((r) => server.once("close", () => r()));
   return {

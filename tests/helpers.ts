@@ -12,6 +12,11 @@ const MAIN = join(ROOT, "main.ts");
 /** The daemon and the CLI run with the release's narrowed permissions, as installed. */
 const RUN = ["run", "--quiet", "--no-prompt", ...runtimeFlags(), MAIN];
 
+/** The argv that runs the outpost CLI from this checkout. */
+export function outpostArgv(): string[] {
+  return [Deno.execPath(), ...RUN];
+}
+
 export interface CliResult {
   code: number;
   stdout: string;

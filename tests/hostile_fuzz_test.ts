@@ -30,12 +30,15 @@ import {
   websocketFamily,
 } from "./fuzz_cases.ts";
 import { TestDaemon, uniqueName } from "./helpers.ts";
+import { makeCert } from "./certs.ts";
 
 const SEED = Number(Deno.env.get("OUTPOST_FUZZ_SEED") ?? 0x5eed7);
 /** A comma-separated list of families to run (all when unset), for working on one. */
 const ONLY = Deno.env.get("OUTPOST_FUZZ_FAMILIES")?.split(",");
 /** A file to write every failure to, one JSON object a line. */
 const REPORT = Deno.env.get("OUTPOST_FUZZ_REPORT");
+/** Over HTTPS, one case in this many is sent (each costs a TLS handshake). */
+const HTTPS_SAMPLE = 10;
 /** A request with no complete answer after this long is a hang. */
 const TIMEOUT_MS = 10_000;
 /** Bodies are read up to this size (a streamed special file is not read forever). */
@@ -92,13 +95,36 @@ function dechunk(body: Uint8Array): Uint8Array {
 }
 
 /** Sends raw bytes and reads one answer (up to MAX_BODY), closing after a 101. */
-async function exchange(socket: string, request: Uint8Array, head: boolean): Promise<Answer> {
+/** Where requests go: the daemon's unix socket, or its HTTPS listener (set by each test). */
+interface Transport {
+  /** Names the transport in the report. */
+  name: string;
+  connect(): Promise<Deno.Conn>;
+  /** What is wrong with an answer over this transport, if anything. */
+  verdict(c: FuzzCase, a: Answer): string | undefined;
+}
+let transport: Transport;
+
+/** The daemon's unix socket, judged by `verdict()`. */
+function unixTransport(d: TestDaemon): Transport {
+  return {
+    name: "unix socket",
+    connect: () => Deno.connect({ transport: "unix", path: d.socket }),
+    verdict,
+  };
+}
+
+async function exchange(
+  request: Uint8Array,
+  head: boolean,
+  via: Transport = transport,
+): Promise<Answer> {
   const started = performance.now();
   const none = { status: 0, headers: {}, body: new Uint8Array(), truncated: false };
-  let conn: Deno.UnixConn;
+  let conn: Deno.Conn;
   try {
     // A listener nobody serves (a dying daemon) can leave a connect pending.
-    const connecting = Deno.connect({ transport: "unix", path: socket });
+    const connecting = via.connect();
     const got = await within(connecting, TIMEOUT_MS);
     if (!got) {
       connecting.then((c) => c.close(), () => {});
@@ -229,7 +255,6 @@ async function settle(d: TestDaemon): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const a = await exchange(
-      d.socket,
       requestBytes({
         family: "",
         method: "GET",
@@ -238,6 +263,7 @@ async function settle(d: TestDaemon): Promise<void> {
         what: "",
       }),
       false,
+      unixTransport(d),
     );
     const ops = a.status === 200 ? JSON.parse(bodyText(a.body)).metadata ?? {} : {};
     if (a.status === 200 && !ops.running?.length && !ops.pending?.length) break;
@@ -593,7 +619,7 @@ async function warmUp(d: TestDaemon, t: Targets, n: number, strict = true): Prom
   ];
   for (let i = 0; i < n; i++) {
     const target = reads[i % reads.length];
-    const a = await exchange(d.socket, requestBytes(get(target)), false);
+    const a = await exchange(requestBytes(get(target)), false, unixTransport(d));
     if (strict) assert.equal(a.status, 200, `warm-up ${target}: ${bodyText(a.body)}`);
   }
 }
@@ -675,18 +701,17 @@ class Fuzzer {
   }
 
   async send(c: FuzzCase): Promise<void> {
-    const { d, t } = this;
+    const { t } = this;
     if (c.method !== "RAW") checkCase(c, t);
     this.sent[c.family] = (this.sent[c.family] ?? 0) + 1;
     const a = await exchange(
-      d.socket,
       c.method === "RAW" ? c.body! : requestBytes(c),
       c.method === "HEAD",
     );
     // A dead daemon: blame the request it died on (or the one before, if this one found it dead).
     if (a.outcome !== "answered" || this.watch.exited) {
       const alive = !this.watch.exited &&
-        (await exchange(d.socket, requestBytes(get("/1.0")), false)).status === 200;
+        (await exchange(requestBytes(get("/1.0")), false)).status === 200;
       if (!alive) {
         const culprit = a.outcome === "refused" && this.#prev ? this.#prev : c;
         if (a.outcome === "refused") this.sent[c.family]--;
@@ -695,7 +720,7 @@ class Fuzzer {
         return;
       }
     }
-    const why = verdict(c, a);
+    const why = transport.verdict(c, a);
     if (why === "hang") this.#hung.push(c.what);
     this.#slow.push([a.ms, `${c.method} ${preview(template(c.target, t), 70)} (${c.what})`]);
     if (this.#slow.length > 40) this.#slow = this.#slow.sort((x, y) => y[0] - x[0]).slice(0, 10);
@@ -774,7 +799,7 @@ async function checkAfter(
     await within(d.spawn(), 60_000);
   }
   await settle(d);
-  const answer = await exchange(d.socket, requestBytes(get("/1.0")), false);
+  const answer = await exchange(requestBytes(get("/1.0")), false);
   if (answer.status !== 200) problems.push("the daemon does not answer GET /1.0 at the end");
   // Memory freed once idle counts: the lowest RSS over up to 30 s of quiet (V8 gives memory
   // back some seconds after a burst).
@@ -861,14 +886,72 @@ async function writeReport(path: string, fz: Fuzzer, t: Targets, problems: strin
   await Deno.writeTextFile(path, rows.map((r) => JSON.stringify(r) + "\n").join(""));
 }
 
-Deno.test("hostile fuzz: malformed requests over every endpoint are refused cleanly and change nothing", async () => {
+/**
+ * Over HTTPS as an untrusted caller, on top of `verdict()`: nothing is served but `GET /` and
+ * `GET /1.0` (and an operation's websocket to whoever holds its secret).
+ */
+function untrustedVerdict(c: FuzzCase, a: Answer): string | undefined {
+  const why = verdict(c, a);
+  if (why || a.outcome !== "answered" || a.status >= 400) return why;
+  // A raw case's method and path are in its request line.
+  const [method, target] = c.method === "RAW"
+    ? new TextDecoder("latin1").decode(c.body!.subarray(0, 512)).split("\r\n")[0].split(" ")
+    : [c.method, c.target];
+  const path = (target ?? "").split("?")[0];
+  const open = (method === "GET" || method === "HEAD") && (path === "/" || path === "/1.0");
+  const secret = a.status === 101 && /^\/1\.0\/operations\/[^/]+\/websocket$/.test(path);
+  return open || secret ? undefined : `untrusted caller served (${a.status})`;
+}
+
+/** The daemon's HTTPS listener on a free loopback port, with a client certificate or none. */
+async function httpsTransport(d: TestDaemon, trusted: boolean): Promise<Transport> {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  await d.api.run("PATCH", "/1.0", {
+    body: { config: { "core.https_address": `127.0.0.1:${port}` } },
+  });
+  const server = (await d.api.get<{ environment: { certificate: string } }>("/1.0")).environment
+    .certificate;
+  const dir = await Deno.makeTempDir({ prefix: "outpost-fuzz-cert-", dir: d.dir });
+  const cert = await makeCert(dir, trusted ? "fuzz-trusted" : "fuzz-stranger");
+  if (trusted) await d.api.run("POST", "/1.0/certificates", { body: { certificate: cert.base64 } });
+  const key = await Deno.readTextFile(cert.path.replace(/\.crt$/, ".key"));
+  return {
+    name: trusted ? "HTTPS, trusted client" : "HTTPS, untrusted client",
+    connect: () =>
+      Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [server], cert: cert.pem, key }),
+    verdict: trusted ? verdict : untrustedVerdict,
+  };
+}
+
+type Via = "unix" | "https-trusted" | "https-untrusted";
+
+for (
+  const [via, title] of [
+    ["unix", "on the unix socket"],
+    ["https-trusted", "over HTTPS as a trusted client"],
+    ["https-untrusted", "over HTTPS as an untrusted client (403 but for GET /1.0)"],
+  ] as [Via, string][]
+) {
+  Deno.test(
+    `hostile fuzz ${title}: malformed requests over every endpoint are refused cleanly and change nothing`,
+    () => fuzz(via),
+  );
+}
+
+async function fuzz(via: Via): Promise<void> {
   const rng = new Rng(SEED);
-  console.log(`hostile fuzz: seed ${SEED} (set OUTPOST_FUZZ_SEED to change it)`);
+  const sample = via === "unix" ? 1 : HTTPS_SAMPLE;
+  console.log(`hostile fuzz (${via}): seed ${SEED} (set OUTPOST_FUZZ_SEED to change it)`);
   const started = performance.now();
   const d = await TestDaemon.start();
   let fz: Fuzzer | undefined;
   try {
     const t = await setUp(d);
+    transport = via === "unix"
+      ? unixTransport(d)
+      : await httpsTransport(d, via === "https-trusted");
     await warmUp(d, t, 390);
     const before = await snapshotState(d);
     fz = new Fuzzer(d, t);
@@ -885,7 +968,8 @@ Deno.test("hostile fuzz: malformed requests over every endpoint are refused clea
     ) {
       if (fz.aborted) break;
       if (ONLY && name !== "creates" && !ONLY.includes(name)) continue;
-      const made = await make();
+      // Over HTTPS every case costs a TLS handshake: one case in SAMPLE of each family is sent.
+      const made = (await make()).filter((_, i) => i % sample === 0);
       if (name !== "creates") creates.push(...made.filter(isCreate));
       for (const c of name === "creates" ? made : made.filter((c) => !isCreate(c))) {
         if (fz.aborted) break;
@@ -907,7 +991,7 @@ Deno.test("hostile fuzz: malformed requests over every endpoint are refused clea
     }
     if (problems.length > 0) console.log(`after the run:\n  ${problems.join("\n  ")}`);
 
-    if (!ONLY) assert.ok(fz.total >= 3000, `only ${fz.total} requests were sent`);
+    if (!ONLY) assert.ok(fz.total >= 3000 / sample, `only ${fz.total} requests were sent`);
     assert.ok(
       fz.failures.length === 0 && problems.length === 0,
       [
@@ -922,4 +1006,4 @@ Deno.test("hostile fuzz: malformed requests over every endpoint are refused clea
     if (d.proc) killHelpers(d.proc.pid);
     await d.cleanup();
   }
-});
+}

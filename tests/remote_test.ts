@@ -224,6 +224,28 @@ Deno.test("a metrics certificate reads /1.0/metrics with curl and nothing else",
   });
 });
 
+Deno.test("core.metrics_authentication=false lets a client without a certificate read /1.0/metrics, and only that", async () => {
+  const d = await daemon();
+  const anon = await httpsClient(d);
+  try {
+    assert.equal((await anon.call("GET", "/1.0/metrics")).status, 403);
+    await setConfig(d, { "core.metrics_authentication": "false" });
+    const open = await anon.call("GET", "/1.0/metrics");
+    assert.equal(open.status, 200);
+    assert.match(open.text, /^incus_uptime_seconds /m);
+    assert.equal((await anon.call("GET", "/1.0/instances")).status, 403);
+  } finally {
+    anon.close();
+    await setConfig(d, { "core.metrics_authentication": "true" });
+  }
+  const again = await httpsClient(d);
+  try {
+    assert.equal((await again.call("GET", "/1.0/metrics")).status, 403);
+  } finally {
+    again.close();
+  }
+});
+
 Deno.test("core.https_address moves the listener live, refuses an address it cannot bind, and stops it", async () => {
   const d = await daemon();
   const reach = async (p: number) => {

@@ -6,7 +6,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { makeCert } from "./certs.ts";
-import { HAS_INCUS, HAS_LXC, StockLxc, TestDaemon, uniqueName } from "./helpers.ts";
+import {
+  type CliResult,
+  HAS_INCUS,
+  HAS_LXC,
+  outpostArgv,
+  StockLxc,
+  TestDaemon,
+  uniqueName,
+} from "./helpers.ts";
 import { HAS_NETNS, type TwoHosts, twoHosts } from "./netns.ts";
 
 const PORT = 8443;
@@ -114,6 +122,50 @@ for (const binary of ["lxc", "incus"] as const) {
     },
   });
 }
+
+/** The outpost CLI run on the client host, with its config (key pair, remotes) in `conf`. */
+async function outpost(hosts: TwoHosts, conf: string, ...args: string[]): Promise<CliResult> {
+  const argv = ["nsenter", `--net=/run/netns/${hosts.client}`, "--", ...outpostArgv(), ...args];
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    env: { OUTPOST_CONF: conf },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test({
+  name:
+    "outpost on the client host adds the server with a token, then launches, execs with an exit code, pushes and pulls 1 MiB byte-identical, deletes",
+  ignore: !HAS_NETNS,
+  fn: async () => {
+    const { hosts, d } = await world();
+    const conf = await Deno.makeTempDir({ prefix: "outpost-2h-conf-", dir: d.dir });
+    const ok = async (...args: string[]) => {
+      const r = await outpost(hosts, conf, ...args);
+      assert.equal(r.code, 0, `outpost ${args.join(" ")}: ${r.stderr}`);
+      return r.stdout;
+    };
+    await ok("remote", "add", "edge", await token(d));
+    const name = uniqueName("o");
+    await ok("launch", "busybox", `edge:${name}`);
+    try {
+      assert.match(await ok("list", "edge:"), new RegExp(name));
+      const exec = await outpost(hosts, conf, "exec", `edge:${name}`, "--", "sh", "-c", "exit 9");
+      assert.equal(exec.code, 9);
+      const seed = crypto.getRandomValues(new Uint8Array(65_536));
+      const data = new Uint8Array(2 ** 20).map((_, i) => seed[i % seed.length] ^ (i >> 16));
+      await Deno.writeFile(join(conf, "blob"), data);
+      await ok("file", "push", join(conf, "blob"), `edge:${name}/root/blob`);
+      await ok("file", "pull", `edge:${name}/root/blob`, join(conf, "back"));
+      assert.deepEqual(await Deno.readFile(join(conf, "back")), data);
+    } finally {
+      await outpost(hosts, conf, "delete", "-f", `edge:${name}`);
+    }
+  },
+});
 
 Deno.test({
   name: "a token redeemed once is refused to a second client on the client host",
