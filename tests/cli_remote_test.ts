@@ -9,7 +9,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Certificate } from "../contract/responses.ts";
 import { decodeToken } from "../contract/trust_token.ts";
-import { type CliResult, freePort, sharedDaemon, type TestDaemon, uniqueName } from "./helpers.ts";
+import {
+  type CliResult,
+  freePort,
+  sharedDaemon,
+  type TestDaemon,
+  typeInto,
+  uniqueName,
+} from "./helpers.ts";
 
 let port = 0;
 const daemon = sharedDaemon(async (d) => {
@@ -234,5 +241,35 @@ Deno.test("a restricted token makes a restricted remote client, which reads but 
     await u.fails(/restricted/, "launch", "busybox", `edge:${uniqueName("no")}`);
     await u.fails(/Only the "default" project/, "trust", "add", "x", "--projects", "other");
     await u.fails(/Unknown certificate type/, "config", "trust", "add", "x", "--type", "admin");
+  });
+});
+
+Deno.test("on edge:, exec from a terminal runs on a PTY of its size, and console attaches and detaches on ctrl+a q", async () => {
+  await withUser(async (u) => {
+    await u.ok("remote", "add", "edge", await u.token());
+    const name = uniqueName("p");
+    await u.ok("launch", "busybox", `edge:${name}`);
+    try {
+      const env = { OUTPOST_CONF: u.conf, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+      const tty = await typeInto(
+        `stty cols 100 rows 30; ${u.d.cliCommandLine} exec edge:${name} -- sh`,
+        "stty size; tty; exit 7\r",
+        env,
+      );
+      assert.equal(tty.code, 7, tty.stdout + tty.stderr);
+      assert.match(tty.stdout, /30 100/);
+      assert.match(tty.stdout, /\/dev\/pts\/\d+/);
+      const con = await typeInto(
+        `${u.d.cliCommandLine} console edge:${name}`,
+        "\r echo HELLO-$((2*21)); tty\r\x01q",
+        env,
+        2000,
+      );
+      assert.equal(con.code, 0, con.stderr);
+      assert.match(con.stdout, /HELLO-42/);
+      assert.match(con.stdout, /\/dev\/console/);
+    } finally {
+      await u.cli("delete", "--force", `edge:${name}`);
+    }
   });
 });

@@ -317,7 +317,7 @@ Deno.test("a trust token is single use, and an expired one is refused", async ()
 for (const binary of ["lxc", "incus"] as const) {
   Deno.test({
     name:
-      `the stock ${binary} client adds the daemon as a remote with a token, then launches, execs (exit code, pipes), pushes and pulls 1 MiB (lxc: files API, incus: SFTP), snapshots and deletes`,
+      `the stock ${binary} client adds the daemon as a remote with a token, then launches, execs (exit code, PTY, pipes), pushes and pulls 1 MiB (lxc: files API, incus: SFTP), snapshots and deletes`,
     ignore: binary === "lxc" ? !HAS_LXC : !HAS_INCUS,
     fn: async () => {
       const d = await daemon();
@@ -342,6 +342,13 @@ for (const binary of ["lxc", "incus"] as const) {
         ]);
         assert.equal(exec.code, 7);
         assert.equal(exec.stdout, "out\n");
+        const tty = await client.tty(
+          ["exec", `edge:${name}`, "--", "sh"],
+          "stty size; tty; exit 7\r",
+        );
+        assert.equal(tty.code, 7, tty.stdout + tty.stderr);
+        assert.match(tty.stdout, /30 100/);
+        assert.match(tty.stdout, /\/dev\/pts\/\d+/);
         const piped = await client.run(
           ["exec", `edge:${name}`, "--", "wc", "-c"],
           "x".repeat(70_000),
