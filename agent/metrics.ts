@@ -68,6 +68,13 @@ export function instanceSamples(
     add("incus_network_transmit_errs_total", c.errors_sent, labels);
     add("incus_network_transmit_packets_total", c.packets_sent, labels);
   }
+  for (const [device, d] of Object.entries(m.disk ?? {})) {
+    const labels = { device };
+    add("incus_disk_read_bytes_total", d.readBytes, labels);
+    add("incus_disk_reads_completed_total", d.reads, labels);
+    add("incus_disk_written_bytes_total", d.writtenBytes, labels);
+    add("incus_disk_writes_completed_total", d.writes, labels);
+  }
   add("incus_procs_total", m.processes);
   return out;
 }

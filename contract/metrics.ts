@@ -8,6 +8,10 @@
 export const METRICS = {
   incus_cpu_seconds_total: "The total number of CPU time used in seconds.",
   incus_cpu_effective_total: "The total number of effective CPUs.",
+  incus_disk_read_bytes_total: "The total number of bytes read.",
+  incus_disk_reads_completed_total: "The total number of completed reads.",
+  incus_disk_written_bytes_total: "The total number of bytes written.",
+  incus_disk_writes_completed_total: "The total number of completed writes.",
   incus_memory_Active_anon_bytes: "The amount of anonymous memory on active LRU list.",
   incus_memory_Active_file_bytes: "The amount of file-backed memory on active LRU list.",
   incus_memory_Cached_bytes: "The amount of cached memory.",

@@ -117,7 +117,16 @@ export interface InstanceMetrics {
   swap?: number;
   oomKills?: number;
   network: Record<string, InterfaceCounters>;
+  /** Block I/O per device (`sda`, or `MAJ:MIN` when unnamed) since the instance started. */
+  disk?: Record<string, DiskCounters>;
   processes?: number;
+}
+
+export interface DiskCounters {
+  readBytes: number;
+  reads: number;
+  writtenBytes: number;
+  writes: number;
 }
 
 export interface Driver {

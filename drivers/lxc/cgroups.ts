@@ -8,7 +8,15 @@ import { parseByteSize, parseCpuSet } from "../../contract/units.ts";
 import { readHostFile, readHostFiles } from "../hostfs.ts";
 import type { Runner } from "../runner.ts";
 
-export type Controller = "memory" | "pids" | "cpuset" | "cpuacct" | "cpu" | "freezer" | "devices";
+export type Controller =
+  | "memory"
+  | "pids"
+  | "cpuset"
+  | "cpuacct"
+  | "cpu"
+  | "freezer"
+  | "devices"
+  | "blkio";
 
 export interface CgroupLayout {
   /** Mount point of each v1 controller. */
@@ -36,7 +44,8 @@ export function parseLayout(
       layout.v2 = { mount, controllers: new Set(controllers.trim().split(/\s+/).filter(Boolean)) };
     } else if (fstype === "cgroup") {
       for (const opt of options.split(",")) {
-        if (["memory", "pids", "cpuset", "cpuacct", "cpu", "freezer", "devices"].includes(opt)) {
+        const known = ["memory", "pids", "cpuset", "cpuacct", "cpu", "freezer", "devices", "blkio"];
+        if (known.includes(opt)) {
           layout.v1[opt as Controller] = mount;
         }
       }
@@ -66,7 +75,7 @@ export function hostLayout(runner: Runner): Promise<CgroupLayout> {
 /** Which version serves a controller: v1 wins where mounted (hybrid hosts), else v2. */
 export function versionOf(layout: CgroupLayout, c: Controller): 1 | 2 | undefined {
   if (layout.v1[c]) return 1;
-  const v2name = c === "cpuacct" ? "cpu" : c;
+  const v2name = c === "cpuacct" ? "cpu" : c === "blkio" ? "io" : c;
   if (layout.v2?.controllers.has(v2name)) return 2;
   return undefined;
 }

@@ -10,6 +10,7 @@ import { readHostFile, readHostFiles } from "../hostfs.ts";
 import type { Runner } from "../runner.ts";
 import { cgroupFile, type Controller, hostLayout, parseProcCgroup, versionOf } from "./cgroups.ts";
 import { netDevCounters } from "./procnet.ts";
+import { devName, parseBlkioV1, parseIoStat } from "./blkio.ts";
 
 /** Per-cpu user and system seconds from cgroup v1's `cpuacct.usage_all` (nanoseconds). */
 export function parseCpuacctUsageAll(text: string): InstanceMetrics["cpu"] {
@@ -105,6 +106,8 @@ export async function readMetrics(runner: Runner, pid: number): Promise<Instance
     oom: file("memory", "memory.oom_control", "memory.events"),
     pids: file("pids", "pids.current", "pids.current"),
     netDev: `/proc/${pid}/net/dev`,
+    ioBytes: file("blkio", "blkio.throttle.io_service_bytes_recursive", "io.stat"),
+    ioOps: file("blkio", "blkio.throttle.io_serviced_recursive", ""),
   };
   const keys = (Object.keys(files) as (keyof typeof files)[]).filter((k) => files[k]);
   const texts = await readHostFiles(runner, keys.map((k) => files[k]!));
@@ -115,6 +118,12 @@ export async function readMetrics(runner: Runner, pid: number): Promise<Instance
   const limit = num(read("memLimit"));
   const swapText = num(read("swap"));
   const cpus = parseCpuSet(read("cpus")?.trim() ?? "");
+  const io = versionOf(layout, "blkio") === 1
+    ? parseBlkioV1(read("ioBytes") ?? "", read("ioOps") ?? "")
+    : parseIoStat(read("ioBytes") ?? "");
+  const devs = [...io.keys()];
+  const names = await readHostFiles(runner, devs.map((d) => `/sys/dev/block/${d}/uevent`));
+  const disk = Object.fromEntries(devs.map((d, i) => [devName(names[i]) ?? d, io.get(d)!]));
   return {
     cpu: read("cpuAll") !== undefined
       ? parseCpuacctUsageAll(read("cpuAll")!)
@@ -132,6 +141,7 @@ export async function readMetrics(runner: Runner, pid: number): Promise<Instance
       : swapText,
     oomKills: parseKeyValues(read("oom") ?? "").get("oom_kill"),
     network: Object.fromEntries(netDevCounters(read("netDev") ?? "")),
+    disk,
     processes: num(read("pids")),
   };
 }
