@@ -12,6 +12,7 @@ import { decodeToken } from "../contract/trust_token.ts";
 import {
   type CliResult,
   freePort,
+  outpostArgv,
   sharedDaemon,
   type TestDaemon,
   typeInto,
@@ -251,8 +252,11 @@ Deno.test("on edge:, exec from a terminal runs on a PTY of its size, and console
     await u.ok("launch", "busybox", `edge:${name}`);
     try {
       const env = { OUTPOST_CONF: u.conf, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+      // No daemon is local: only the remote can answer.
+      const cli = [...outpostArgv(), "--state-dir", "/nonexistent-outpost-state"]
+        .map((a) => `'${a}'`).join(" ");
       const tty = await typeInto(
-        `stty cols 100 rows 30; ${u.d.cliCommandLine} exec edge:${name} -- sh`,
+        `stty cols 100 rows 30; ${cli} exec edge:${name} -- sh`,
         "stty size; tty; exit 7\r",
         env,
       );
@@ -260,7 +264,7 @@ Deno.test("on edge:, exec from a terminal runs on a PTY of its size, and console
       assert.match(tty.stdout, /30 100/);
       assert.match(tty.stdout, /\/dev\/pts\/\d+/);
       const con = await typeInto(
-        `${u.d.cliCommandLine} console edge:${name}`,
+        `${cli} console edge:${name}`,
         "\r echo HELLO-$((2*21)); tty\r\x01q",
         env,
         2000,
@@ -268,6 +272,49 @@ Deno.test("on edge:, exec from a terminal runs on a PTY of its size, and console
       assert.equal(con.code, 0, con.stderr);
       assert.match(con.stdout, /HELLO-42/);
       assert.match(con.stdout, /\/dev\/console/);
+    } finally {
+      await u.cli("delete", "--force", `edge:${name}`);
+    }
+  });
+});
+
+Deno.test("outpost monitor edge: streams the remote's lifecycle events over HTTPS", async () => {
+  await withUser(async (u) => {
+    await u.ok("remote", "add", "edge", await u.token());
+    const name = uniqueName("m");
+    await u.ok("launch", "busybox", `edge:${name}`);
+    try {
+      const monitor = new Deno.Command(outpostArgv()[0], {
+        args: [
+          ...outpostArgv().slice(1),
+          // No daemon is local: only the remote can answer.
+          "--state-dir",
+          "/nonexistent-outpost-state",
+          "monitor",
+          "edge:",
+          "--type",
+          "lifecycle",
+          "--format",
+          "json",
+          "--count",
+          "2",
+        ],
+        env: { OUTPOST_CONF: u.conf },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      await new Promise((r) => setTimeout(r, 1500));
+      await u.ok("pause", `edge:${name}`);
+      await u.ok("resume", `edge:${name}`);
+      const out = await monitor.output();
+      const events = new TextDecoder().decode(out.stdout).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      assert.deepEqual(events.map((e) => e.metadata.action), [
+        "instance-paused",
+        "instance-resumed",
+      ]);
     } finally {
       await u.cli("delete", "--force", `edge:${name}`);
     }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { makeCert } from "./certs.ts";
-import { HAS_INCUS, HAS_LXC, sharedDaemon, StockLxc } from "./helpers.ts";
+import { freePort, HAS_INCUS, HAS_LXC, sharedDaemon, StockLxc } from "./helpers.ts";
 
 const daemon = sharedDaemon();
 
@@ -65,5 +65,35 @@ Deno.test({
     assert.match(refused.stderr, /RSA key has 1024 bits/);
     await incus.ok("config", "trust", "remove", short);
     assert.equal(await incus.ok("config", "trust", "list", "--format", "csv"), "");
+  },
+});
+
+Deno.test({
+  name:
+    "lxc config trust add NAME issues a token once HTTPS listens, list-tokens shows it, revoke-token ends it",
+  ignore: !HAS_LXC,
+  fn: async () => {
+    const d = await daemon();
+    const lxc = await StockLxc.for(d);
+    const refused = await lxc.run(["config", "trust", "add", "--name", "early"]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /core\.https_address/);
+    await lxc.ok("config", "set", "core.https_address", `127.0.0.1:${freePort()}`);
+    try {
+      const out = await lxc.ok("config", "trust", "add", "--name", "edge-laptop");
+      const token = out.trim().split("\n").at(-1)!;
+      assert.equal(JSON.parse(atob(token)).client_name, "edge-laptop");
+      assert.match(
+        await lxc.ok("config", "trust", "list-tokens", "--format", "csv"),
+        new RegExp(`^edge-laptop,${token.replace(/[+/=]/g, "\\$&")},`, "m"),
+      );
+      await lxc.ok("config", "trust", "revoke-token", "edge-laptop");
+      assert.doesNotMatch(
+        await lxc.ok("config", "trust", "list-tokens", "--format", "csv"),
+        /edge-laptop/,
+      );
+    } finally {
+      await lxc.ok("config", "unset", "core.https_address");
+    }
   },
 });
