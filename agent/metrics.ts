@@ -75,6 +75,12 @@ export function instanceSamples(
     add("incus_disk_written_bytes_total", d.writtenBytes, labels);
     add("incus_disk_writes_completed_total", d.writes, labels);
   }
+  for (const [device, f] of Object.entries(m.filesystem ?? {})) {
+    const labels = { device, fstype: f.fstype, mountpoint: f.mountpoint };
+    add("incus_filesystem_avail_bytes", f.avail, labels);
+    add("incus_filesystem_free_bytes", f.free, labels);
+    add("incus_filesystem_size_bytes", f.size, labels);
+  }
   add("incus_procs_total", m.processes);
   return out;
 }

@@ -119,7 +119,17 @@ export interface InstanceMetrics {
   network: Record<string, InterfaceCounters>;
   /** Block I/O per device (`sda`, or `MAJ:MIN` when unnamed) since the instance started. */
   disk?: Record<string, DiskCounters>;
+  /** The filesystems of the instance's disks, by disk device name (`root`), in bytes. */
+  filesystem?: Record<string, FilesystemUsage>;
   processes?: number;
+}
+
+export interface FilesystemUsage {
+  fstype: string;
+  mountpoint: string;
+  size: number;
+  free: number;
+  avail: number;
 }
 
 export interface DiskCounters {

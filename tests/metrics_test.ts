@@ -57,7 +57,7 @@ async function cgroupWrittenBytes(name: string): Promise<number> {
   return sum;
 }
 
-Deno.test("GET /1.0/metrics serves a running container's CPU, memory, processes, lo counters, and disk counters equal to its cgroup's", async () => {
+Deno.test("GET /1.0/metrics serves a running container's CPU, memory, processes, lo counters, disk counters equal to its cgroup's, and its root filesystem", async () => {
   const d = await TestDaemon.start();
   try {
     await d.importBusybox("bb");
@@ -124,6 +124,13 @@ Deno.test("GET /1.0/metrics serves a running container's CPU, memory, processes,
     assert.ok(
       of("incus_disk_read_bytes_total").every((s) => /^[A-Za-z0-9._:-]+$/.test(s.labels.device)),
     );
+    // The root disk's filesystem is the one holding the rootfs on the host.
+    const size = of("incus_filesystem_size_bytes", { device: "root", mountpoint: "/" });
+    assert.equal(size.length, 1, text);
+    assert.ok(size[0].value > 0 && size[0].labels.fstype !== "");
+    const avail = of("incus_filesystem_avail_bytes", { device: "root" })[0].value;
+    const free = of("incus_filesystem_free_bytes", { device: "root" })[0].value;
+    assert.ok(0 < avail && avail <= free && free <= size[0].value, `${avail} ${free}`);
     const daemon = (metric: string) => samples.find((s) => s.name === metric);
     assert.ok(daemon("incus_uptime_seconds")!.value > 0);
     assert.ok(daemon("incus_operations_total")!.value >= 1, "the launch's operations are known");

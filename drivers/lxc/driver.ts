@@ -432,7 +432,7 @@ export class LxcDriver implements Driver {
   async metrics(inst: InstanceSpec): Promise<InstanceMetrics> {
     const { pid } = await this.#info2(inst.name);
     if (pid <= 0) throw new InvalidState(`Instance "${inst.name}" is not running`);
-    return await readMetrics(this.runner, pid);
+    return await readMetrics(this.runner, pid, this.rootfs(inst.name));
   }
 
   /** Starts a command; the caller (the instance manager) has checked the container runs. */

@@ -11,6 +11,7 @@ import type { Runner } from "../runner.ts";
 import { cgroupFile, type Controller, hostLayout, parseProcCgroup, versionOf } from "./cgroups.ts";
 import { netDevCounters } from "./procnet.ts";
 import { devName, parseBlkioV1, parseIoStat } from "./blkio.ts";
+import { fsUsage, mountOf } from "../statfs.ts";
 
 /** Per-cpu user and system seconds from cgroup v1's `cpuacct.usage_all` (nanoseconds). */
 export function parseCpuacctUsageAll(text: string): InstanceMetrics["cpu"] {
@@ -90,8 +91,23 @@ const num = (text: string | undefined): number | undefined => {
   return Number.isFinite(n) ? n : undefined;
 };
 
-/** The metrics of the container whose init is `pid`. */
-export async function readMetrics(runner: Runner, pid: number): Promise<InstanceMetrics> {
+/** The root disk's filesystem: the one holding the container's rootfs directory on the host. */
+async function rootFilesystem(
+  runner: Runner,
+  rootfs: string,
+): Promise<InstanceMetrics["filesystem"]> {
+  const usage = fsUsage(rootfs);
+  const mount = mountOf(await readHostFile(runner, "/proc/self/mountinfo") ?? "", rootfs);
+  if (!usage || !mount) return {};
+  return { root: { fstype: mount.fstype, mountpoint: "/", ...usage } };
+}
+
+/** The metrics of the container whose init is `pid` and whose rootfs is `rootfs`. */
+export async function readMetrics(
+  runner: Runner,
+  pid: number,
+  rootfs: string,
+): Promise<InstanceMetrics> {
   const layout = await hostLayout(runner);
   const paths = parseProcCgroup(await readHostFile(runner, `/proc/${pid}/cgroup`) ?? "");
   const file = (c: Controller, v1: string, v2: string) => cgroupFile(layout, paths, c, v1, v2);
@@ -142,6 +158,7 @@ export async function readMetrics(runner: Runner, pid: number): Promise<Instance
     oomKills: parseKeyValues(read("oom") ?? "").get("oom_kill"),
     network: Object.fromEntries(netDevCounters(read("netDev") ?? "")),
     disk,
+    filesystem: await rootFilesystem(runner, rootfs),
     processes: num(read("pids")),
   };
 }
