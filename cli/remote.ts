@@ -133,19 +133,79 @@ async function reachServer(
   throw new UsageError(failures.join("; "));
 }
 
+/** The client for a remote whose server certificate is `certificate`, with this user's key pair. */
+async function remoteClient(
+  dir: string,
+  name: string,
+  url: string,
+  certificate: string,
+): Promise<ApiClient> {
+  const { TlsTransport } = await import("../contract/tls_transport.ts");
+  return new ApiClient(
+    new TlsTransport({
+      name,
+      url,
+      cert: await Deno.readTextFile(clientCertFile(dir)),
+      key: await Deno.readTextFile(clientKeyFile(dir)),
+      serverCert: certificate,
+    }),
+  );
+}
+
+/**
+ * Adds a remote by address without a token: the server's certificate is pinned as first seen
+ * (its fingerprint printed), and the server must already trust this client's certificate
+ * (`outpost remote get-client-certificate` prints it for the server's admin).
+ */
+async function addTrustedRemote(ctx: CliContext, name: string, target: string): Promise<void> {
+  const cfg = ctx.config;
+  const dir = ctx.confDir;
+  const url = remoteUrl(target);
+  const { probeServerCert } = await import("../contract/tls_transport.ts");
+  let server;
+  try {
+    server = await probeServerCert(url);
+  } catch (err) {
+    throw new UsageError(messageOf(err));
+  }
+  console.error(`Certificate fingerprint: ${server.fingerprint}`);
+  await ensureClientCert(dir);
+  const client = await remoteClient(dir, name, url, server.certificate);
+  try {
+    const info = await client.get<{ auth: string }>("/1.0");
+    if (info.auth !== "trusted") {
+      throw new UsageError(
+        `The server at ${url} does not trust this client yet: give it "outpost remote get-client-certificate" to trust, or add the remote with a token (--token)`,
+      );
+    }
+  } catch (err) {
+    throw err instanceof UsageError ? err : new UsageError(messageOf(err));
+  } finally {
+    client.close();
+  }
+  await Deno.mkdir(`${dir}/servercerts`, { recursive: true, mode: 0o700 });
+  await Deno.writeTextFile(serverCertFile(dir, name), server.certificate);
+  cfg.remotes[name] = { addr: url };
+  await writeConfig(dir, cfg);
+}
+
 async function addRemote(
   ctx: CliContext,
   name: string,
   target: string,
   tokenOption?: string,
+  acceptCertificate = false,
 ): Promise<void> {
   const cfg = ctx.config;
   checkNewName(cfg, name);
   const byUrl = isAddress(target);
   const text = byUrl ? tokenOption : target;
+  if (byUrl && text === undefined && acceptCertificate) {
+    return await addTrustedRemote(ctx, name, target);
+  }
   if (text === undefined) {
     throw new UsageError(
-      `Adding a remote by address needs a trust token: outpost remote add ${name} ${target} --token TOKEN (make one with "outpost config trust add NAME" on the server)`,
+      `Adding a remote by address needs a trust token: outpost remote add ${name} ${target} --token TOKEN (make one with "outpost config trust add NAME" on the server), or --accept-certificate when the server already trusts this client`,
     );
   }
   if (!byUrl && tokenOption !== undefined) {
@@ -172,16 +232,7 @@ async function addRemote(
   const pinned = serverCertFile(dir, name);
   await Deno.mkdir(`${dir}/servercerts`, { recursive: true, mode: 0o700 });
   await Deno.writeTextFile(pinned, server.certificate);
-  const { TlsTransport } = await import("../contract/tls_transport.ts");
-  const client = new ApiClient(
-    new TlsTransport({
-      name,
-      url: server.url,
-      cert: await Deno.readTextFile(clientCertFile(dir)),
-      key: await Deno.readTextFile(clientKeyFile(dir)),
-      serverCert: server.certificate,
-    }),
-  );
+  const client = await remoteClient(dir, name, server.url, server.certificate);
   try {
     await client.request("POST", "/1.0/certificates", {
       body: { type: "client", trust_token: text.trim() },
@@ -220,7 +271,22 @@ export function remoteCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("<name>", "Name for the remote")
     .argument("<token-or-address>", "The trust token, or https://HOST:PORT with --token")
     .option("--token <token>", "The trust token, when an address is given")
-    .action((name, target, opts) => addRemote(ctx, name, target, opts.token));
+    .option(
+      "--accept-certificate",
+      "With an address and no token: pin the server's certificate as first seen (its fingerprint is printed); the server must already trust this client",
+    )
+    .action((name, target, opts) =>
+      addRemote(ctx, name, target, opts.token, opts.acceptCertificate ?? false)
+    );
+
+  remote.command("get-client-certificate")
+    .description(
+      "Print this client's certificate (made if missing), for a server to trust with config trust",
+    )
+    .action(async () => {
+      await ensureClientCert(ctx.confDir);
+      console.log((await Deno.readTextFile(clientCertFile(ctx.confDir))).trimEnd());
+    });
 
   remote.command("list")
     .alias("ls")

@@ -65,6 +65,18 @@ async function pendingTokens(ctx: CliContext): Promise<PendingToken[]> {
     .map(tokenOf);
 }
 
+/** The type, restriction and projects a certificate is trusted with, from the options. */
+function access(opts: { type: string; restricted?: boolean; projects: string }) {
+  if (!["client", "metrics"].includes(opts.type)) {
+    throw new UsageError(`Unknown certificate type "${opts.type}": use client or metrics`);
+  }
+  return {
+    type: opts.type,
+    restricted: opts.restricted ?? false,
+    projects: opts.projects.split(",").filter((p) => p !== ""),
+  };
+}
+
 export function trustCommand(ctx: CliContext, name = "trust"): CommandUnknownOpts {
   const trust = new Command(name).description(
     "Manage the clients the daemon trusts: certificates and trust tokens",
@@ -77,19 +89,32 @@ export function trustCommand(ctx: CliContext, name = "trust"): CommandUnknownOpt
     .option("--projects <list>", "Comma-separated projects a restricted client may use", "")
     .option("--type <type>", "Certificate type: client or metrics", "client")
     .action(async (client, opts) => {
-      if (!["client", "metrics"].includes(opts.type)) {
-        throw new UsageError(`Unknown certificate type "${opts.type}": use client or metrics`);
-      }
       const op = await ctx.client.start("POST", "/1.0/certificates", {
-        body: {
-          token: true,
-          name: client,
-          type: opts.type,
-          restricted: opts.restricted ?? false,
-          projects: opts.projects.split(",").filter((p) => p !== ""),
-        },
+        body: { token: true, name: client, ...access(opts) },
       });
       console.log(`Client ${client} certificate add token:\n${tokenOf(op).token}`);
+    });
+
+  trust.command("add-certificate")
+    .description("Trust a client certificate from a PEM file (a client's own, or one for metrics)")
+    .argument("<file>", "The certificate, PEM")
+    .option("--name <name>", "Name for it (default: its common name)", "")
+    .option("--restricted", "Restrict the client to --projects")
+    .option("--projects <list>", "Comma-separated projects a restricted client may use", "")
+    .option("--type <type>", "Certificate type: client or metrics", "client")
+    .action(async (file, opts) => {
+      const fields = access(opts);
+      let pem: string;
+      try {
+        pem = await Deno.readTextFile(file);
+      } catch (err) {
+        throw new UsageError(
+          `Cannot read certificate file "${file}": ${err instanceof Error ? err.message : err}`,
+        );
+      }
+      await ctx.client.run("POST", "/1.0/certificates", {
+        body: { certificate: pem, name: opts.name, ...fields },
+      });
     });
 
   trust.command("list")

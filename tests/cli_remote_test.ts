@@ -320,3 +320,32 @@ Deno.test("outpost monitor edge: streams the remote's lifecycle events over HTTP
     }
   });
 });
+
+Deno.test("remote add --accept-certificate pins the server for a client it already trusts (config trust add-certificate), and is refused otherwise", async () => {
+  await withUser(async (u) => {
+    const url = `https://127.0.0.1:${port}`;
+    await u.fails(
+      /does not trust this client yet/,
+      "remote",
+      "add",
+      "edge",
+      url,
+      "--accept-certificate",
+    );
+    assert.equal(JSON.parse(await u.ok("remote", "list", "-f", "json")).length, 1);
+    const pem = await u.ok("remote", "get-client-certificate");
+    assert.match(pem, /^-----BEGIN CERTIFICATE-----/);
+    const file = join(u.conf, "me.crt");
+    await Deno.writeTextFile(file, pem);
+    await u.ok("config", "trust", "add-certificate", file, "--name", "by-hand");
+    const added = await u.cli("remote", "add", "edge", url, "--accept-certificate");
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stderr, /Certificate fingerprint: [0-9a-f]{64}/);
+    assert.ok((await Deno.stat(join(u.conf, "servercerts", "edge.crt"))).isFile);
+    await u.ok("list", "edge:");
+    const certs = JSON.parse(await u.ok("config", "trust", "list", "-f", "json"));
+    const mine = certs.find((c: { name: string }) => c.name === "by-hand");
+    await u.ok("config", "trust", "remove", mine.fingerprint);
+    await u.fails(/trust/, "list", "edge:");
+  });
+});
