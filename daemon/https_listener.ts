@@ -4,7 +4,7 @@
  * client is asked for its certificate but not refused without one: trust is the app's decision
  * (`api/access.ts`), made per request against the trust store.
  */
-import { createServer, type Server } from "node:https";
+import type { Server } from "node:https";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Caller } from "../api/connection.ts";
@@ -85,6 +85,8 @@ export class HttpsListener {
 
   async #listen(at: ListenAddress): Promise<void> {
     const { cert, key } = await this.opts.credentials();
+    // Loaded with the first listener: a daemon without HTTPS never holds node's TLS in memory.
+    const { createServer } = await import("node:https");
     const server = createServer({
       ...SERVER_OPTIONS,
       cert,

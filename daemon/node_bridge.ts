@@ -7,7 +7,6 @@
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import { Duplex, Readable } from "node:stream";
-import { WebSocketServer as UntypedServer } from "ws";
 import type { Caller, Connection, ConnectionEnv, RawStream } from "../api/connection.ts";
 import { messageOf } from "../contract/errors.ts";
 
@@ -32,9 +31,20 @@ interface WebSocketServer {
   ): void;
 }
 
-const WebSocketServer = UntypedServer as unknown as new (
+type WebSocketServerClass = new (
   opts: { noServer: true; maxPayload: number },
 ) => WebSocketServer;
+
+let websockets: Promise<WebSocketServer> | undefined;
+
+/** The `ws` package's server, loaded at the first websocket (an idle daemon never needs it). */
+function websocketServer(): Promise<WebSocketServer> {
+  websockets ??= import("ws").then((m) => {
+    const Server = m.WebSocketServer as unknown as WebSocketServerClass;
+    return new Server({ noServer: true, maxPayload: MAX_WS_MESSAGE });
+  });
+  return websockets;
+}
 
 /** The largest websocket message a client may send (exec input comes in small chunks). */
 const MAX_WS_MESSAGE = 8 * 2 ** 20;
@@ -220,7 +230,6 @@ export const HEADERS_TIMEOUT_MS = 8_000;
 export function serveApp(server: Server, opts: BridgeOptions): void {
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = 0; // uploads may take long; headers are bounded
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE });
   const refuse = () => {
     throw new TypeError("Not a websocket upgrade request");
   };
@@ -297,7 +306,7 @@ export function serveApp(server: Server, opts: BridgeOptions): void {
       const resp = await opts.fetch(request, { connection });
       if (resp.status === 101 && late) {
         const ws = late;
-        wss.handleUpgrade(req, socket, head, (client) => ws.attach(client));
+        (await websocketServer()).handleUpgrade(req, socket, head, (client) => ws.attach(client));
         // handleUpgrade answers and destroys a socket it refuses without calling back.
         socket.once("close", () => ws.readyState === WebSocket.CONNECTING && ws.fail());
       } else if (resp.status === 101 && raw) {
