@@ -6,7 +6,7 @@
  */
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
-import { Duplex, Readable } from "node:stream";
+import { Duplex } from "node:stream";
 import type { Caller, Connection, ConnectionEnv, RawStream } from "../api/connection.ts";
 import { messageOf } from "../contract/errors.ts";
 
@@ -56,6 +56,56 @@ export interface BridgeOptions {
   log: (msg: string) => void;
 }
 
+/** A refused upload is read and dropped up to this much, so the client can read the refusal. */
+export const MAX_DRAIN_BYTES = 64 * 2 ** 20;
+/** ... and for at most this long. */
+const DRAIN_MS = 10_000;
+
+/** Requests whose unread body is being dropped. */
+const dropping = new WeakSet<IncomingMessage>();
+
+/**
+ * Reads and drops what is left of a request body, bounded in bytes and time, rather than
+ * resetting the connection: over TCP a reset can destroy the answer before the client reads it.
+ */
+export function dropRest(req: IncomingMessage): void {
+  if (dropping.has(req) || req.complete || req.destroyed) return;
+  dropping.add(req);
+  let dropped = 0;
+  const timer = setTimeout(() => req.destroy(), DRAIN_MS);
+  req.on("data", (chunk: Uint8Array) => {
+    dropped += chunk.byteLength;
+    if (dropped > MAX_DRAIN_BYTES) req.destroy();
+  });
+  req.once("close", () => clearTimeout(timer));
+  req.once("end", () => clearTimeout(timer));
+  req.resume();
+}
+
+/**
+ * A request body as a web stream, read as the app pulls it. When the app stops reading (a body
+ * too large, a refused upload), the rest is dropped (`dropRest`).
+ */
+export function bodyOf(req: IncomingMessage): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      req.on("data", (chunk: Uint8Array) => {
+        if (dropping.has(req)) return;
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 0) <= 0) req.pause();
+      });
+      req.once("end", () => dropping.has(req) || controller.close());
+      req.once("error", (err) => dropping.has(req) || controller.error(err));
+    },
+    pull() {
+      req.resume();
+    },
+    cancel() {
+      dropRest(req);
+    },
+  }, { highWaterMark: 256 * 1024, size: (chunk) => chunk.byteLength });
+}
+
 /** The request as the app sees it: the path and query the client sent, on a fixed origin. */
 export function toRequest(req: IncomingMessage, signal?: AbortSignal): Request {
   // The target is a path, or absolute (`http://outpost/1.0`, as Deno's unix-proxy client sends
@@ -84,9 +134,7 @@ export function toRequest(req: IncomingMessage, signal?: AbortSignal): Request {
     } catch { /* a header the fetch API cannot hold is dropped */ }
   }
   const method = req.method ?? "GET";
-  const body = method === "GET" || method === "HEAD"
-    ? undefined
-    : Readable.toWeb(req) as ReadableStream<Uint8Array>;
+  const body = method === "GET" || method === "HEAD" ? undefined : bodyOf(req);
   return new Request(url, { method, headers, body, signal, duplex: "half" } as RequestInit);
 }
 
@@ -267,6 +315,8 @@ export function serveApp(server: Server, opts: BridgeOptions): void {
     try {
       const resp = await opts.fetch(request, { connection });
       await writeResponse(res, resp);
+      // A body the app left unread would hold the connection's next request: drop it.
+      dropRest(req);
     } catch (err) {
       opts.log(`error: ${messageOf(err)}`);
       if (!res.headersSent) await writeResponse(res, errorResponse(500, "Internal error"));
