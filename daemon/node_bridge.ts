@@ -58,7 +58,7 @@ export interface BridgeOptions {
 
 /** A refused upload is read and dropped up to this much, so the client can read the refusal. */
 export const MAX_DRAIN_BYTES = 64 * 2 ** 20;
-/** ... and for at most this long. */
+/** ... as long as the client keeps sending: it may pause this long at most. */
 const DRAIN_MS = 10_000;
 
 /** Requests whose unread body is being dropped. */
@@ -72,10 +72,13 @@ export function dropRest(req: IncomingMessage): void {
   if (dropping.has(req) || req.complete || req.destroyed) return;
   dropping.add(req);
   let dropped = 0;
-  const timer = setTimeout(() => req.destroy(), DRAIN_MS);
+  // A client that stops sending is cut off after DRAIN_MS; one that keeps sending, at the cap.
+  let timer = setTimeout(() => req.destroy(), DRAIN_MS);
   req.on("data", (chunk: Uint8Array) => {
     dropped += chunk.byteLength;
+    clearTimeout(timer);
     if (dropped > MAX_DRAIN_BYTES) req.destroy();
+    else timer = setTimeout(() => req.destroy(), DRAIN_MS);
   });
   req.once("close", () => clearTimeout(timer));
   req.once("end", () => clearTimeout(timer));
@@ -139,12 +142,16 @@ export function toRequest(req: IncomingMessage, signal?: AbortSignal): Request {
 }
 
 /** Writes a response, its body streamed as the client takes it; stops if the client goes. */
-async function writeResponse(res: ServerResponse, resp: Response): Promise<void> {
+async function writeResponse(
+  res: ServerResponse,
+  resp: Response,
+  req?: IncomingMessage,
+): Promise<void> {
   const headers: Record<string, string> = {};
   resp.headers.forEach((v, k) => headers[k] = v);
   res.writeHead(resp.status, headers);
   if (!resp.body) {
-    res.end();
+    await endAfterRequest(res, req);
     return;
   }
   const reader = resp.body.getReader();
@@ -165,6 +172,27 @@ async function writeResponse(res: ServerResponse, resp: Response): Promise<void>
       }
     }
   } catch { /* the body failed half-way: the client sees a cut answer */ }
+  await endAfterRequest(res, req);
+}
+
+/**
+ * Ends a response, after its request has been read to the end when the connection closes with
+ * it: node closes a `Connection: close` connection as soon as the response ends, and a close
+ * while the client still sends resets it, which can destroy the answer before the client reads
+ * it. The rest of an unread body is dropped (`dropRest`, bounded).
+ */
+async function endAfterRequest(res: ServerResponse, req?: IncomingMessage): Promise<void> {
+  if (req && !req.complete && !req.destroyed) {
+    dropRest(req);
+    // A kept-alive connection stays open while the rest is dropped: the answer can end now
+    // (a client that stops sending on an early answer, as curl does, gets it at once).
+    if (!res.shouldKeepAlive) {
+      await new Promise<void>((r) => {
+        req.once("end", r);
+        req.once("close", r);
+      });
+    }
+  }
   res.end();
 }
 
@@ -314,9 +342,7 @@ export function serveApp(server: Server, opts: BridgeOptions): void {
     }
     try {
       const resp = await opts.fetch(request, { connection });
-      await writeResponse(res, resp);
-      // A body the app left unread would hold the connection's next request: drop it.
-      dropRest(req);
+      await writeResponse(res, resp, req);
     } catch (err) {
       opts.log(`error: ${messageOf(err)}`);
       if (!res.headersSent) await writeResponse(res, errorResponse(500, "Internal error"));

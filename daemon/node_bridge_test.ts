@@ -47,9 +47,12 @@ Deno.test("a refused upload's answer reaches the client: the unread body is drop
     const head =
       `POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\nConnection: close\r\n\r\n`;
     const writing = (async () => {
-      await conn.write(new TextEncoder().encode(head));
+      const all = async (bytes: Uint8Array) => {
+        for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+      };
+      await all(new TextEncoder().encode(head));
       const chunk = new Uint8Array(64 * 1024);
-      for (let sent = 0; sent < size; sent += chunk.length) await conn.write(chunk);
+      for (let sent = 0; sent < size; sent += chunk.length) await all(chunk);
     })().catch(() => {});
     const got: Uint8Array[] = [];
     const buf = new Uint8Array(65536);
