@@ -26,9 +26,20 @@ export function identify(agent: Agent, caller: Caller): Identity {
     : { kind: "untrusted", address: caller.address };
 }
 
-/** The identity of the caller of the request being served. */
+/** Identities already worked out, by request: the guard, a route and the audit ask alike. */
+const identities = new WeakMap<Request, Identity>();
+
+/**
+ * The identity of the caller of the request being served, worked out once per request (a hash
+ * of its certificate and a store lookup).
+ */
 export function identityOf(agent: Agent, c: Context): Identity {
-  return identify(agent, connectionOf(c).caller);
+  let id = identities.get(c.req.raw);
+  if (!id) {
+    id = identify(agent, connectionOf(c).caller);
+    identities.set(c.req.raw, id);
+  }
+  return id;
 }
 
 /** Whether an identity is a trusted client (the unix socket or a `client` certificate). */

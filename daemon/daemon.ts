@@ -126,9 +126,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 }
 
 /**
- * The edge every request passes: a request URL that does not parse (a `Host` header such as
- * `localhost:None`, which pylxd sends) is served as if it named `localhost`, and nothing a handler
- * throws escapes as anything but an error envelope.
+ * The edge every request passes: nothing a handler throws escapes as anything but an error
+ * envelope. (The bridge builds every request's URL from its path on a fixed origin, so a `Host`
+ * header such as pylxd's `localhost:None` never reaches the app.)
  */
 export function guardedHandler(
   fetch: (req: Request, env: ConnectionEnv) => Response | Promise<Response>,
@@ -136,32 +136,12 @@ export function guardedHandler(
 ): (req: Request, env: ConnectionEnv) => Promise<Response> {
   return async (req, env) => {
     try {
-      normaliseUrl(req);
       return await fetch(req, env);
     } catch (err) {
       log(`error: ${messageOf(err)}`);
       return errorResponse(500, "Internal error");
     }
   };
-}
-
-/** Replaces an unparsable request URL by one naming localhost, keeping path and query. */
-export function normaliseUrl(req: Request): void {
-  try {
-    new URL(req.url);
-    return;
-  } catch { /* fixed below */ }
-  const raw = req.url;
-  const at = raw.indexOf("/", raw.indexOf("//") + 2);
-  const rest = at < 0 ? "/" : raw.slice(at);
-  let fixed = `http://localhost${rest}`;
-  try {
-    new URL(fixed);
-  } catch {
-    fixed = "http://localhost/";
-  }
-  // The original object is kept (a websocket upgrade needs it); only what `url` reads changes.
-  Object.defineProperty(req, "url", { value: fixed, configurable: true });
 }
 
 /**

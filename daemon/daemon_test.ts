@@ -1,20 +1,6 @@
 import assert from "node:assert/strict";
-import { guardedHandler, neverThrows, normaliseUrl } from "./daemon.ts";
+import { guardedHandler, neverThrows } from "./daemon.ts";
 import { UNIX_CONNECTION } from "../api/connection.ts";
-
-Deno.test("normaliseUrl() serves a request whose Host does not parse as localhost", () => {
-  const req = new Request("http://localhost/1.0/events?type=operation");
-  Object.defineProperty(req, "url", {
-    value: "http+unix://localhost:None/1.0/events?type=x",
-    configurable: true,
-  });
-  normaliseUrl(req);
-  assert.equal(new URL(req.url).pathname, "/1.0/events");
-  assert.equal(new URL(req.url).search, "?type=x");
-  const good = new Request("http://example/1.0");
-  normaliseUrl(good);
-  assert.equal(good.url, "http://example/1.0");
-});
 
 Deno.test("guardedHandler() turns a thrown error into a 500 envelope, not a crash", async () => {
   const logs: string[] = [];

@@ -9,6 +9,7 @@ import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 import type { Caller, Connection, ConnectionEnv, RawStream } from "../api/connection.ts";
 import { messageOf } from "../contract/errors.ts";
+import { errorBody } from "../api/envelope.ts";
 
 /** The part of the `ws` package's socket used here (the package ships no types). */
 interface NodeWebSocket {
@@ -196,18 +197,9 @@ async function endAfterRequest(res: ServerResponse, req?: IncomingMessage): Prom
   res.end();
 }
 
-/** An error in the Incus envelope. */
+/** An error in the Incus envelope (`api/envelope.ts`'s body, for answers made outside the app). */
 export function errorResponse(status: number, message: string): Response {
-  const body = {
-    type: "error",
-    status: "",
-    status_code: 0,
-    operation: "",
-    error_code: status,
-    error: message,
-    metadata: null,
-  };
-  return new Response(JSON.stringify(body), {
+  return new Response(JSON.stringify(errorBody(message, status)), {
     status,
     headers: { "Content-Type": "application/json" },
   });

@@ -13,6 +13,7 @@ import {
   type CliResult,
   freePort,
   outpostArgv,
+  randomBytes,
   sharedDaemon,
   type TestDaemon,
   typeInto,
@@ -113,10 +114,7 @@ Deno.test("remote add redeems a token from config trust add, and every verb then
 
       const dir = await Deno.makeTempDir({ prefix: "outpost-cli-remote-files-" });
       try {
-        const data = new Uint8Array(2 ** 20);
-        for (let at = 0; at < data.length; at += 65536) {
-          crypto.getRandomValues(data.subarray(at, at + 65536));
-        }
+        const data = randomBytes(2 ** 20);
         await Deno.writeFile(join(dir, "big.bin"), data);
         await u.ok("file", "push", join(dir, "big.bin"), `edge:${name}/root/`);
         await u.ok("file", "pull", `edge:${name}/root/big.bin`, join(dir, "back.bin"));

@@ -6,6 +6,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ApiClient, ApiError } from "../contract/client.ts";
 import { runtimeFlags } from "../scripts/permissions.ts";
+import { encodeToken, NEVER } from "../contract/trust_token.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 const MAIN = join(ROOT, "main.ts");
@@ -449,4 +450,39 @@ export async function typeInto(
   await w.close().catch(() => {});
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** `n` random bytes (getRandomValues gives at most 64 KiB a call). */
+export function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let at = 0; at < n; at += 65_536) crypto.getRandomValues(out.subarray(at, at + 65_536));
+  return out;
+}
+
+/**
+ * Issues a trust token over the daemon's unix socket (`POST /1.0/certificates {"token": true}`)
+ * and answers it as the clients print it, with its operation's id.
+ */
+export async function issueTrustToken(
+  d: TestDaemon,
+  extra: Record<string, unknown> = {},
+): Promise<{ token: string; id: string; class: string }> {
+  const op = await d.api.start("POST", "/1.0/certificates", {
+    body: { token: true, name: uniqueName("tok"), ...extra },
+  });
+  const m = op.metadata as {
+    request: { name: string };
+    fingerprint: string;
+    addresses: string[];
+    secret: string;
+    expiresAt?: string;
+  };
+  const token = encodeToken({
+    client_name: m.request.name,
+    fingerprint: m.fingerprint,
+    addresses: m.addresses,
+    secret: m.secret,
+    expires_at: m.expiresAt ?? NEVER,
+  });
+  return { token, id: op.id, class: op.class };
 }

@@ -4,7 +4,7 @@
  * installed; tests/run.sh installs it. One daemon serves every test.
  */
 import assert from "node:assert/strict";
-import { HAS_INCUS, sharedDaemon, StockLxc, uniqueName } from "./helpers.ts";
+import { HAS_INCUS, randomBytes, sharedDaemon, StockLxc, uniqueName } from "./helpers.ts";
 
 /** The daemon the tests share, with the busybox image aliased "bb". */
 const daemon = sharedDaemon((d) => d.importBusybox("bb"));
@@ -82,8 +82,7 @@ incusTest(
     withLaunched(async (name, cli) => {
       const local = `${cli.home}/push-me`;
       const back = `${cli.home}/pulled`;
-      const seed = crypto.getRandomValues(new Uint8Array(60_000));
-      const data = new Uint8Array(300_000).map((_, i) => seed[i % seed.length] ^ (i >> 12));
+      const data = randomBytes(300_000);
       await Deno.writeFile(local, data);
       await cli.ok("file", "push", local, `${name}/root/pushed`);
       await cli.ok("file", "pull", `${name}/root/pushed`, back);

@@ -13,6 +13,8 @@ import {
   freePort,
   HAS_INCUS,
   HAS_LXC,
+  issueTrustToken,
+  randomBytes,
   sharedDaemon,
   StockLxc,
   type TestDaemon,
@@ -83,20 +85,9 @@ async function issueToken(
   d: TestDaemon,
   extra: Record<string, unknown> = {},
 ): Promise<{ token: string; id: string }> {
-  const op = await d.api.start("POST", "/1.0/certificates", {
-    body: { token: true, name: uniqueName("tok"), ...extra },
-  });
-  assert.equal(op.class, "token");
-  // deno-lint-ignore no-explicit-any
-  const m = op.metadata as any;
-  const token = btoa(JSON.stringify({
-    client_name: m.request.name,
-    fingerprint: m.fingerprint,
-    addresses: m.addresses,
-    secret: m.secret,
-    expires_at: m.expiresAt ?? "0001-01-01T00:00:00Z",
-  }));
-  return { token, id: op.id };
+  const issued = await issueTrustToken(d, extra);
+  assert.equal(issued.class, "token");
+  return issued;
 }
 
 Deno.test("GET /1.0 over HTTPS shows an untrusted caller only what the server speaks", async () => {
@@ -357,8 +348,7 @@ for (const binary of ["lxc", "incus"] as const) {
         {
           const local = join(client.home, "blob");
           const back = join(client.home, "blob.back");
-          const blob = crypto.getRandomValues(new Uint8Array(65_536));
-          const mib = new Uint8Array(2 ** 20).map((_, i) => blob[i % blob.length] ^ (i >> 16));
+          const mib = randomBytes(2 ** 20);
           await Deno.writeFile(local, mib);
           await client.ok("file", "push", local, `edge:${name}/root/blob`);
           await client.ok("file", "pull", `edge:${name}/root/blob`, back);

@@ -10,7 +10,9 @@ import {
   type CliResult,
   HAS_INCUS,
   HAS_LXC,
+  issueTrustToken,
   outpostArgv,
+  randomBytes,
   StockLxc,
   TestDaemon,
   uniqueName,
@@ -52,18 +54,7 @@ Deno.test.afterAll(async () => {
 
 /** A trust token issued on the server. */
 async function token(d: TestDaemon): Promise<string> {
-  const op = await d.api.start("POST", "/1.0/certificates", {
-    body: { token: true, name: uniqueName("c") },
-  });
-  // deno-lint-ignore no-explicit-any
-  const m = op.metadata as any;
-  return btoa(JSON.stringify({
-    client_name: m.request.name,
-    fingerprint: m.fingerprint,
-    addresses: m.addresses,
-    secret: m.secret,
-    expires_at: "0001-01-01T00:00:00Z",
-  }));
+  return (await issueTrustToken(d)).token;
 }
 
 /** curl run on the client host; answers the HTTP status and the body. */
@@ -110,8 +101,7 @@ for (const binary of ["lxc", "incus"] as const) {
         assert.deepEqual([exec.code, exec.stdout], [5, "far\n"]);
         const local = join(client.home, "blob");
         const back = join(client.home, "blob.back");
-        const mib = crypto.getRandomValues(new Uint8Array(65_536));
-        const data = new Uint8Array(2 ** 20).map((_, i) => mib[i % mib.length] ^ (i >> 16));
+        const data = randomBytes(2 ** 20);
         await Deno.writeFile(local, data);
         await client.ok("file", "push", local, `edge:${name}/root/blob`);
         await client.ok("file", "pull", `edge:${name}/root/blob`, back);
@@ -155,8 +145,7 @@ Deno.test({
       assert.match(await ok("list", "edge:"), new RegExp(name));
       const exec = await outpost(hosts, conf, "exec", `edge:${name}`, "--", "sh", "-c", "exit 9");
       assert.equal(exec.code, 9);
-      const seed = crypto.getRandomValues(new Uint8Array(65_536));
-      const data = new Uint8Array(2 ** 20).map((_, i) => seed[i % seed.length] ^ (i >> 16));
+      const data = randomBytes(2 ** 20);
       await Deno.writeFile(join(conf, "blob"), data);
       await ok("file", "push", join(conf, "blob"), `edge:${name}/root/blob`);
       await ok("file", "pull", `edge:${name}/root/blob`, join(conf, "back"));
