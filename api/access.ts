@@ -8,7 +8,7 @@ import type { Context } from "hono";
 import type { Agent } from "../agent/agent.ts";
 import type { CertificateRecord } from "../agent/store.ts";
 import { Forbidden, TooManyRequests } from "../contract/errors.ts";
-import { type Caller, connectionOf } from "./connection.ts";
+import { type Caller, connectionOf } from "../server/connection.ts";
 import type { Guard, Route } from "./route_table.ts";
 
 /** What the server knows of a caller. */

@@ -3,12 +3,7 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { DomainError, messageOf } from "../contract/errors.ts";
-import type {
-  AsyncEnvelope,
-  ErrorEnvelope,
-  Operation,
-  SyncEnvelope,
-} from "../contract/responses.ts";
+import type { AsyncEnvelope, Operation, SyncEnvelope } from "../contract/responses.ts";
 import { operationUrl } from "../contract/urls.ts";
 
 /**
@@ -53,18 +48,6 @@ export function async(c: Context, op: Operation) {
     metadata: op,
   };
   return json(c, body, 202);
-}
-
-export function errorBody(message: string, code: number): ErrorEnvelope {
-  return {
-    type: "error",
-    status: "",
-    status_code: 0,
-    operation: "",
-    error_code: code,
-    error: message,
-    metadata: null,
-  };
 }
 
 /** Maps any thrown value to an HTTP status and message; the one place errors become HTTP. */

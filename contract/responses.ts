@@ -88,6 +88,19 @@ export const ErrorEnvelopeSchema = z.strictObject({
 });
 export type ErrorEnvelope = z.infer<typeof ErrorEnvelopeSchema>;
 
+/** An error in the envelope: what every refusal looks like on the wire. */
+export function errorBody(message: string, code: number): ErrorEnvelope {
+  return {
+    type: "error",
+    status: "",
+    status_code: 0,
+    operation: "",
+    error_code: code,
+    error: message,
+    metadata: null,
+  };
+}
+
 export type Envelope<T = unknown> = SyncEnvelope<T> | AsyncEnvelope | ErrorEnvelope;
 
 // --- The server (`GET /1.0`, `GET /1.0/resources`) ---

@@ -3,10 +3,10 @@ import { Agent } from "../agent/agent.ts";
 import { createApp } from "../api/app.ts";
 import { messageOf } from "../contract/errors.ts";
 import { tuneNativeMemory } from "./native_memory.ts";
-import { HttpsListener } from "./https_listener.ts";
-import type { ConnectionEnv } from "../api/connection.ts";
-import { listenUnix } from "./unix_listener.ts";
-import { errorResponse } from "./node_bridge.ts";
+import { HttpsListener } from "../server/https_listener.ts";
+import type { ConnectionEnv } from "../server/connection.ts";
+import { listenUnix } from "../server/unix_listener.ts";
+import { errorResponse } from "../server/node_bridge.ts";
 import { CERT_FILE, KEY_FILE } from "../agent/server_cert.ts";
 import { join } from "node:path";
 

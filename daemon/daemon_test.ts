@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { guardedHandler, neverThrows } from "./daemon.ts";
-import { UNIX_CONNECTION } from "../api/connection.ts";
+import { UNIX_CONNECTION } from "../server/connection.ts";
 
 Deno.test("guardedHandler() turns a thrown error into a 500 envelope, not a crash", async () => {
   const logs: string[] = [];

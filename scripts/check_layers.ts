@@ -15,10 +15,12 @@ export const LAYERS: Record<string, readonly string[]> = {
   drivers: ["contract"],
   image_build: ["contract"],
   agent: ["drivers", "contract"],
-  api: ["agent", "contract"],
-  daemon: ["api", "agent", "drivers", "contract"],
+  server: ["contract"],
+  api: ["agent", "server", "contract"],
+  daemon: ["api", "agent", "server", "drivers", "contract"],
   cli: ["image_build", "contract"],
-  "main.ts": ["cli", "daemon", "drivers", "contract"],
+  hub: ["server", "contract"],
+  "main.ts": ["cli", "daemon", "hub", "drivers", "contract"],
 };
 
 /** Folders outside the layers: they may import anything. */

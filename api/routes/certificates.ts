@@ -9,7 +9,7 @@ import { certificateUrl } from "../../contract/urls.ts";
 import { parseBody, recursion } from "../body.ts";
 import { async, sync } from "../envelope.ts";
 import { identityOf, isTrustedClient, refusal } from "../access.ts";
-import { connectionOf } from "../connection.ts";
+import { connectionOf } from "../../server/connection.ts";
 import { BadRequest, Forbidden } from "../../contract/errors.ts";
 import { encodeBase64 } from "../../contract/bytes.ts";
 import { type Handler, type Route, table } from "../route_table.ts";

@@ -5,7 +5,7 @@
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
 import { EVENT_TYPES, type EventType } from "../../contract/events.ts";
-import { connectionOf } from "../connection.ts";
+import { connectionOf } from "../../server/connection.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 

@@ -5,7 +5,7 @@ import type { Operation } from "../../contract/responses.ts";
 import { operationUrl } from "../../contract/urls.ts";
 import { recursion } from "../body.ts";
 import { sync } from "../envelope.ts";
-import { connectionOf } from "../connection.ts";
+import { connectionOf } from "../../server/connection.ts";
 import { guardUpgrade } from "../websocket_upgrade.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 

@@ -6,7 +6,7 @@
  */
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
-import { connectionOf } from "../connection.ts";
+import { connectionOf } from "../../server/connection.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 
 export function sftpRoutes(agent: Agent): Route[] {

@@ -7,9 +7,9 @@
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
-import type { Caller, Connection, ConnectionEnv, RawStream } from "../api/connection.ts";
+import type { Caller, Connection, ConnectionEnv, RawStream } from "./connection.ts";
 import { messageOf } from "../contract/errors.ts";
-import { errorBody } from "../api/envelope.ts";
+import { errorBody } from "../contract/responses.ts";
 
 /** The part of the `ws` package's socket used here (the package ships no types). */
 interface NodeWebSocket {
@@ -197,7 +197,7 @@ async function endAfterRequest(res: ServerResponse, req?: IncomingMessage): Prom
   res.end();
 }
 
-/** An error in the Incus envelope (`api/envelope.ts`'s body, for answers made outside the app). */
+/** An error in the Incus envelope (for answers made outside an app). */
 export function errorResponse(status: number, message: string): Response {
   return new Response(JSON.stringify(errorBody(message, status)), {
     status,

@@ -7,7 +7,7 @@
 import type { Server } from "node:https";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import type { Caller } from "../api/connection.ts";
+import type { Caller } from "./connection.ts";
 import { BadRequest, messageOf } from "../contract/errors.ts";
 import {
   formatListenAddress,

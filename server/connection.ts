@@ -6,7 +6,6 @@
  * SFTP session runs alike over the unix socket and HTTPS.
  */
 import type { Context } from "hono";
-import type { UpgradeWebSocket } from "../agent/operations.ts";
 
 /** Who sent a request. */
 export type Caller =
@@ -24,7 +23,7 @@ export interface RawStream {
 export interface Connection {
   caller: Caller;
   /** Upgrades the request to a websocket. */
-  upgradeWebSocket(req: Request): ReturnType<UpgradeWebSocket>;
+  upgradeWebSocket(req: Request): { socket: WebSocket; response: Response };
   /**
    * Answers `101 Switching Protocols` to `protocol` and hands over the raw connection, once the
    * answer has gone out; undefined where the listener cannot (the connection stays HTTP).
