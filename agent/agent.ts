@@ -26,7 +26,7 @@ import { AuthFailures } from "./auth_failures.ts";
 import { httpsAddresses, TrustTokens } from "./trust_tokens.ts";
 import { recoverInstances } from "./recovery.ts";
 import { readHostFile } from "../drivers/hostfs.ts";
-import { ensureServerCert, type ServerCert } from "./server_cert.ts";
+import { ensureServerCert, type ServerCert } from "../server/server_cert.ts";
 import { hostname, userInfo } from "node:os";
 
 /** Applies a server config change live; throws (a BadRequest) to refuse it. */

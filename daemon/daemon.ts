@@ -7,7 +7,7 @@ import { HttpsListener } from "../server/https_listener.ts";
 import type { ConnectionEnv } from "../server/connection.ts";
 import { listenUnix } from "../server/unix_listener.ts";
 import { errorResponse } from "../server/node_bridge.ts";
-import { CERT_FILE, KEY_FILE } from "../agent/server_cert.ts";
+import { CERT_FILE, KEY_FILE } from "../server/server_cert.ts";
 import { join } from "node:path";
 
 export interface DaemonOptions {

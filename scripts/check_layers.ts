@@ -14,7 +14,7 @@ export const LAYERS: Record<string, readonly string[]> = {
   contract: [],
   drivers: ["contract"],
   image_build: ["contract"],
-  agent: ["drivers", "contract"],
+  agent: ["drivers", "server", "contract"],
   server: ["contract"],
   api: ["agent", "server", "contract"],
   daemon: ["api", "agent", "server", "drivers", "contract"],

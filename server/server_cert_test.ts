@@ -2,16 +2,29 @@
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
 import { join } from "node:path";
-import { Runner } from "../drivers/runner.ts";
-import { CERT_FILE, certHostname, ensureServerCert, isDnsName, KEY_FILE } from "./server_cert.ts";
+import {
+  CERT_FILE,
+  certHostname,
+  type CommandRunner,
+  ensureServerCert,
+  isDnsName,
+  KEY_FILE,
+  runCommand,
+} from "./server_cert.ts";
 
 const HOST = { hostname: "edge-1.example.org", user: "root" };
 
-async function withDir(fn: (dir: string, runner: Runner, argvs: string[][]) => Promise<void>) {
+async function withDir(
+  fn: (dir: string, runner: CommandRunner, argvs: string[][]) => Promise<void>,
+) {
   const dir = await Deno.makeTempDir({ prefix: "outpost-cert-" });
-  const runner = new Runner();
   const argvs: string[][] = [];
-  runner.onRun((argv) => argvs.push(argv));
+  const runner: CommandRunner = {
+    run: (argv, opts) => {
+      argvs.push(argv);
+      return runCommand.run(argv, opts);
+    },
+  };
   try {
     await fn(dir, runner, argvs);
   } finally {

@@ -6,7 +6,6 @@
  */
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { join } from "node:path";
-import type { Runner } from "../drivers/runner.ts";
 
 export interface ServerCert {
   /** The certificate as PEM. */
@@ -14,6 +13,27 @@ export interface ServerCert {
   /** Lowercase hex sha256 of the certificate's DER. */
   fingerprint: string;
 }
+
+/** Runs a command to its end, throwing when it fails (the agent's runner, or `runCommand`). */
+export interface CommandRunner {
+  run(argv: string[], opts: { env: Record<string, string> }): Promise<unknown>;
+}
+
+/** A CommandRunner on `Deno.Command` alone, for servers without the agent's runner (the hub). */
+export const runCommand: CommandRunner = {
+  async run(argv, opts) {
+    const out = await new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      env: opts.env,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(`${argv[0]} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+    }
+  },
+};
 
 export const CERT_FILE = "server.crt";
 export const KEY_FILE = "server.key";
@@ -95,7 +115,7 @@ export function opensslArgv(
  * leaves a temp dir (removed at the next call) or a pair that fails the check and is made again.
  */
 export async function ensureServerCert(
-  runner: Runner,
+  runner: CommandRunner,
   dir: string,
   host: { hostname: string; user: string },
 ): Promise<ServerCert> {
