@@ -8,7 +8,7 @@
 import type { Caller, Connection, ConnectionEnv, RawStream } from "./connection.ts";
 import type { TunnelRequest } from "../contract/tunnel.ts";
 import { errorBody } from "../contract/responses.ts";
-import { type StreamWebSocketHandler, type Tunnel, type TunnelStream } from "./tunnel.ts";
+import type { StreamWebSocketHandler, Tunnel, TunnelStream } from "./tunnel.ts";
 
 type Listener<E> = ((e: E) => void) | null;
 

@@ -9,8 +9,7 @@ import { encodeFrame, Frame, MAX_STREAMS, STREAM_WINDOW } from "../contract/tunn
 
 /** A hub end and an agent end joined in memory; frames cross on the next task, as on a socket. */
 function pair(app: Hono) {
-  let hubSide!: Tunnel;
-  let agentSide!: Tunnel;
+  const ends: { hub?: Tunnel; agent?: Tunnel } = {};
   const carrier = (other: () => Tunnel): TunnelCarrier & { closed: boolean; bytes: number } => {
     const c = {
       closed: false,
@@ -26,10 +25,10 @@ function pair(app: Hono) {
     };
     return c;
   };
-  const toAgent = carrier(() => agentSide);
-  const toHub = carrier(() => hubSide);
-  hubSide = new Tunnel(toAgent);
-  agentSide = new Tunnel(toHub, {
+  const toAgent = carrier(() => ends.agent!);
+  const toHub = carrier(() => ends.hub!);
+  const hub = ends.hub = new Tunnel(toAgent);
+  const agent = ends.agent = new Tunnel(toHub, {
     onStream: (stream, head) =>
       void serveStream(stream, head, {
         fetch: (req, env) => app.fetch(req, env),
@@ -37,7 +36,7 @@ function pair(app: Hono) {
         log: () => {},
       }),
   });
-  return { hub: hubSide, agent: agentSide, toAgent, toHub };
+  return { hub, agent, toAgent, toHub };
 }
 
 function testApp(): Hono {
