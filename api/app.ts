@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import type { Agent } from "../agent/agent.ts";
 import { accessGuard, afterRequest } from "./access.ts";
-import { json, toHttpError } from "./envelope.ts";
+import { json, toHttpError } from "../server/envelope.ts";
 import { errorBody } from "../contract/responses.ts";
 import { instanceAlias, type InstanceFamily, register, type Route } from "./route_table.ts";
 import { certificateRoutes } from "./routes/certificates.ts";

@@ -1,4 +1,4 @@
-/** Typed domain errors. The API maps each to an HTTP status in one place (api/envelope.ts). */
+/** Typed domain errors. The API maps each to an HTTP status in one place (server/envelope.ts). */
 export class DomainError extends Error {
   readonly status: number = 500;
   constructor(message: string) {

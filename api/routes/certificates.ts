@@ -6,8 +6,8 @@ import {
   CertificatesPostSchema,
 } from "../../contract/schemas.ts";
 import { certificateUrl } from "../../contract/urls.ts";
-import { parseBody, recursion } from "../body.ts";
-import { async, sync } from "../envelope.ts";
+import { parseBody, recursion } from "../../server/body.ts";
+import { async, sync } from "../../server/envelope.ts";
 import { identityOf, isTrustedClient, refusal } from "../access.ts";
 import { connectionOf } from "../../server/connection.ts";
 import { BadRequest, Forbidden } from "../../contract/errors.ts";

@@ -4,8 +4,8 @@
  */
 import type { Agent } from "../../agent/agent.ts";
 import { ExecSession } from "../../agent/exec_session.ts";
-import { parseBody } from "../body.ts";
-import { async } from "../envelope.ts";
+import { parseBody } from "../../server/body.ts";
+import { async } from "../../server/envelope.ts";
 import { ConsolePostSchema } from "../../contract/schemas.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 import { resources } from "./instances.ts";

@@ -7,8 +7,8 @@ import type { Context } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
 import type { FileInfo, FileWrite } from "../../contract/files.ts";
-import { readLimited } from "../body.ts";
-import { sync } from "../envelope.ts";
+import { readLimited } from "../../server/body.ts";
+import { sync } from "../../server/envelope.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 
 const PREFIXES = ["X-Incus-", "X-LXD-"];

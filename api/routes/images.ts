@@ -3,9 +3,9 @@ import type { Context } from "hono";
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest, PayloadTooLarge } from "../../contract/errors.ts";
 import { MAX_IMAGE_BYTES } from "../../agent/images.ts";
-import { parseBody, recursion } from "../body.ts";
+import { parseBody, recursion } from "../../server/body.ts";
 import { applyFilter } from "../filter.ts";
-import { async, sync } from "../envelope.ts";
+import { async, sync } from "../../server/envelope.ts";
 import {
   ImageAliasPostSchema,
   ImageAliasPutSchema,

@@ -2,9 +2,9 @@
 import type { Agent } from "../../agent/agent.ts";
 import { BadRequest } from "../../contract/errors.ts";
 import type { InstanceRecord } from "../../agent/store.ts";
-import { parseBody, recursion } from "../body.ts";
+import { parseBody, recursion } from "../../server/body.ts";
 import { applyFilter } from "../filter.ts";
-import { async, sync } from "../envelope.ts";
+import { async, sync } from "../../server/envelope.ts";
 import {
   InstancePatchSchema,
   InstancePostSchema,

@@ -1,12 +1,12 @@
 /** `GET /`, `GET/PUT/PATCH /1.0`, `GET /1.0/resources`: server info, config and resources. */
 import type { Agent } from "../../agent/agent.ts";
 import { VERSION } from "../../contract/version.ts";
-import { parseBody } from "../body.ts";
-import { sync } from "../envelope.ts";
+import { parseBody } from "../../server/body.ts";
+import { sync } from "../../server/envelope.ts";
 import { ServerPutSchema } from "../../contract/schemas.ts";
 import type { Resources, Server, UntrustedServer } from "../../contract/responses.ts";
 import { identityOf, isTrustedClient } from "../access.ts";
-import { httpsAddresses } from "../../agent/trust_tokens.ts";
+import { httpsAddresses } from "../../server/addresses.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 
 /** Exactly the API extensions outpost implements. */

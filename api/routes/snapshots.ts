@@ -1,8 +1,8 @@
 /** `/1.0/instances/{name}/snapshots*`: list, take, show, rename, update and delete snapshots. */
 import type { Agent } from "../../agent/agent.ts";
 import { snapshotView } from "../views.ts";
-import { parseBody, recursion } from "../body.ts";
-import { async, sync } from "../envelope.ts";
+import { parseBody, recursion } from "../../server/body.ts";
+import { async, sync } from "../../server/envelope.ts";
 import {
   SnapshotPostSchema,
   SnapshotPutSchema,

@@ -1,0 +1,234 @@
+/**
+ * The hub's core: join tokens, enrollment, the hosts and their status, and requests relayed to a
+ * host through its tunnel. Status is worked out from the store alone (which hub holds the tunnel,
+ * when the host last spoke), so every hub on a shared database shows the same fleet.
+ */
+import { createHash, randomBytes, X509Certificate } from "node:crypto";
+import {
+  type CreatedToken,
+  encodeJoinToken,
+  type EnrollRequest,
+  type EnrollResponse,
+  type FleetHost,
+  type Inventory,
+  type Token,
+  type TokenCreate,
+  TokenCreateSchema,
+} from "../contract/fleet.ts";
+import { BadRequest, Conflict, Forbidden, NotFound } from "../contract/errors.ts";
+import { addExpiry } from "../contract/units.ts";
+import { derToPem, fingerprintOfDer } from "../contract/tls_transport.ts";
+import type { Connection } from "../server/connection.ts";
+import { relayRequest } from "../server/tunnel_http.ts";
+import type { TunnelCarrier } from "../server/tunnel.ts";
+import type { HostRecord, HubStore, TokenRecord } from "./store.ts";
+import { Session, Sessions, silenceBound } from "./sessions.ts";
+
+export interface FleetOptions {
+  store: HubStore;
+  /** This hub's identity in the store: the URL hosts reach it at. */
+  id: string;
+  /** The URLs a join token names. */
+  urls: string[];
+  /** The hub certificate (PEM). */
+  certificate: string;
+  heartbeatSeconds: number;
+  log: (msg: string) => void;
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+/** `curl --pinnedpubkey`'s form of a certificate's public key: sha256// and base64. */
+export function publicKeyPin(pem: string): string {
+  const spki = new X509Certificate(pem).publicKey.export({ type: "spki", format: "der" });
+  return `sha256//${createHash("sha256").update(spki).digest("base64")}`;
+}
+
+function tokenView(t: TokenRecord): Token {
+  return {
+    id: t.id,
+    description: t.description,
+    labels: t.labels,
+    uses_left: t.uses_left,
+    expires_at: t.expires_at,
+    created_at: t.created_at,
+  };
+}
+
+export class Fleet {
+  readonly sessions = new Sessions();
+  readonly fingerprint: string;
+  #store: HubStore;
+
+  constructor(private opts: FleetOptions) {
+    this.#store = opts.store;
+    this.fingerprint = fingerprintOfDer(new X509Certificate(opts.certificate).raw);
+  }
+
+  get heartbeatSeconds(): number {
+    return this.opts.heartbeatSeconds;
+  }
+
+  // --- join tokens ---
+
+  async createToken(body: TokenCreate): Promise<CreatedToken> {
+    const req = TokenCreateSchema.parse(body);
+    if (this.opts.urls.length === 0) {
+      throw new BadRequest(
+        "The hub has no address hosts can reach: start it with --listen or --url",
+      );
+    }
+    const now = new Date();
+    let expires = "";
+    if (req.expires !== "" && req.expires !== "never") {
+      try {
+        expires = addExpiry(now, req.expires).toISOString();
+      } catch {
+        throw new BadRequest(
+          `Invalid expiry "${req.expires}": use a number and a unit (30m, 1h, 7d)`,
+        );
+      }
+    }
+    const secret = randomBytes(32).toString("hex");
+    const record: TokenRecord = {
+      id: randomBytes(6).toString("hex"),
+      hash: sha256(secret),
+      description: req.description,
+      labels: req.labels,
+      uses_left: req.uses,
+      expires_at: expires,
+      created_at: now.toISOString(),
+    };
+    await this.#store.putToken(record);
+    const token = encodeJoinToken({
+      hub: this.opts.urls,
+      fingerprint: this.fingerprint,
+      secret,
+      expires_at: expires,
+    });
+    const url = this.opts.urls[0];
+    return {
+      ...tokenView(record),
+      token,
+      install_command: `curl -fsSLk --pinnedpubkey '${
+        publicKeyPin(this.opts.certificate)
+      }' ${url}/install.sh | sh -s -- --token ${token}`,
+    };
+  }
+
+  async listTokens(): Promise<Token[]> {
+    await this.#store.pruneTokens(new Date().toISOString());
+    return (await this.#store.listTokens()).map(tokenView);
+  }
+
+  async revokeToken(id: string): Promise<void> {
+    if (!await this.#store.deleteToken(id)) throw new NotFound(`Join token "${id}" not found`);
+  }
+
+  // --- enrollment ---
+
+  /** Exchanges a join token for a place in the fleet: `der` (the agent's certificate) is its credential. */
+  async enroll(der: Uint8Array | undefined, req: EnrollRequest): Promise<EnrollResponse> {
+    if (!der) throw new Forbidden("Enrollment needs the agent's client certificate");
+    const certificate = derToPem(der);
+    const r = await this.#store.enroll(sha256(req.secret), new Date().toISOString(), {
+      name: req.name,
+      fingerprint: fingerprintOfDer(der),
+      certificate,
+    });
+    if (!r.ok && r.why === "token") {
+      throw new Forbidden("The join token is invalid, expired, revoked or used up");
+    }
+    if (!r.ok) {
+      throw new Conflict(`Another host is enrolled as "${req.name}": enroll with another --name`);
+    }
+    this.opts.log(`hub: host ${req.name} enrolled`);
+    return { name: req.name, labels: r.labels };
+  }
+
+  /** The enrolled host a certificate stands for, or undefined. */
+  hostOf(der: Uint8Array | undefined): Promise<HostRecord | undefined> {
+    if (!der) return Promise.resolve(undefined);
+    return this.#store.hostByFingerprint(fingerprintOfDer(der));
+  }
+
+  // --- tunnels ---
+
+  /** A host's tunnel websocket is open: serve it. */
+  attach(host: HostRecord, carrier: TunnelCarrier): Session {
+    const session = new Session(host.name, carrier, this.opts.heartbeatSeconds, {
+      opened: async (name, inventory) => {
+        await this.#store.setConnection(name, this.opts.id, new Date().toISOString());
+        await this.#store.touch(name, new Date().toISOString(), inventory);
+        this.opts.log(`hub: host ${name} connected`);
+      },
+      heartbeat: (name, inventory) => this.#store.touch(name, new Date().toISOString(), inventory),
+      events: () => Promise.resolve(),
+      closed: async (s, reason) => {
+        this.sessions.remove(s);
+        if (this.sessions.get(s.name)) return; // it connected again meanwhile
+        await this.#store.setConnection(s.name, "", new Date(s.lastHeard).toISOString());
+        this.opts.log(`hub: host ${s.name} disconnected: ${reason}`);
+      },
+    }, this.opts.log);
+    this.sessions.add(session);
+    return session;
+  }
+
+  // --- hosts ---
+
+  #view(h: HostRecord, now: number): FleetHost {
+    const seen = h.last_seen ? Date.parse(h.last_seen) : 0;
+    const online = h.hub !== "" && now - seen <= silenceBound(this.opts.heartbeatSeconds);
+    return {
+      name: h.name,
+      status: online ? "online" : "offline",
+      labels: h.labels,
+      fingerprint: h.fingerprint,
+      enrolled_at: h.enrolled_at,
+      last_seen: h.last_seen,
+      hub: online ? h.hub : "",
+      inventory: h.inventory,
+    };
+  }
+
+  async hosts(): Promise<FleetHost[]> {
+    const now = Date.now();
+    return (await this.#store.listHosts()).map((h) => this.#view(h, now));
+  }
+
+  async host(name: string): Promise<FleetHost> {
+    const h = await this.#store.getHost(name);
+    if (!h) throw new NotFound(`Host "${name}" not found`);
+    return this.#view(h, Date.now());
+  }
+
+  async removeHost(name: string): Promise<void> {
+    if (!await this.#store.deleteHost(name)) throw new NotFound(`Host "${name}" not found`);
+    this.sessions.get(name)?.tunnel.close("The host was removed from the fleet");
+  }
+
+  /** A client's request relayed to `path` on a host's own API. */
+  async relay(name: string, req: Request, path: string, connection: Connection): Promise<Response> {
+    const session = this.sessions.get(name);
+    if (!session) {
+      const host = await this.host(name);
+      if (host.status === "online" && host.hub !== this.opts.id) {
+        throw new Conflict(`Host "${name}" is connected to the hub at ${host.hub}: ask that hub`);
+      }
+      throw new Conflict(
+        `Host "${name}" is offline (last seen ${
+          host.last_seen || "never"
+        }): it cannot be reached until it reconnects`,
+      );
+    }
+    return await relayRequest(session.tunnel, req, path, connection);
+  }
+
+  /** Inventory of a host, from the store. */
+  async inventory(name: string): Promise<Inventory | null> {
+    return (await this.host(name)).inventory;
+  }
+}
