@@ -7,6 +7,11 @@ async function runDaemon(stateDir: string): Promise<void> {
   await daemon.runDaemon({ stateDir });
 }
 
+async function runHub(opts: import("./cli/hub.ts").HubRunOptions): Promise<void> {
+  const hub = await import("./hub/server.ts");
+  await hub.runHub(opts);
+}
+
 async function main(): Promise<number> {
   // A compiled outpost runs its own confined file helper through a hidden subcommand; nothing
   // else of the program is loaded for it.
@@ -26,7 +31,7 @@ async function main(): Promise<number> {
   const { buildProgram } = await import("./cli/program.ts");
   let ctx: { exitCode: number; close(): void } | undefined;
   try {
-    const built = await buildProgram({ runDaemon }, Deno.args);
+    const built = await buildProgram({ runDaemon, runHub }, Deno.args);
     ctx = built.ctx;
     await built.program.parseAsync(built.args, { from: "user" });
     return ctx.exitCode;

@@ -27,7 +27,9 @@ import { TrustTokens } from "./trust_tokens.ts";
 import { httpsAddresses } from "../server/addresses.ts";
 import { recoverInstances } from "./recovery.ts";
 import { readHostFile } from "../drivers/hostfs.ts";
-import { ensureServerCert, type ServerCert } from "../server/server_cert.ts";
+import { CERT_FILE, ensureServerCert, KEY_FILE, type ServerCert } from "../server/server_cert.ts";
+import { FleetMembershipManager } from "./fleet.ts";
+import { join } from "node:path";
 import { hostname, userInfo } from "node:os";
 
 /** Applies a server config change live; throws (a BadRequest) to refuse it. */
@@ -55,6 +57,7 @@ export class Agent {
   readonly tokens: TrustTokens;
   readonly audit: AuditLog;
   readonly authFailures = new AuthFailures();
+  readonly fleet: FleetMembershipManager;
   readonly startedAt = new Date();
   /** The daemon's TLS certificate and its fingerprint (made or read by init()). */
   serverCert: ServerCert = { certificate: "", fingerprint: "" };
@@ -107,6 +110,14 @@ export class Agent {
       fingerprint: () => this.serverCert.fingerprint,
       addresses: () => httpsAddresses(this.serverConfig()["core.https_address"] ?? ""),
       expiry: () => this.serverConfig()["core.remote_token_expiry"] ?? "",
+    });
+    this.fleet = new FleetMembershipManager({
+      store: this.store,
+      credentials: async () => ({
+        cert: await Deno.readTextFile(join(this.paths.root, CERT_FILE)),
+        key: await Deno.readTextFile(join(this.paths.root, KEY_FILE)),
+      }),
+      log,
     });
     this.metrics = new Metrics({
       instances: () => this.instances.list(),

@@ -71,6 +71,15 @@ const MIGRATIONS: string[] = [
      certificate TEXT NOT NULL,
      description TEXT NOT NULL DEFAULT ''
    );`,
+  // 4: the hub this host is enrolled with (one row at most)
+  `CREATE TABLE fleet (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     hub_urls TEXT NOT NULL,
+     hub_certificate TEXT NOT NULL,
+     name TEXT NOT NULL,
+     labels TEXT NOT NULL,
+     enrolled_at TEXT NOT NULL
+   );`,
 ];
 
 const stringMap = z.record(z.string(), z.string());
@@ -135,6 +144,15 @@ const CertificateRowSchema = z.object({
   description: z.string(),
 });
 export type CertificateRecord = z.infer<typeof CertificateRowSchema>;
+
+const FleetRowSchema = z.object({
+  hub_urls: json(z.array(z.string())),
+  hub_certificate: z.string(),
+  name: z.string(),
+  labels: json(stringMap),
+  enrolled_at: z.string(),
+});
+export type FleetRecord = z.infer<typeof FleetRowSchema>;
 
 /** An operation's body is kept whole as JSON; the Operations manager owns its shape. */
 const OperationRowSchema = z.object({ body: json(z.unknown()) });
@@ -479,6 +497,31 @@ export class Store {
       for (const [k, v] of Object.entries(config)) {
         this.#run("INSERT INTO server_config (key, value) VALUES (?, ?)", k, v);
       }
+    });
+  }
+
+  // --- fleet enrollment ---
+
+  fleet(): FleetRecord | undefined {
+    return this.#one(
+      FleetRowSchema,
+      "SELECT hub_urls, hub_certificate, name, labels, enrolled_at FROM fleet WHERE id = 1",
+    );
+  }
+
+  setFleet(r: FleetRecord | undefined): void {
+    this.transaction(() => {
+      this.#run("DELETE FROM fleet");
+      if (!r) return;
+      this.#run(
+        `INSERT INTO fleet (id, hub_urls, hub_certificate, name, labels, enrolled_at)
+           VALUES (1, ?, ?, ?, ?, ?)`,
+        JSON.stringify(r.hub_urls),
+        r.hub_certificate,
+        r.name,
+        JSON.stringify(r.labels),
+        r.enrolled_at,
+      );
     });
   }
 }

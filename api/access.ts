@@ -14,12 +14,14 @@ import type { Guard, Route } from "./route_table.ts";
 /** What the server knows of a caller. */
 export type Identity =
   | { kind: "unix" }
+  | { kind: "hub"; hub: string }
   | { kind: "untrusted"; address: string }
   | { kind: "certificate"; address: string; certificate: CertificateRecord };
 
 /** Who a caller is: the unix socket, a trusted certificate, or an untrusted peer. */
 export function identify(agent: Agent, caller: Caller): Identity {
   if (caller.via === "unix") return { kind: "unix" };
+  if (caller.via === "hub") return { kind: "hub", hub: caller.hub };
   const certificate = caller.certificate && agent.trust.identify(caller.certificate);
   return certificate
     ? { kind: "certificate", address: caller.address, certificate }
@@ -42,9 +44,13 @@ export function identityOf(agent: Agent, c: Context): Identity {
   return id;
 }
 
-/** Whether an identity is a trusted client (the unix socket or a `client` certificate). */
+/**
+ * Whether an identity is a trusted client: the unix socket, the hub this host enrolled with
+ * (through the tunnel it dialed itself), or a `client` certificate.
+ */
 export function isTrustedClient(id: Identity): boolean {
-  return id.kind === "unix" || (id.kind === "certificate" && id.certificate.type === "client");
+  return id.kind === "unix" || id.kind === "hub" ||
+    (id.kind === "certificate" && id.certificate.type === "client");
 }
 
 /** Whether `id` may call a route declared with `route`'s access level; else why not. */
@@ -53,7 +59,10 @@ export function refusal(
   id: Identity,
   route: Pick<Route, "access" | "method">,
 ): string | undefined {
-  if (id.kind === "unix" || route.access === "untrusted" || route.access === "secret") {
+  if (
+    id.kind === "unix" || id.kind === "hub" || route.access === "untrusted" ||
+    route.access === "secret"
+  ) {
     return undefined;
   }
   if (route.access === "metrics") {
@@ -100,6 +109,7 @@ export function accessGuard(agent: Agent): Guard {
 /** How the audit log names a caller. */
 export function auditName(id: Identity): string {
   if (id.kind === "unix") return "unix";
+  if (id.kind === "hub") return `hub ${id.hub}`;
   if (id.kind === "certificate") return id.certificate.fingerprint;
   return `untrusted ${id.address}`;
 }

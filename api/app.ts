@@ -10,6 +10,7 @@ import { consoleRoutes } from "./routes/console.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { execRoutes } from "./routes/exec.ts";
 import { fileRoutes } from "./routes/files.ts";
+import { fleetRoutes } from "./routes/fleet.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
@@ -32,6 +33,7 @@ const TABLES: ((agent: Agent) => Route[])[] = [
   imageRoutes,
   metricsRoutes,
   certificateRoutes,
+  fleetRoutes,
 ];
 
 /**

@@ -10,19 +10,35 @@ import {
   readConfig,
   remoteTransport,
 } from "../contract/remote_config.ts";
-import { resolveStateDir, socketPath } from "../contract/state_dir.ts";
+import {
+  hubSocketPath,
+  resolveHubDir,
+  resolveStateDir,
+  socketPath,
+} from "../contract/state_dir.ts";
 
 export class CliContext {
   exitCode = 0;
   /** The remote the command line named (`REMOTE:`); the default remote when none. */
   remote?: string;
   #client?: ApiClient;
+  #hubClient?: ApiClient;
   #config?: ClientConfig;
 
   constructor(private stateDirFlag?: () => string | undefined) {}
 
   get stateDir(): string {
     return resolveStateDir(this.stateDirFlag?.());
+  }
+
+  /** The hub's state dir (`--state-dir` names it for hub commands). */
+  get hubDir(): string {
+    return resolveHubDir(this.stateDirFlag?.());
+  }
+
+  /** A client of the hub on this machine, through its admin socket. */
+  get hubClient(): ApiClient {
+    return this.#hubClient ??= new ApiClient(hubSocketPath(this.hubDir));
   }
 
   /** The CLI's config dir (remotes, client certificate). */
@@ -72,6 +88,7 @@ export class CliContext {
 
   close(): void {
     this.#client?.close();
+    this.#hubClient?.close();
   }
 }
 

@@ -7,13 +7,15 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { VERSION } from "../contract/version.ts";
 import { selectRemote, splitGlobalOptions } from "./argv.ts";
 import { CliContext } from "./context.ts";
+import type { HubRunOptions } from "./hub.ts";
 
 /** What the command line cannot do itself: `main.ts` hands in the daemon (the CLI never loads it). */
 export interface ProgramDeps {
   runDaemon(stateDir: string): Promise<void>;
+  runHub(opts: HubRunOptions): Promise<void>;
 }
 
-type Load = (ctx: CliContext) => Promise<CommandUnknownOpts[]>;
+type Load = (ctx: CliContext, deps: ProgramDeps) => Promise<CommandUnknownOpts[]>;
 
 /** Each command group: the top-level names (and aliases) it defines, and how to load it. */
 export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
@@ -50,6 +52,17 @@ export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
   {
     names: ["remote"],
     load: async (ctx) => [(await import("./remote.ts")).remoteCommand(ctx)],
+  },
+  {
+    names: ["hub"],
+    load: async (ctx, deps) => [(await import("./hub.ts")).hubCommand(ctx, deps.runHub)],
+  },
+  {
+    names: ["enroll", "fleet"],
+    load: async (ctx) => {
+      const m = await import("./fleet.ts");
+      return [m.enrollCommand(ctx), m.fleetCommand(ctx)];
+    },
   },
   { names: ["image"], load: async (ctx) => [(await import("./images.ts")).imageCommand(ctx)] },
   {
@@ -110,7 +123,7 @@ export async function buildProgram(
     .action(() => deps.runDaemon(ctx.stateDir));
 
   for (const group of groupsFor(argv)) {
-    for (const cmd of await group.load(ctx)) program.addCommand(cmd);
+    for (const cmd of await group.load(ctx, deps)) program.addCommand(cmd);
   }
   // Subcommands report errors the same way as the program (main.ts prints them).
   const propagate = (cmd: Command | ReturnType<Command["command"]>) => {

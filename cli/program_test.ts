@@ -2,11 +2,13 @@ import assert from "node:assert/strict";
 import { buildProgram, COMMAND_GROUPS, commandWord } from "./program.ts";
 import { CliContext } from "./context.ts";
 
-const deps = { runDaemon: () => Promise.resolve() };
+const deps = { runDaemon: () => Promise.resolve(), runHub: () => Promise.resolve() };
 
 Deno.test("each command group lists exactly the top-level names and aliases it defines", async () => {
   for (const group of COMMAND_GROUPS) {
-    const defined = (await group.load(new CliContext())).flatMap((c) => [c.name(), ...c.aliases()]);
+    const defined = (await group.load(new CliContext(), deps)).flatMap((
+      c,
+    ) => [c.name(), ...c.aliases()]);
     assert.deepEqual([...defined].sort(), [...group.names].sort());
   }
 });

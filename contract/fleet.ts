@@ -200,3 +200,32 @@ export const FleetHostSchema = z.strictObject({
   inventory: InventorySchema.nullable(),
 });
 export type FleetHost = z.infer<typeof FleetHostSchema>;
+
+// --- the agent's side (`/1.0/fleet` on an agent, outpost's own) ---
+
+/** `POST /1.0/fleet`: enroll this host with a hub. */
+export const FleetJoinSchema = z.strictObject({
+  token: z.string().min(1).max(8192),
+  /** The hub's URL as this host reaches it, tried before the token's. */
+  url: z.url().max(2048).optional(),
+  /** The host's name in the fleet (default: its host name). */
+  name: HostNameSchema.optional(),
+});
+export type FleetJoin = z.infer<typeof FleetJoinSchema>;
+
+/** `GET /1.0/fleet`: whether and where this host is enrolled, and how its tunnel fares. */
+export const FleetMembershipSchema = z.strictObject({
+  enrolled: z.boolean(),
+  name: z.string(),
+  hub: z.array(z.string()),
+  labels: LabelsSchema,
+  enrolled_at: z.string(),
+  /** `connected`, `connecting` (backing off between tries), or `none` when not enrolled. */
+  tunnel: z.enum(["connected", "connecting", "none"]),
+  /** Why the last try failed (empty when it did not). */
+  last_error: z.string(),
+  /** Events waiting for the hub, and those dropped because the queue was full. */
+  queued_events: z.number(),
+  dropped_events: z.number(),
+});
+export type FleetMembership = z.infer<typeof FleetMembershipSchema>;

@@ -9,6 +9,7 @@ import { listenUnix } from "../server/unix_listener.ts";
 import { errorResponse } from "../server/node_bridge.ts";
 import { CERT_FILE, KEY_FILE } from "../server/server_cert.ts";
 import { join } from "node:path";
+import { FleetClient } from "./fleet_client.ts";
 
 export interface DaemonOptions {
   stateDir: string;
@@ -91,6 +92,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     log(`https: ${messageOf(err)}`);
   }
   const unsubscribe = agent.events.subscribe(["operation", "lifecycle"], () => memory.touch());
+  // The tunnel to the hub, while this host is enrolled with one.
+  const fleet = new FleetClient({ agent, serve, log });
+  fleet.start();
   const settler = setInterval(() => memory.settle(), 1_000);
   const server = await listenUnix(agent.paths.socket, serve, log);
   await Deno.chmod(agent.paths.socket, 0o660);
@@ -114,6 +118,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       clearInterval(pruner);
       clearInterval(settler);
       unsubscribe();
+      fleet.stop();
       // A subscriber that stopped reading would hold the shutdown forever: close them first.
       agent.events.close();
       await https.close();

@@ -16,7 +16,6 @@ import {
   TokenCreateSchema,
 } from "../contract/fleet.ts";
 import { BadRequest, Conflict, Forbidden, NotFound } from "../contract/errors.ts";
-import { addExpiry } from "../contract/units.ts";
 import { derToPem, fingerprintOfDer } from "../contract/tls_transport.ts";
 import type { Connection } from "../server/connection.ts";
 import { relayRequest } from "../server/tunnel_http.ts";
@@ -34,6 +33,22 @@ export interface FleetOptions {
   certificate: string;
   heartbeatSeconds: number;
   log: (msg: string) => void;
+}
+
+const UNIT_MS: Record<string, number> = {
+  s: 1_000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+/** `90s`, `30m`, `1h`, `7d`, `2w` in milliseconds (at most a year), or undefined. */
+export function durationMs(text: string): number | undefined {
+  const m = /^(\d{1,6})([smhdw])$/.exec(text.trim());
+  if (!m) return undefined;
+  const ms = Number(m[1]) * UNIT_MS[m[2]];
+  return ms > 0 && ms <= 366 * UNIT_MS.d ? ms : undefined;
 }
 
 function sha256(text: string): string {
@@ -83,13 +98,13 @@ export class Fleet {
     const now = new Date();
     let expires = "";
     if (req.expires !== "" && req.expires !== "never") {
-      try {
-        expires = addExpiry(now, req.expires).toISOString();
-      } catch {
+      const ms = durationMs(req.expires);
+      if (ms === undefined) {
         throw new BadRequest(
-          `Invalid expiry "${req.expires}": use a number and a unit (30m, 1h, 7d)`,
+          `Invalid expiry "${req.expires}": use a number and a unit s, m, h, d or w (30m, 1h, 7d)`,
         );
       }
+      expires = new Date(now.getTime() + ms).toISOString();
     }
     const secret = randomBytes(32).toString("hex");
     const record: TokenRecord = {

@@ -7,7 +7,7 @@
  * - the bundler's CommonJS runtime imports `node:module` up front for the `require` of CommonJS
  *   packages; it is replaced by one that loads Node's built-ins only when first called
  *   (`process.getBuiltinModule`), which only YAML output does.
- * The daemon and the file helper are not bundled: the bundle imports them from the sources
+ * The daemon, the hub and the file helper are not bundled: the bundle imports them from the sources
  * (`../../daemon/daemon.ts`), where the helper finds the files it copies.
  *
  * Fails when what it rewrites is not found exactly as expected (a new commander, a new bundler).
@@ -20,6 +20,7 @@ const OUT = join(ROOT, "dist", "cli");
 /** Modules the bundle leaves to the sources, and how they are reached from `dist/cli/`. */
 const SOURCES: Record<string, string> = {
   "./daemon/daemon.ts": "../../daemon/daemon.ts",
+  "./hub/server.ts": "../../hub/server.ts",
   "./drivers/forkfile/helper.ts": "../../drivers/forkfile/helper.ts",
 };
 

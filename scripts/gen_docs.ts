@@ -10,7 +10,10 @@ import { buildProgram } from "../cli/program.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 
 async function cliReference(): Promise<string> {
-  const { program } = await buildProgram({ runDaemon: () => Promise.resolve() });
+  const { program } = await buildProgram({
+    runDaemon: () => Promise.resolve(),
+    runHub: () => Promise.resolve(),
+  });
   const sections: string[] = [
     "# CLI reference",
     "",

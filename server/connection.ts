@@ -12,7 +12,9 @@ export type Caller =
   /** The unix socket: its file mode is the check, a caller there is trusted as a whole. */
   | { via: "unix" }
   /** The HTTPS listener: the peer's address and the DER of the certificate it presented. */
-  | { via: "https"; address: string; certificate?: Uint8Array };
+  | { via: "https"; address: string; certificate?: Uint8Array }
+  /** The hub this host is enrolled with, through the tunnel the host dialed: trusted as a whole. */
+  | { via: "hub"; hub: string };
 
 /** Both ends of a connection taken over after a 101 (SFTP). */
 export interface RawStream {

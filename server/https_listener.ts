@@ -117,7 +117,7 @@ export class HttpsListener {
     server.on("error", (err) => this.opts.log(`https: ${messageOf(err)}`));
     this.#server = server;
     this.#address = at;
-    this.opts.log(`outpost daemon listening on https://${formatListenAddress(at)}`);
+    this.opts.log(`listening on https://${formatListenAddress(at)}`);
   }
 
   /** Stops listening and ends every connection. */

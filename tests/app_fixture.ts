@@ -13,6 +13,7 @@ import { TrustStore } from "../agent/trust.ts";
 import { AuditLog } from "../agent/audit.ts";
 import { AuthFailures } from "../agent/auth_failures.ts";
 import { TrustTokens } from "../agent/trust_tokens.ts";
+import { FleetMembershipManager } from "../agent/fleet.ts";
 import { httpsAddresses } from "../server/addresses.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
@@ -52,6 +53,11 @@ export async function withApp(
         fingerprint: () => "",
         addresses: () => httpsAddresses(core.store.serverConfig()["core.https_address"] ?? ""),
         expiry: () => core.store.serverConfig()["core.remote_token_expiry"] ?? "",
+      }),
+      fleet: new FleetMembershipManager({
+        store: core.store,
+        credentials: () => Promise.reject(new Error("No certificate in the fixture")),
+        log: (msg) => core.log.push(msg),
       }),
       serverConfigAppliers: [],
       audit: new AuditLog(core.paths.auditLog),

@@ -1,0 +1,122 @@
+/**
+ * `outpost enroll` (this host joins a hub) and `outpost fleet ...` (the hub's view of its hosts,
+ * through the hub's admin socket).
+ */
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { FLEET_API, type FleetHost, type FleetMembership } from "../contract/fleet.ts";
+import { type CliContext, UsageError } from "./context.ts";
+import { type Column, FORMAT_OPTION, formatBytes, parseFormat, printList } from "./format.ts";
+import { labelsOf } from "./hub.ts";
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+const labelText = (labels: Record<string, string>) =>
+  Object.entries(labels).map(([k, v]) => `${k}=${v}`).join("\n");
+
+const HOST_COLUMNS: Column<FleetHost>[] = [
+  { header: "NAME", value: (h) => h.name },
+  { header: "STATUS", value: (h) => h.status.toUpperCase() },
+  { header: "LAST SEEN", value: (h) => h.last_seen },
+  { header: "VERSION", value: (h) => h.inventory?.version ?? "" },
+  { header: "LABELS", value: (h) => labelText(h.labels) },
+  { header: "CPUS", value: (h) => String(h.inventory?.cpus ?? "") },
+  { header: "MEMORY", value: (h) => h.inventory ? formatBytes(h.inventory.memory_bytes) : "" },
+  { header: "INSTANCES", value: (h) => String(h.inventory?.instances.length ?? "") },
+];
+
+interface FleetInstance {
+  host: string;
+  name: string;
+  type: string;
+  status: string;
+  addresses: string[];
+}
+
+const INSTANCE_COLUMNS: Column<FleetInstance>[] = [
+  { header: "HOST", value: (i) => i.host },
+  { header: "NAME", value: (i) => i.name },
+  { header: "TYPE", value: (i) => i.type },
+  { header: "STATE", value: (i) => i.status.toUpperCase() },
+  { header: "ADDRESSES", value: (i) => i.addresses.join("\n") },
+];
+
+function hostsPath(labels: string[]): string {
+  const selector = labelsOf(labels);
+  const q = Object.entries(selector).map(([k, v]) => `label=${encodeURIComponent(`${k}=${v}`)}`);
+  return `${FLEET_API}/hosts${q.length ? `?${q.join("&")}` : ""}`;
+}
+
+export function enrollCommand(ctx: CliContext): CommandUnknownOpts {
+  return new Command("enroll")
+    .description("Enroll this host with a fleet hub (the daemon keeps a tunnel open to it)")
+    .argument("[url]", "The hub's URL as this host reaches it (default: the token's)")
+    .requiredOption("--token <token>", 'A join token from "outpost hub token create"')
+    .option("--name <name>", "This host's name in the fleet (default: its host name)")
+    .action(async (url, opts) => {
+      if (url !== undefined && !/^https:\/\/[^/]+\/?$/.test(url)) {
+        throw new UsageError(`Invalid hub URL "${url}": use https://HOST[:PORT]`);
+      }
+      const env = await ctx.client.request<FleetMembership>("POST", "/1.0/fleet", {
+        body: {
+          token: opts.token,
+          ...(url ? { url } : {}),
+          ...(opts.name ? { name: opts.name } : {}),
+        },
+      });
+      const m = env.metadata as FleetMembership;
+      console.log(`Enrolled as "${m.name}" with the hub at ${m.hub[0]}`);
+    });
+}
+
+export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
+  const fleet = new Command("fleet").description(
+    "The fleet as the hub on this machine sees it (its state dir: --state-dir, env OUTPOST_HUB_DIR)",
+  );
+  fleet.command("hosts")
+    .description("List the enrolled hosts, online or not")
+    .option(
+      "--label <key=value>",
+      "Only hosts with this label (repeatable)",
+      collect,
+      [] as string[],
+    )
+    .option(...FORMAT_OPTION)
+    .action(async (opts) => {
+      const format = parseFormat(opts.format);
+      const hosts = await ctx.hubClient.get<FleetHost[]>(hostsPath(opts.label));
+      await printList(format, hosts, HOST_COLUMNS, hosts);
+    });
+  fleet.command("show")
+    .description("Show one host: its status, labels and last inventory (JSON)")
+    .argument("<host>", "The host's name")
+    .action(async (name) => {
+      const host = await ctx.hubClient.get<FleetHost>(
+        `${FLEET_API}/hosts/${encodeURIComponent(name)}`,
+      );
+      console.log(JSON.stringify(host, null, 2));
+    });
+  fleet.command("remove")
+    .description("Remove a host from the fleet (it must enroll again to come back)")
+    .argument("<host>", "The host's name")
+    .action(async (name) => {
+      await ctx.hubClient.request("DELETE", `${FLEET_API}/hosts/${encodeURIComponent(name)}`);
+    });
+  fleet.command("instances")
+    .description("List the instances of every host, as each last reported them")
+    .option(
+      "--label <key=value>",
+      "Only hosts with this label (repeatable)",
+      collect,
+      [] as string[],
+    )
+    .option(...FORMAT_OPTION)
+    .action(async (opts) => {
+      const format = parseFormat(opts.format);
+      const hosts = await ctx.hubClient.get<FleetHost[]>(hostsPath(opts.label));
+      const rows = hosts.flatMap((h) =>
+        (h.inventory?.instances ?? []).map((i) => ({ host: h.name, ...i }))
+      );
+      await printList(format, rows, INSTANCE_COLUMNS, rows);
+    });
+  return fleet;
+}

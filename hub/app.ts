@@ -1,0 +1,155 @@
+/**
+ * The hub's API (`/fleet/v1`), in the Incus envelope: who may call what is decided here, per
+ * route, from the connection (the unix socket in the state dir is the hub's admin; over HTTPS an
+ * enrolled host's certificate may open its tunnel, and anyone may enroll with a join token).
+ */
+import { type Context, Hono } from "hono";
+import { Forbidden } from "../contract/errors.ts";
+import {
+  EnrollRequestSchema,
+  FLEET_API,
+  type FleetHost,
+  matchesLabels,
+  parseLabels,
+  TokenCreateSchema,
+} from "../contract/fleet.ts";
+import { errorBody } from "../contract/responses.ts";
+import { TUNNEL_PATH } from "../contract/tunnel.ts";
+import { VERSION } from "../contract/version.ts";
+import { BadRequest } from "../contract/errors.ts";
+import { parseBody } from "../server/body.ts";
+import { type Caller, connectionOf } from "../server/connection.ts";
+import { json, sync, toHttpError } from "../server/envelope.ts";
+import type { Fleet } from "./fleet.ts";
+
+/** Who the caller is to the hub. */
+type Role = "admin" | "host" | "untrusted";
+
+async function roleOf(fleet: Fleet, caller: Caller): Promise<Role> {
+  if (caller.via === "unix") return "admin";
+  if (caller.via === "https" && await fleet.hostOf(caller.certificate)) return "host";
+  return "untrusted";
+}
+
+function requireAdmin(role: Role): void {
+  if (role !== "admin") throw new Forbidden("Only the hub's administrators may do this");
+}
+
+/** `?label=k=v` (repeated) as a label selector. */
+function labelSelector(c: Context): Record<string, string> {
+  try {
+    return parseLabels(c.req.queries("label") ?? []);
+  } catch (err) {
+    throw new BadRequest((err as Error).message);
+  }
+}
+
+export function createHubApp(fleet: Fleet, log: (msg: string) => void): Hono {
+  const app = new Hono();
+  app.use(async (c, next) => {
+    await next();
+    if (c.req.method !== "GET") {
+      log(`hub: ${c.req.method} ${c.req.path.slice(0, 200)} ${c.res.status}`);
+    }
+  });
+
+  app.get(FLEET_API, async (c) => {
+    const role = await roleOf(fleet, connectionOf(c).caller);
+    return sync(c, {
+      server: "outpost-hub",
+      version: VERSION,
+      fingerprint: fleet.fingerprint,
+      auth: role,
+    });
+  });
+
+  app.post(`${FLEET_API}/enroll`, async (c) => {
+    const caller = connectionOf(c).caller;
+    if (caller.via !== "https") {
+      throw new BadRequest("Enroll over HTTPS, with the agent's certificate");
+    }
+    const body = await parseBody(c, EnrollRequestSchema, { requireBody: true });
+    return sync(c, await fleet.enroll(caller.certificate, body));
+  });
+
+  app.get(TUNNEL_PATH, async (c) => {
+    const connection = connectionOf(c);
+    const caller = connection.caller;
+    const host = caller.via === "https" ? await fleet.hostOf(caller.certificate) : undefined;
+    if (!host) throw new Forbidden("Only an enrolled host may open a tunnel");
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      throw new BadRequest("The tunnel is a websocket");
+    }
+    const { socket, response } = connection.upgradeWebSocket(c.req.raw);
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      const session = fleet.attach(host, {
+        send: (data) => socket.send(data),
+        close: (code, reason) => socket.close(code, reason),
+      });
+      socket.onmessage = (e) => session.tunnel.receive(e.data as string | ArrayBuffer);
+      socket.onclose = () => session.tunnel.close("The tunnel's connection closed");
+      socket.onerror = () => session.tunnel.close("The tunnel's connection failed");
+    };
+    return response;
+  });
+
+  app.get(`${FLEET_API}/hosts`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    const selector = labelSelector(c);
+    const hosts: FleetHost[] = (await fleet.hosts()).filter((h) =>
+      matchesLabels(h.labels, selector)
+    );
+    return sync(c, hosts);
+  });
+
+  app.get(`${FLEET_API}/hosts/:host`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    return sync(c, await fleet.host(c.req.param("host")));
+  });
+
+  app.delete(`${FLEET_API}/hosts/:host`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    await fleet.removeHost(c.req.param("host"));
+    return sync(c, {});
+  });
+
+  // A host's own API, through its tunnel: /fleet/v1/hosts/NAME/1.0/... → /1.0/... on the host.
+  app.all(`${FLEET_API}/hosts/:host/*`, async (c) => {
+    const connection = connectionOf(c);
+    requireAdmin(await roleOf(fleet, connection.caller));
+    const name = c.req.param("host");
+    const url = new URL(c.req.url);
+    const rest = url.pathname.slice(`${FLEET_API}/hosts/`.length);
+    const path = rest.slice(rest.indexOf("/")) + url.search;
+    if (!path.startsWith("/1.0") && path !== "/" && !path.startsWith("/?")) {
+      throw new BadRequest("Only a host's /1.0 API can be reached through the hub");
+    }
+    return await fleet.relay(name, c.req.raw, path, connection);
+  });
+
+  app.get(`${FLEET_API}/tokens`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    return sync(c, await fleet.listTokens());
+  });
+
+  app.post(`${FLEET_API}/tokens`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    const body = await parseBody(c, TokenCreateSchema);
+    return sync(c, await fleet.createToken(body), { status: 201 });
+  });
+
+  app.delete(`${FLEET_API}/tokens/:id`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    await fleet.revokeToken(c.req.param("id"));
+    return sync(c, {});
+  });
+
+  app.notFound((c) => json(c, errorBody("not found", 404), 404));
+  app.onError((err, c) => {
+    const { status, message } = toHttpError(err);
+    if (status >= 500) log(`hub: error: ${err instanceof Error ? err.stack : err}`);
+    return json(c, errorBody(message, status), status);
+  });
+  return app;
+}

@@ -1,0 +1,139 @@
+/**
+ * `outpost hub`: the fleet's central server. Its state dir holds its certificate, its database
+ * and `hub.socket` (the local admin's way in, mode 0600); hosts and remote clients reach it over
+ * HTTPS on `--listen`.
+ */
+import { hostname, userInfo } from "node:os";
+import { join } from "node:path";
+import { messageOf } from "../contract/errors.ts";
+import { formatListenAddress, parseListenAddress } from "../contract/listen_address.ts";
+import { httpsAddresses } from "../server/addresses.ts";
+import { HttpsListener } from "../server/https_listener.ts";
+import { errorResponse } from "../server/node_bridge.ts";
+import { CERT_FILE, ensureServerCert, KEY_FILE, runCommand } from "../server/server_cert.ts";
+import { listenUnix } from "../server/unix_listener.ts";
+import type { ConnectionEnv } from "../server/connection.ts";
+import { createHubApp } from "./app.ts";
+import { Fleet } from "./fleet.ts";
+import { SqliteHubStore } from "./store.ts";
+
+export const HUB_SOCKET = "hub.socket";
+export const DEFAULT_HUB_DIR = "/var/lib/outpost-hub";
+
+export interface HubOptions {
+  stateDir: string;
+  /** Where to listen for HTTPS (`[::]:8443`). */
+  listen: string;
+  /** The URLs join tokens name (default: the listen address, every host address for a wildcard). */
+  urls?: string[];
+  heartbeatSeconds?: number;
+  log?: (msg: string) => void;
+}
+
+export interface RunningHub {
+  fleet: Fleet;
+  https: HttpsListener;
+  finished: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+function timestamped(msg: string): void {
+  try {
+    console.error(`${new Date().toISOString()} ${msg}`);
+  } catch { /* the log is gone; the hub goes on */ }
+}
+
+/** Refuses to start over a live hub; removes a stale socket left by a crash. */
+async function claimSocket(path: string): Promise<void> {
+  try {
+    await Deno.lstat(path);
+  } catch {
+    return;
+  }
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    conn.close();
+  } catch {
+    await Deno.remove(path);
+    return;
+  }
+  throw new Error(`Another hub is already serving ${path}`);
+}
+
+export async function startHub(opts: HubOptions): Promise<RunningHub> {
+  const log = opts.log ?? timestamped;
+  await Deno.mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  const socket = join(opts.stateDir, HUB_SOCKET);
+  await claimSocket(socket);
+  const listen = formatListenAddress(parseListenAddress(opts.listen));
+  const cert = await ensureServerCert(runCommand, opts.stateDir, {
+    hostname: hostname(),
+    user: userInfo().username,
+  });
+  const urls = opts.urls?.length ? opts.urls : httpsAddresses(listen).map((a) => `https://${a}`);
+  const store = new SqliteHubStore(join(opts.stateDir, "hub.db"));
+  const id = urls[0] ?? `https://${listen}`;
+  const fleet = new Fleet({
+    store,
+    id,
+    urls,
+    certificate: cert.certificate,
+    heartbeatSeconds: opts.heartbeatSeconds ?? 10,
+    log,
+  });
+  // Tunnels this hub held before a crash are gone: their hosts reconnect.
+  for (const h of await store.listHosts()) {
+    if (h.hub === id) await store.setConnection(h.name, "", h.last_seen);
+  }
+  const app = createHubApp(fleet, log);
+  const serve = async (req: Request, env: ConnectionEnv) => {
+    try {
+      return await app.fetch(req, env);
+    } catch (err) {
+      log(`hub: error: ${messageOf(err)}`);
+      return errorResponse(500, "Internal error");
+    }
+  };
+  const https = new HttpsListener({
+    credentials: async () => ({
+      cert: await Deno.readTextFile(join(opts.stateDir, CERT_FILE)),
+      key: await Deno.readTextFile(join(opts.stateDir, KEY_FILE)),
+    }),
+    fetch: serve,
+    log,
+  });
+  try {
+    await https.apply(listen);
+    const unix = await listenUnix(socket, serve, log);
+    await Deno.chmod(socket, 0o600);
+    const sweeper = setInterval(() => fleet.sessions.sweep(), fleet.heartbeatSeconds * 1000);
+    log(`outpost hub ${id} (fingerprint ${fleet.fingerprint}), admin socket ${socket}`);
+    let stopping: Promise<void> | undefined;
+    const shutdown = () =>
+      stopping ??= (async () => {
+        clearInterval(sweeper);
+        fleet.sessions.closeAll("The hub is shutting down");
+        await https.close();
+        await unix.close();
+        for (const h of await store.listHosts()) {
+          if (h.hub === id) await store.setConnection(h.name, "", h.last_seen);
+        }
+        await store.close();
+      })();
+    return { fleet, https, finished: unix.finished, shutdown };
+  } catch (err) {
+    await https.close();
+    await store.close();
+    throw err;
+  }
+}
+
+/** Runs the hub until SIGTERM/SIGINT. */
+export async function runHub(opts: HubOptions): Promise<void> {
+  const hub = await startHub(opts);
+  const stop = () => void hub.shutdown();
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  await hub.finished;
+  await hub.shutdown();
+}
