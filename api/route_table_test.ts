@@ -35,6 +35,8 @@ Deno.test("every route declares one of the access levels: GET /, GET /1.0 and to
     "PUT /1.0/certificates/:fingerprint",
     "PATCH /1.0/certificates/:fingerprint",
     "DELETE /1.0/certificates/:fingerprint",
+    "POST /1.0/fleet",
+    "DELETE /1.0/fleet",
   ]);
 });
 

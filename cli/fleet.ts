@@ -3,7 +3,8 @@
  * through the hub's admin socket).
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { FLEET_API, type FleetHost, type FleetMembership } from "../contract/fleet.ts";
+import type { FleetHost, FleetMembership } from "../contract/fleet.ts";
+import { FLEET_API } from "../contract/urls.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { type Column, FORMAT_OPTION, formatBytes, parseFormat, printList } from "./format.ts";
 import { labelsOf } from "./hub.ts";

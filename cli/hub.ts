@@ -4,7 +4,7 @@
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { CreatedToken, Token } from "../contract/fleet.ts";
-import { FLEET_API } from "../contract/fleet.ts";
+import { FLEET_API } from "../contract/urls.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { type Column, FORMAT_OPTION, parseFormat, printList } from "./format.ts";
 

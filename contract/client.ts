@@ -56,14 +56,23 @@ function apiError(err: unknown): ApiError {
 export interface ClientOptions {
   /** What to add to a 403's message, if anything (a remote says how to be trusted again). */
   forbiddenHint?: (message: string) => string | undefined;
+  /**
+   * Put before every path, websockets included: a host's API through a hub is the hub's
+   * `/fleet/v1/hosts/HOST` followed by the host's own paths.
+   */
+  basePath?: string;
 }
 
 export class ApiClient {
   readonly transport: Transport;
 
+  /** What every path is put after (empty: the daemon's own paths). */
+  readonly basePath: string;
+
   /** A client of the daemon at a unix socket path, or over a transport. */
   constructor(target: string | Transport, readonly options: ClientOptions = {}) {
     this.transport = typeof target === "string" ? new UnixTransport(target) : target;
+    this.basePath = options.basePath ?? "";
   }
 
   close(): void {
@@ -89,6 +98,7 @@ export class ApiClient {
     headers: Record<string, string>,
     body?: Uint8Array,
   ): Promise<{ status: number; text: string }> {
+    path = this.basePath + path;
     // deno-lint-ignore no-control-regex
     if (/[\u0000-\u0020\u007f]/.test(path)) {
       throw new ApiError(`Invalid request path ${JSON.stringify(path)}`, 0);
@@ -156,7 +166,7 @@ export class ApiClient {
       headers.set("Content-Type", "application/json");
     }
     try {
-      return await this.transport.fetch(method, path, { headers, body });
+      return await this.transport.fetch(method, this.basePath + path, { headers, body });
     } catch (err) {
       throw apiError(err);
     }

@@ -4,8 +4,9 @@
  */
 import { z } from "zod";
 
-/** The hub's API root. */
-export const FLEET_API = "/fleet/v1";
+import { FLEET_API } from "./urls.ts";
+
+export { FLEET_API };
 /** Where an agent exchanges a join token for its place in the fleet. */
 export const ENROLL_PATH = `${FLEET_API}/enroll`;
 

@@ -38,3 +38,6 @@ export function instanceLogUrl(name: string, file: string): string {
 export function certificateUrl(fingerprint: string): string {
   return `/1.0/certificates/${enc(fingerprint)}`;
 }
+
+/** The fleet hub's API root. */
+export const FLEET_API = "/fleet/v1";

@@ -13,11 +13,19 @@ export {
 } from "./websocket.ts";
 
 /** Where a websocket goes: a unix socket path, or something that dials (an `ApiClient`). */
-export type Dialer = string | { dial(): Promise<ByteConn>; transport: { host: string } };
+export type Dialer = string | {
+  dial(): Promise<ByteConn>;
+  transport: { host: string };
+  /** Put before the path (a host's API through a hub). */
+  basePath?: string;
+};
 
 function open(to: Dialer, path: string): Promise<WebSocketClient> {
   if (typeof to === "string") return connectUnix(to, path);
-  return WebSocketClient.connect(() => to.dial(), { path, host: to.transport.host });
+  return WebSocketClient.connect(() => to.dial(), {
+    path: (to.basePath ?? "") + path,
+    host: to.transport.host,
+  });
 }
 
 /** Subscribes to `/1.0/events`, of the given comma-separated types (all when none). */

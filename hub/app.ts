@@ -108,6 +108,11 @@ export function createHubApp(fleet: Fleet, log: (msg: string) => void): Hono {
     return sync(c, await fleet.host(c.req.param("host")));
   });
 
+  app.get(`${FLEET_API}/hosts/:host/events`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    return sync(c, await fleet.events(c.req.param("host")));
+  });
+
   app.delete(`${FLEET_API}/hosts/:host`, async (c) => {
     requireAdmin(await roleOf(fleet, connectionOf(c).caller));
     await fleet.removeHost(c.req.param("host"));

@@ -20,7 +20,7 @@ import { derToPem, fingerprintOfDer } from "../contract/tls_transport.ts";
 import type { Connection } from "../server/connection.ts";
 import { relayRequest } from "../server/tunnel_http.ts";
 import type { TunnelCarrier } from "../server/tunnel.ts";
-import type { HostRecord, HubStore, TokenRecord } from "./store.ts";
+import type { HostEvent, HostRecord, HubStore, TokenRecord } from "./store.ts";
 import { Session, Sessions, silenceBound } from "./sessions.ts";
 
 export interface FleetOptions {
@@ -33,6 +33,32 @@ export interface FleetOptions {
   certificate: string;
   heartbeatSeconds: number;
   log: (msg: string) => void;
+}
+
+/** Events kept per host (the newest). */
+export const MAX_HOST_EVENTS = 500;
+
+/** A host's events as the store keeps them, with a note first for any it had to drop. */
+function eventsOf(events: unknown[], dropped: number): HostEvent[] {
+  const out: HostEvent[] = [];
+  if (dropped > 0) {
+    out.push({
+      timestamp: new Date().toISOString(),
+      type: "dropped",
+      event: { dropped, message: `${dropped} events were dropped while the hub was away` },
+    });
+  }
+  for (const e of events) {
+    const o = (e && typeof e === "object" ? e : {}) as { timestamp?: unknown; type?: unknown };
+    out.push({
+      timestamp: typeof o.timestamp === "string"
+        ? o.timestamp.slice(0, 64)
+        : new Date().toISOString(),
+      type: typeof o.type === "string" ? o.type.slice(0, 32) : "unknown",
+      event: e,
+    });
+  }
+  return out;
 }
 
 const UNIT_MS: Record<string, number> = {
@@ -180,7 +206,8 @@ export class Fleet {
         this.opts.log(`hub: host ${name} connected`);
       },
       heartbeat: (name, inventory) => this.#store.touch(name, new Date().toISOString(), inventory),
-      events: () => Promise.resolve(),
+      events: (name, events, dropped) =>
+        this.#store.addEvents(name, eventsOf(events, dropped), MAX_HOST_EVENTS),
       closed: async (s, reason) => {
         this.sessions.remove(s);
         if (this.sessions.get(s.name)) return; // it connected again meanwhile
@@ -227,7 +254,12 @@ export class Fleet {
 
   /** A client's request relayed to `path` on a host's own API. */
   async relay(name: string, req: Request, path: string, connection: Connection): Promise<Response> {
-    const session = this.sessions.get(name);
+    let session = this.sessions.get(name);
+    if (session?.expired(Date.now())) {
+      // Silent past the bound: shown offline already, so it is not used (the sweep ends it).
+      session.tunnel.close("No heartbeat from the host");
+      session = undefined;
+    }
     if (!session) {
       const host = await this.host(name);
       if (host.status === "online" && host.hub !== this.opts.id) {
@@ -240,6 +272,12 @@ export class Fleet {
       );
     }
     return await relayRequest(session.tunnel, req, path, connection);
+  }
+
+  /** A host's events, oldest first. */
+  async events(name: string): Promise<HostEvent[]> {
+    await this.host(name);
+    return await this.#store.listEvents(name);
   }
 
   /** Inventory of a host, from the store. */

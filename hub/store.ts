@@ -32,6 +32,14 @@ export interface TokenRecord {
   created_at: string;
 }
 
+/** One event a host reported (or a note that some were dropped while it was away). */
+export interface HostEvent {
+  /** When the host says it happened. */
+  timestamp: string;
+  type: string;
+  event: unknown;
+}
+
 export interface HubStore {
   listHosts(): Promise<HostRecord[]>;
   getHost(name: string): Promise<HostRecord | undefined>;
@@ -50,6 +58,10 @@ export interface HubStore {
   /** A heartbeat: when, and the inventory when it changed. */
   touch(name: string, lastSeen: string, inventory?: Inventory): Promise<void>;
   deleteHost(name: string): Promise<boolean>;
+  /** Appends a host's events (keeping its newest `keep`). */
+  addEvents(name: string, events: HostEvent[], keep: number): Promise<void>;
+  /** A host's events, oldest first. */
+  listEvents(name: string): Promise<HostEvent[]>;
   listTokens(): Promise<TokenRecord[]>;
   putToken(t: TokenRecord): Promise<void>;
   deleteToken(id: string): Promise<boolean>;
@@ -78,6 +90,14 @@ const MIGRATIONS = [
      expires_at TEXT NOT NULL,
      created_at TEXT NOT NULL
    );`,
+  `CREATE TABLE host_events (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     host TEXT NOT NULL REFERENCES hosts (name) ON DELETE CASCADE,
+     timestamp TEXT NOT NULL,
+     type TEXT NOT NULL,
+     event TEXT NOT NULL
+   );
+   CREATE INDEX host_events_by_host ON host_events (host, id);`,
 ];
 
 const json = <T extends z.ZodType>(schema: T) =>
@@ -119,6 +139,12 @@ const TokenRowSchema = z.object({
   created_at: z.string(),
 });
 
+const EventRowSchema = z.object({
+  timestamp: z.string(),
+  type: z.string(),
+  event: json(z.unknown()),
+});
+
 const HOST_COLUMNS =
   "name, fingerprint, certificate, labels, enrolled_at, last_seen, hub, inventory";
 
@@ -128,7 +154,8 @@ export class SqliteHubStore implements HubStore {
   constructor(path: string) {
     this.#db = new DatabaseSync(path);
     this.#db.exec(
-      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;" +
+        " PRAGMA foreign_keys = ON;",
     );
     const version = (this.#db.prepare("PRAGMA user_version").get() as { user_version: number })
       .user_version;
@@ -255,6 +282,38 @@ export class SqliteHubStore implements HubStore {
 
   deleteHost(name: string): Promise<boolean> {
     return Promise.resolve(this.#run("DELETE FROM hosts WHERE name = ?", name) > 0);
+  }
+
+  addEvents(name: string, events: HostEvent[], keep: number): Promise<void> {
+    this.#tx(() => {
+      for (const e of events) {
+        this.#run(
+          "INSERT INTO host_events (host, timestamp, type, event) VALUES (?, ?, ?, ?)",
+          name,
+          e.timestamp,
+          e.type,
+          JSON.stringify(e.event),
+        );
+      }
+      this.#run(
+        `DELETE FROM host_events WHERE host = ? AND id <= coalesce((SELECT id FROM host_events
+           WHERE host = ? ORDER BY id DESC LIMIT 1 OFFSET ?), -1)`,
+        name,
+        name,
+        keep,
+      );
+    });
+    return Promise.resolve();
+  }
+
+  listEvents(name: string): Promise<HostEvent[]> {
+    return Promise.resolve(
+      this.#all(
+        EventRowSchema,
+        "SELECT timestamp, type, event FROM host_events WHERE host = ? ORDER BY id",
+        name,
+      ),
+    );
   }
 
   listTokens(): Promise<TokenRecord[]> {

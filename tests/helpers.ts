@@ -79,6 +79,36 @@ export const HAS_QEMU = (await new Deno.Command("sh", {
   stdout: "null",
 }).output()).success;
 
+/**
+ * Starts a server process (stderr appended to `logFile`, in network namespace `netns` if given)
+ * and waits until `ready` succeeds. The shell becomes the server (same pid, for kill -9).
+ * nsenter --net changes the network namespace only (`ip netns exec` would also unmount the
+ * cgroup hierarchies under /sys, which LXC needs).
+ */
+export async function spawnServer(
+  argv: string[],
+  opts: { logFile: string; netns?: string; ready: () => Promise<unknown> },
+): Promise<Deno.ChildProcess> {
+  const netns = opts.netns ? ["nsenter", `--net=/run/netns/${opts.netns}`, "--"] : [];
+  const quoted = [...netns, ...argv].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const proc = new Deno.Command("sh", {
+    args: ["-c", `exec ${quoted} 2>>'${opts.logFile}'`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    try {
+      await opts.ready();
+      return proc;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`${argv.slice(-4).join(" ")} did not come up`);
+}
+
 export class TestDaemon {
   proc?: Deno.ChildProcess;
   api: ApiClient;
@@ -111,28 +141,12 @@ export class TestDaemon {
 
   /** Starts the daemon process and waits until its API answers. */
   async spawn(): Promise<void> {
-    // The shell appends stderr to the log and then becomes the daemon (same pid, for kill -9).
-    // nsenter --net changes the network namespace only (`ip netns exec` would also unmount the
-    // cgroup hierarchies under /sys, which LXC needs).
-    const netns = this.netns ? ["nsenter", `--net=/run/netns/${this.netns}`, "--"] : [];
-    const quoted = [...netns, Deno.execPath(), ...RUN, "daemon", "--state-dir", this.dir]
-      .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
-    this.proc = new Deno.Command("sh", {
-      args: ["-c", `exec ${quoted} 2>>'${this.#logFile}'`],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      try {
-        await this.api.get("/1.0");
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    throw new Error(`The daemon did not come up:\n${await this.log()}`);
+    this.proc = await spawnServer(
+      [Deno.execPath(), ...RUN, "daemon", "--state-dir", this.dir],
+      { logFile: this.#logFile, netns: this.netns, ready: () => this.api.get("/1.0") },
+    ).catch(async (err) => {
+      throw new Error(`${err.message}:\n${await this.log()}`);
+    });
   }
 
   async log(): Promise<string> {
