@@ -15,6 +15,18 @@ export function splitGlobalOptions(args: string[]): { stateDir?: string; rest: s
 
 /** A word that may name a remote: `NAME:` then anything (`NAME` never holds `:`, `=` or `/`). */
 const REMOTE_WORD = /^([A-Za-z0-9_.-]+):(.*)$/s;
+/** A host of a hub remote, after the remote's `NAME:`. */
+const HUB_HOST_WORD = /^([A-Za-z][A-Za-z0-9-]{0,62}):(.*)$/s;
+
+/** `next`, when no other `kind` was named before; two different ones throw. */
+function onlyOne(kind: string, before: string | undefined, next: string): string {
+  if (before !== undefined && before !== next) {
+    throw new Error(
+      `The command line names two ${kind}s ("${before}" and "${next}"): one command runs on one ${kind}`,
+    );
+  }
+  return next;
+}
 
 /** The commands whose words are never taken as `REMOTE:` (they name remotes themselves). */
 function managesRemotes(rest: string[]): boolean {
@@ -33,9 +45,11 @@ function managesRemotes(rest: string[]): boolean {
 export function selectRemote(
   args: string[],
   isRemote: (name: string) => boolean,
-): { remote?: string; args: string[] } {
+  isHub: (name: string) => boolean = () => false,
+): { remote?: string; host?: string; args: string[] } {
   if (managesRemotes(splitGlobalOptions(args).rest)) return { args };
   let remote: string | undefined;
+  let host: string | undefined;
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -53,15 +67,17 @@ export function selectRemote(
       out.push(arg);
       continue;
     }
-    if (remote !== undefined && remote !== m[1]) {
-      throw new Error(
-        `The command line names two remotes ("${remote}" and "${
-          m[1]
-        }"): one command runs on one remote`,
-      );
+    remote = onlyOne("remote", remote, m[1]);
+    let rest = m[2];
+    if (isHub(remote)) {
+      // Through a hub, the next part names the host: `hub:edge-1:web`, `hub:edge-1:`.
+      const h = HUB_HOST_WORD.exec(rest);
+      if (h) {
+        host = onlyOne("host", host, h[1]);
+        rest = h[2];
+      }
     }
-    remote = m[1];
-    if (m[2] !== "") out.push(m[2]);
+    if (rest !== "") out.push(rest);
   }
-  return { remote, args: out };
+  return { remote, host, args: out };
 }

@@ -16,11 +16,14 @@ import {
   resolveStateDir,
   socketPath,
 } from "../contract/state_dir.ts";
+import { FLEET_API } from "../contract/urls.ts";
 
 export class CliContext {
   exitCode = 0;
   /** The remote the command line named (`REMOTE:`); the default remote when none. */
   remote?: string;
+  /** Through a hub remote: the host the command runs on (`hub:HOST:`). */
+  remoteHost?: string;
   #client?: ApiClient;
   #hubClient?: ApiClient;
   #config?: ClientConfig;
@@ -36,9 +39,21 @@ export class CliContext {
     return resolveHubDir(this.stateDirFlag?.());
   }
 
-  /** A client of the hub on this machine, through its admin socket. */
+  /**
+   * A client of the hub: the hub remote the command line names (or the default remote, when it
+   * is a hub), else the hub on this machine through its admin socket.
+   */
   get hubClient(): ApiClient {
-    return this.#hubClient ??= new ApiClient(hubSocketPath(this.hubDir));
+    if (this.#hubClient) return this.#hubClient;
+    const name = this.remoteName;
+    if (this.isHubRemote(name)) {
+      const entry = this.config.remotes[name];
+      return this.#hubClient = new ApiClient(remoteTransport(this.confDir, name, entry.addr));
+    }
+    if (this.remote !== undefined && this.remote !== LOCAL_REMOTE) {
+      throw new UsageError(`Remote "${this.remote}" is not a fleet hub`);
+    }
+    return this.#hubClient = new ApiClient(hubSocketPath(this.hubDir));
   }
 
   /** The CLI's config dir (remotes, client certificate). */
@@ -61,6 +76,11 @@ export class CliContext {
     return name === LOCAL_REMOTE || Object.hasOwn(this.config.remotes, name);
   }
 
+  /** Whether `name` is a configured fleet hub (its hosts are `NAME:HOST:`). */
+  isHubRemote(name: string): boolean {
+    return this.isRemote(name) && this.config.remotes[name]?.protocol === "outpost-hub";
+  }
+
   /** The remote the command runs on. */
   get remoteName(): string {
     return this.remote ?? this.config["default-remote"];
@@ -76,7 +96,15 @@ export class CliContext {
         `Remote "${name}" is not configured: see "outpost remote list" or run "outpost remote switch local"`,
       );
     }
+    if (entry.protocol === "outpost-hub" && this.remoteHost === undefined) {
+      throw new UsageError(
+        `Remote "${name}" is a fleet hub: name a host, as in ${name}:HOST: or ${name}:HOST:INSTANCE`,
+      );
+    }
     return this.#client = new ApiClient(remoteTransport(this.confDir, name, entry.addr), {
+      basePath: entry.protocol === "outpost-hub"
+        ? `${FLEET_API}/hosts/${encodeURIComponent(this.remoteHost!)}`
+        : undefined,
       // The daemon's word for a certificate it does not trust (a restricted one gets others).
       forbiddenHint: (message) =>
         /not authorized/i.test(message)

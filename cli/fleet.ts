@@ -5,6 +5,8 @@
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { FleetHost, FleetMembership } from "../contract/fleet.ts";
 import { FLEET_API } from "../contract/urls.ts";
+import { ApiClient } from "../contract/client.ts";
+import type { Operation } from "../contract/responses.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { type Column, FORMAT_OPTION, formatBytes, parseFormat, printList } from "./format.ts";
 import { labelsOf } from "./hub.ts";
@@ -119,5 +121,102 @@ export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
       );
       await printList(format, rows, INSTANCE_COLUMNS, rows);
     });
+  fleet.command("exec")
+    .description(
+      "Run a command in instances of many hosts at once (--label selects hosts, --instance the " +
+        "instance; every running one without it) and print each result",
+    )
+    .option(
+      "--label <key=value>",
+      "Only hosts with this label (repeatable)",
+      collect,
+      [] as string[],
+    )
+    .option("--instance <name>", "The instance to run in on each host")
+    .argument("<command...>", "The command (after --)")
+    .action(async (command, opts) => {
+      const hosts = (await ctx.hubClient.get<FleetHost[]>(hostsPath(opts.label)))
+        .filter((h) => h.status === "online");
+      if (hosts.length === 0) throw new UsageError("No online host matches");
+      const jobs = hosts.flatMap((h) =>
+        (h.inventory?.instances ?? [])
+          .filter((i) => opts.instance ? i.name === opts.instance : i.status === "Running")
+          .map((i) => ({ host: h.name, instance: i.name }))
+      );
+      if (opts.instance) {
+        for (const h of hosts) {
+          if (!jobs.some((j) => j.host === h.name)) {
+            jobs.push({ host: h.name, instance: opts.instance });
+          }
+        }
+      }
+      const results = await Promise.all(jobs.map((j) => execOn(ctx, j.host, j.instance, command)));
+      let failed = 0;
+      for (
+        const r of results.sort((a, b) =>
+          `${a.host}/${a.instance}`.localeCompare(`${b.host}/${b.instance}`)
+        )
+      ) {
+        const ok = r.error === undefined && r.code === 0;
+        if (!ok) failed++;
+        const status = r.error !== undefined ? `error: ${r.error}` : `exit ${r.code}`;
+        console.log(`== ${r.host}/${r.instance}: ${status}`);
+        if (r.stdout) {
+          Deno.stdout.writeSync(
+            new TextEncoder().encode(r.stdout.endsWith("\n") ? r.stdout : `${r.stdout}\n`),
+          );
+        }
+        if (r.stderr) {
+          Deno.stderr.writeSync(
+            new TextEncoder().encode(r.stderr.endsWith("\n") ? r.stderr : `${r.stderr}\n`),
+          );
+        }
+      }
+      console.log(`${results.length - failed} of ${results.length} succeeded`);
+      if (failed > 0) ctx.exitCode = 1;
+    });
   return fleet;
+}
+
+interface ExecResult {
+  host: string;
+  instance: string;
+  code?: number;
+  stdout?: string;
+  stderr?: string;
+  error?: string;
+}
+
+/** Runs a command in one instance of one host through the hub, its output recorded. */
+async function execOn(
+  ctx: CliContext,
+  host: string,
+  instance: string,
+  command: string[],
+): Promise<ExecResult> {
+  // The hub's own transport (its socket, or a hub remote), with the host's paths.
+  const client = new ApiClient(ctx.hubClient.transport, {
+    basePath: `${FLEET_API}/hosts/${encodeURIComponent(host)}`,
+  });
+  try {
+    const op = await client.run("POST", `/1.0/instances/${encodeURIComponent(instance)}/exec`, {
+      body: { command, "record-output": true, "wait-for-websocket": false, interactive: false },
+    }) as Operation;
+    const meta = op.metadata as { return?: number; output?: Record<string, string> };
+    const read = async (fd: string) => {
+      const path = meta.output?.[fd];
+      if (!path) return "";
+      const resp = await client.fetch("GET", path);
+      return resp.ok ? await resp.text() : "";
+    };
+    return {
+      host,
+      instance,
+      code: Number(meta.return),
+      stdout: await read("1"),
+      stderr: await read("2"),
+    };
+  } catch (err) {
+    return { host, instance, error: err instanceof Error ? err.message : String(err) };
+  }
 }

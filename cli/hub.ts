@@ -110,5 +110,77 @@ export function hubCommand(
     .action(async (id) => {
       await ctx.hubClient.request("DELETE", `${FLEET_API}/tokens/${encodeURIComponent(id)}`);
     });
+  hub.command("dashboard")
+    .description("Print a one-time link that logs a browser in to the hub's dashboard (10 minutes)")
+    .action(async () => {
+      const env = await ctx.hubClient.request<{ url: string }>("POST", `${FLEET_API}/dashboard`);
+      const m = env.metadata as { url: string; expires_at: string };
+      console.log(`Open this link (valid until ${m.expires_at}, once):\n${m.url}`);
+    });
+
+  const trust = hub.command("trust").description(
+    "Manage the hub's remote administrators (client certificates added with a trust token)",
+  );
+  trust.command("add")
+    .description('Issue a trust token for a client NAME (it runs "outpost remote add NAME TOKEN")')
+    .argument("<name>", "Name of the client")
+    .option("--expires <duration>", 'How long the token is valid (30m, 1h, 7d; "never")', "1d")
+    .action(async (name, opts) => {
+      const env = await ctx.hubClient.request<{ token: string }>("POST", `${FLEET_API}/clients`, {
+        body: { name, expires: opts.expires },
+      });
+      console.log(
+        `Client ${name} certificate add token:\n${(env.metadata as { token: string }).token}`,
+      );
+    });
+  trust.command("list")
+    .alias("ls")
+    .description("List the trusted clients and the tokens not yet used")
+    .option(...FORMAT_OPTION)
+    .action(async (opts) => {
+      const format = parseFormat(opts.format);
+      const { clients, tokens } = await ctx.hubClient.get<AdminList>(`${FLEET_API}/clients`);
+      const rows = [
+        ...clients.map((c) => ({
+          name: c.name,
+          id: c.fingerprint.slice(0, 12),
+          kind: "client",
+          expires: "",
+        })),
+        ...tokens.map((t) => ({
+          name: t.name,
+          id: t.id,
+          kind: "token",
+          expires: t.expires_at || "never",
+        })),
+      ];
+      await printList(format, rows, TRUST_COLUMNS, { clients, tokens });
+    });
+  trust.command("remove")
+    .alias("rm")
+    .description("Stop trusting a client (a fingerprint prefix) or revoke a token (its ID)")
+    .argument("<id>", "Fingerprint prefix or token ID")
+    .action(async (id) => {
+      await ctx.hubClient.request("DELETE", `${FLEET_API}/clients/${encodeURIComponent(id)}`);
+    });
   return hub;
 }
+
+interface AdminList {
+  clients: { name: string; fingerprint: string; created_at: string }[];
+  tokens: { id: string; name: string; expires_at: string }[];
+}
+
+interface TrustRow {
+  name: string;
+  id: string;
+  kind: string;
+  expires: string;
+}
+
+const TRUST_COLUMNS: Column<TrustRow>[] = [
+  { header: "NAME", value: (r) => r.name },
+  { header: "KIND", value: (r) => r.kind },
+  { header: "ID", value: (r) => r.id },
+  { header: "EXPIRES AT", value: (r) => r.expires },
+];

@@ -115,8 +115,11 @@ export async function buildProgram(
     .showHelpAfterError()
     .exitOverride();
   const ctx = new CliContext(() => program.opts().stateDir);
-  const selected = argv ? selectRemote(argv, (name) => ctx.isRemote(name)) : { args: [] };
+  const selected = argv
+    ? selectRemote(argv, (name) => ctx.isRemote(name), (name) => ctx.isHubRemote(name))
+    : { args: [] };
   ctx.remote = selected.remote;
+  ctx.remoteHost = "host" in selected ? selected.host : undefined;
 
   program.command("daemon")
     .description("Run the outpost daemon in the foreground (serves DIR/unix.socket)")

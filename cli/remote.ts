@@ -171,8 +171,10 @@ async function addTrustedRemote(ctx: CliContext, name: string, target: string): 
   console.error(`Certificate fingerprint: ${server.fingerprint}`);
   await ensureClientCert(dir);
   const client = await remoteClient(dir, name, url, server.certificate);
+  let hub = false;
   try {
-    const info = await client.get<{ auth: string }>("/1.0");
+    const info = await client.get<{ auth: string; environment?: { server?: string } }>("/1.0");
+    hub = info.environment?.server === "outpost-hub";
     if (info.auth !== "trusted") {
       throw new UsageError(
         `The server at ${url} does not trust this client yet: give it "outpost remote get-client-certificate" to trust, or add the remote with a token (--token)`,
@@ -185,7 +187,7 @@ async function addTrustedRemote(ctx: CliContext, name: string, target: string): 
   }
   await Deno.mkdir(`${dir}/servercerts`, { recursive: true, mode: 0o700 });
   await Deno.writeTextFile(serverCertFile(dir, name), server.certificate);
-  cfg.remotes[name] = { addr: url };
+  cfg.remotes[name] = hub ? { addr: url, protocol: "outpost-hub" } : { addr: url };
   await writeConfig(dir, cfg);
 }
 
@@ -233,17 +235,20 @@ async function addRemote(
   await Deno.mkdir(`${dir}/servercerts`, { recursive: true, mode: 0o700 });
   await Deno.writeTextFile(pinned, server.certificate);
   const client = await remoteClient(dir, name, server.url, server.certificate);
+  let hub = false;
   try {
     await client.request("POST", "/1.0/certificates", {
       body: { type: "client", trust_token: text.trim() },
     });
+    const info = await client.get<{ environment?: { server?: string } }>("/1.0");
+    hub = info.environment?.server === "outpost-hub";
   } catch (err) {
     await Deno.remove(pinned).catch(() => {});
     throw new UsageError(`The server at ${server.url} refused the trust token: ${messageOf(err)}`);
   } finally {
     client.close();
   }
-  cfg.remotes[name] = { addr: server.url };
+  cfg.remotes[name] = hub ? { addr: server.url, protocol: "outpost-hub" } : { addr: server.url };
   await writeConfig(dir, cfg);
 }
 

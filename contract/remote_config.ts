@@ -16,6 +16,11 @@ export const REMOTE_NAME = /^[A-Za-z0-9_.-]+$/;
 export interface RemoteEntry {
   /** `https://HOST:PORT`. */
   addr: string;
+  /**
+   * `outpost-hub` for a fleet hub: its hosts are reached through it (`REMOTE:HOST:NAME`);
+   * absent for a daemon.
+   */
+  protocol?: "outpost-hub";
 }
 
 export interface ClientConfig {
@@ -67,7 +72,7 @@ export function parseConfig(text: string, file = "config.yml"): ClientConfig {
     typeof remotes === "object" &&
     Object.entries(remotes).every(([name, r]) =>
       REMOTE_NAME.test(name) && name !== LOCAL_REMOTE && typeof r?.addr === "string" &&
-      r.addr.startsWith("https://")
+      r.addr.startsWith("https://") && (r.protocol === undefined || r.protocol === "outpost-hub")
     );
   if (!valid) throw new Error(`${file} is not valid: fix or remove it`);
   return { "default-remote": def, remotes };

@@ -4,6 +4,7 @@
  * enrolled host's certificate may open its tunnel, and anyone may enroll with a join token).
  */
 import { type Context, Hono } from "hono";
+import { z } from "zod";
 import { Forbidden } from "../contract/errors.ts";
 import {
   EnrollRequestSchema,
@@ -14,6 +15,7 @@ import {
   TokenCreateSchema,
 } from "../contract/fleet.ts";
 import { errorBody } from "../contract/responses.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "../contract/metrics.ts";
 import { TUNNEL_PATH } from "../contract/tunnel.ts";
 import { VERSION } from "../contract/version.ts";
 import { BadRequest } from "../contract/errors.ts";
@@ -21,15 +23,30 @@ import { parseBody } from "../server/body.ts";
 import { type Caller, connectionOf } from "../server/connection.ts";
 import { json, sync, toHttpError } from "../server/envelope.ts";
 import type { Fleet } from "./fleet.ts";
+import { type AgentProgram, installScript } from "./agent_program.ts";
+import { DashboardSessions, mountDashboard } from "./dashboard.tsx";
 
 /** Who the caller is to the hub. */
 type Role = "admin" | "host" | "untrusted";
 
 async function roleOf(fleet: Fleet, caller: Caller): Promise<Role> {
   if (caller.via === "unix") return "admin";
-  if (caller.via === "https" && await fleet.hostOf(caller.certificate)) return "host";
+  if (caller.via !== "https" || !caller.certificate) return "untrusted";
+  if (await fleet.admins.identify(caller.certificate)) return "admin";
+  if (await fleet.hostOf(caller.certificate)) return "host";
   return "untrusted";
 }
+
+/** `POST /1.0/certificates` as the Incus and outpost clients send it to redeem a trust token. */
+const RedeemSchema = z.object({
+  trust_token: z.string().max(8192).optional(),
+  password: z.string().max(8192).optional(),
+});
+
+const ClientTokenSchema = z.strictObject({
+  name: z.string().max(64),
+  expires: z.string().max(32).default("1d"),
+});
 
 function requireAdmin(role: Role): void {
   if (role !== "admin") throw new Forbidden("Only the hub's administrators may do this");
@@ -44,7 +61,22 @@ function labelSelector(c: Context): Record<string, string> {
   }
 }
 
-export function createHubApp(fleet: Fleet, log: (msg: string) => void): Hono {
+export interface HubAppOptions {
+  fleet: Fleet;
+  /** The agent program hosts install and upgrade to. */
+  program: AgentProgram;
+  log: (msg: string) => void;
+}
+
+/** `https://` and the Host a client reached the hub by, when it is a plain host[:port]. */
+function reachedAs(c: Context): string | undefined {
+  const host = c.req.header("host") ?? "";
+  const ok = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/.test(host) ||
+    /^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/.test(host);
+  return ok ? `https://${host}` : undefined;
+}
+
+export function createHubApp({ fleet, program, log }: HubAppOptions): Hono {
   const app = new Hono();
   app.use(async (c, next) => {
     await next();
@@ -60,6 +92,73 @@ export function createHubApp(fleet: Fleet, log: (msg: string) => void): Hono {
       version: VERSION,
       fingerprint: fleet.fingerprint,
       auth: role,
+    });
+  });
+
+  // What the Incus-style clients ask a remote: the server's info, and to redeem a trust token.
+  app.get("/1.0", async (c) => {
+    const role = await roleOf(fleet, connectionOf(c).caller);
+    return sync(c, {
+      api_extensions: [],
+      api_status: "stable",
+      api_version: "1.0",
+      auth: role === "admin" ? "trusted" : "untrusted",
+      public: false,
+      auth_methods: ["tls"],
+      environment: {
+        server: "outpost-hub",
+        server_version: VERSION,
+        certificate_fingerprint: fleet.fingerprint,
+      },
+    });
+  });
+
+  app.post("/1.0/certificates", async (c) => {
+    const caller = connectionOf(c).caller;
+    if (caller.via !== "https") throw new BadRequest("Redeem a trust token over HTTPS");
+    const body = await parseBody(c, RedeemSchema, { requireBody: true });
+    const token = body.trust_token ?? body.password;
+    if (!token) throw new Forbidden("Only a trust token can add a client to the hub");
+    await fleet.admins.redeem(caller.certificate, token);
+    return sync(c, {}, { status: 201 });
+  });
+
+  app.get(`${FLEET_API}/clients`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    return sync(c, await fleet.admins.list());
+  });
+
+  app.post(`${FLEET_API}/clients`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    const body = await parseBody(c, ClientTokenSchema, { requireBody: true });
+    return sync(c, await fleet.admins.issue(body.name, body.expires), { status: 201 });
+  });
+
+  app.delete(`${FLEET_API}/clients/:id`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    await fleet.admins.remove(c.req.param("id"));
+    return sync(c, {});
+  });
+
+  // What a fresh host needs: the install script and the agent program (public: no secret in them).
+  app.get("/install.sh", (c) => {
+    const url = reachedAs(c) ?? fleet.urls[0];
+    if (!url) throw new BadRequest("The hub has no address hosts can reach: start it with --url");
+    return c.body(installScript({ url, pin: fleet.publicKeyPin, program }), 200, {
+      "Content-Type": "text/x-shellscript; charset=utf-8",
+    });
+  });
+
+  app.get(
+    `${FLEET_API}/agent`,
+    (c) => sync(c, { version: program.version, sha256: program.sha256, size: program.size }),
+  );
+
+  app.get(`${FLEET_API}/agent.tar.gz`, async (c) => {
+    const file = await Deno.open(program.file);
+    return c.body(file.readable, 200, {
+      "Content-Type": "application/gzip",
+      "Content-Length": String(program.size),
     });
   });
 
@@ -133,6 +232,11 @@ export function createHubApp(fleet: Fleet, log: (msg: string) => void): Hono {
     return await fleet.relay(name, c.req.raw, path, connection);
   });
 
+  app.get(`${FLEET_API}/metrics`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    return c.body(await fleet.metrics(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
+  });
+
   app.get(`${FLEET_API}/tokens`, async (c) => {
     requireAdmin(await roleOf(fleet, connectionOf(c).caller));
     return sync(c, await fleet.listTokens());
@@ -148,6 +252,24 @@ export function createHubApp(fleet: Fleet, log: (msg: string) => void): Hono {
     requireAdmin(await roleOf(fleet, connectionOf(c).caller));
     await fleet.revokeToken(c.req.param("id"));
     return sync(c, {});
+  });
+
+  const sessions = new DashboardSessions();
+  mountDashboard(app, {
+    fleet,
+    sessions,
+    isAdmin: async (c) => (await roleOf(fleet, connectionOf(c).caller)) === "admin",
+  });
+  app.get("/", (c) => c.redirect("/dashboard", 303));
+  // A one-time link that logs a browser in to the dashboard.
+  app.post(`${FLEET_API}/dashboard`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    const base = fleet.urls[0];
+    if (!base) {
+      throw new BadRequest("The hub has no address browsers can reach: start it with --url");
+    }
+    const { secret, expiresAt } = sessions.login();
+    return sync(c, { url: `${base}/dashboard/login?token=${secret}`, expires_at: expiresAt });
   });
 
   app.notFound((c) => json(c, errorBody("not found", 404), 404));

@@ -22,6 +22,9 @@ import { relayRequest } from "../server/tunnel_http.ts";
 import type { TunnelCarrier } from "../server/tunnel.ts";
 import type { HostEvent, HostRecord, HubStore, TokenRecord } from "./store.ts";
 import { Session, Sessions, silenceBound } from "./sessions.ts";
+import { mergeMetrics } from "./metrics.ts";
+import { Admins } from "./admins.ts";
+import { concatBytes } from "../contract/bytes.ts";
 
 export interface FleetOptions {
   store: HubStore;
@@ -33,6 +36,23 @@ export interface FleetOptions {
   certificate: string;
   heartbeatSeconds: number;
   log: (msg: string) => void;
+}
+
+/** How long the hub waits for one host's metrics. */
+const METRICS_TIMEOUT_MS = 10_000;
+/** The most of one host's metrics the hub reads. */
+const MAX_HOST_METRICS = 16 * 2 ** 20;
+
+/** A response body, refusing more than `limit` bytes. */
+async function readCapped(resp: Response, limit: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of resp.body ?? new ReadableStream<Uint8Array>()) {
+    size += chunk.byteLength;
+    if (size > limit) throw new Error(`more than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return concatBytes(chunks);
 }
 
 /** Events kept per host (the newest). */
@@ -101,11 +121,30 @@ function tokenView(t: TokenRecord): Token {
 export class Fleet {
   readonly sessions = new Sessions();
   readonly fingerprint: string;
+  /** The hub's remote administrators. */
+  readonly admins: Admins;
   #store: HubStore;
+  #listeners = new Set<() => void>();
 
   constructor(private opts: FleetOptions) {
     this.#store = opts.store;
     this.fingerprint = fingerprintOfDer(new X509Certificate(opts.certificate).raw);
+    this.admins = new Admins({
+      store: opts.store,
+      fingerprint: this.fingerprint,
+      urls: opts.urls,
+      durationMs,
+    });
+  }
+
+  /** The URLs hosts reach the hub at. */
+  get urls(): string[] {
+    return this.opts.urls;
+  }
+
+  /** The hub's public key as `curl --pinnedpubkey` takes it. */
+  get publicKeyPin(): string {
+    return publicKeyPin(this.opts.certificate);
   }
 
   get heartbeatSeconds(): number {
@@ -204,15 +243,22 @@ export class Fleet {
         await this.#store.setConnection(name, this.opts.id, new Date().toISOString());
         await this.#store.touch(name, new Date().toISOString(), inventory);
         this.opts.log(`hub: host ${name} connected`);
+        this.#changed();
       },
-      heartbeat: (name, inventory) => this.#store.touch(name, new Date().toISOString(), inventory),
-      events: (name, events, dropped) =>
-        this.#store.addEvents(name, eventsOf(events, dropped), MAX_HOST_EVENTS),
+      heartbeat: async (name, inventory) => {
+        await this.#store.touch(name, new Date().toISOString(), inventory);
+        if (inventory) this.#changed();
+      },
+      events: async (name, events, dropped) => {
+        await this.#store.addEvents(name, eventsOf(events, dropped), MAX_HOST_EVENTS);
+        this.#changed();
+      },
       closed: async (s, reason) => {
         this.sessions.remove(s);
         if (this.sessions.get(s.name)) return; // it connected again meanwhile
         await this.#store.setConnection(s.name, "", new Date(s.lastHeard).toISOString());
         this.opts.log(`hub: host ${s.name} disconnected: ${reason}`);
+        this.#changed();
       },
     }, this.opts.log);
     this.sessions.add(session);
@@ -272,6 +318,85 @@ export class Fleet {
       );
     }
     return await relayRequest(session.tunnel, req, path, connection);
+  }
+
+  /** A request the hub itself makes to `path` on a host's own API. */
+  get(name: string, path: string, signal?: AbortSignal, init: RequestInit = {}): Promise<Response> {
+    const refuse = () => {
+      throw new TypeError("The hub's own requests are never upgraded");
+    };
+    return this.relay(name, new Request(`https://localhost${path}`, { ...init, signal }), path, {
+      caller: { via: "unix" },
+      upgradeWebSocket: refuse,
+    });
+  }
+
+  /** Starts or stops an instance on a host and waits for it (the dashboard's buttons). */
+  async changeState(host: string, instance: string, action: "start" | "stop"): Promise<void> {
+    const json = async (resp: Response) => {
+      const body = await resp.json().catch(() => ({}));
+      if (!resp.ok || body.type === "error") {
+        throw new Conflict(`${action} ${instance} on ${host}: ${body.error ?? resp.status}`);
+      }
+      return body;
+    };
+    const started = await json(
+      await this.get(host, `/1.0/instances/${encodeURIComponent(instance)}/state`, undefined, {
+        method: "PUT",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ action, timeout: 30 }),
+      }),
+    );
+    const id = started.metadata?.id;
+    if (typeof id !== "string") return;
+    const done = await json(
+      await this.get(host, `/1.0/operations/${encodeURIComponent(id)}/wait?timeout=60`),
+    );
+    if (done.metadata?.status_code !== 200) {
+      throw new Conflict(`${action} ${instance} on ${host}: ${done.metadata?.err ?? "failed"}`);
+    }
+  }
+
+  /** Calls `fn` whenever a host's status, inventory or events change; returns the unsubscribe. */
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #changed(): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn();
+      } catch { /* a listener's failure is its own */ }
+    }
+  }
+
+  /** Every online host's `/1.0/metrics`, merged with a `host` label (hosts that fail are left out). */
+  async metrics(): Promise<string> {
+    const online = (await this.hosts()).filter((h) =>
+      h.status === "online" && this.sessions.get(h.name)
+    );
+    const texts = await Promise.all(online.map(async (h) => {
+      try {
+        const resp = await this.get(
+          h.name,
+          "/1.0/metrics",
+          AbortSignal.timeout(METRICS_TIMEOUT_MS),
+        );
+        if (!resp.ok) {
+          await resp.body?.cancel();
+          return undefined;
+        }
+        return {
+          host: h.name,
+          text: new TextDecoder().decode(await readCapped(resp, MAX_HOST_METRICS)),
+        };
+      } catch (err) {
+        this.opts.log(`hub: metrics of ${h.name}: ${(err as Error).message}`);
+        return undefined;
+      }
+    }));
+    return mergeMetrics(texts.filter((t) => t !== undefined));
   }
 
   /** A host's events, oldest first. */

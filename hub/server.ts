@@ -14,6 +14,7 @@ import { CERT_FILE, ensureServerCert, KEY_FILE, runCommand } from "../server/ser
 import { listenUnix } from "../server/unix_listener.ts";
 import type { ConnectionEnv } from "../server/connection.ts";
 import { createHubApp } from "./app.ts";
+import { packAgent } from "./agent_program.ts";
 import { Fleet } from "./fleet.ts";
 import { SqliteHubStore } from "./store.ts";
 
@@ -71,6 +72,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     user: userInfo().username,
   });
   const urls = opts.urls?.length ? opts.urls : httpsAddresses(listen).map((a) => `https://${a}`);
+  const program = await packAgent(join(opts.stateDir, "agent"));
   const store = new SqliteHubStore(join(opts.stateDir, "hub.db"));
   const id = urls[0] ?? `https://${listen}`;
   const fleet = new Fleet({
@@ -85,7 +87,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
   for (const h of await store.listHosts()) {
     if (h.hub === id) await store.setConnection(h.name, "", h.last_seen);
   }
-  const app = createHubApp(fleet, log);
+  const app = createHubApp({ fleet, program, log });
   const serve = async (req: Request, env: ConnectionEnv) => {
     try {
       return await app.fetch(req, env);

@@ -40,6 +40,23 @@ export interface HostEvent {
   event: unknown;
 }
 
+/** A client certificate the hub trusts as an administrator (remote `outpost` CLIs). */
+export interface ClientRecord {
+  fingerprint: string;
+  name: string;
+  certificate: string;
+  created_at: string;
+}
+
+/** A pending admin trust token (by the hash of its secret). */
+export interface ClientTokenRecord {
+  id: string;
+  hash: string;
+  name: string;
+  expires_at: string;
+  created_at: string;
+}
+
 export interface HubStore {
   listHosts(): Promise<HostRecord[]>;
   getHost(name: string): Promise<HostRecord | undefined>;
@@ -67,6 +84,18 @@ export interface HubStore {
   deleteToken(id: string): Promise<boolean>;
   /** Removes tokens that expired before `now` or have no use left. */
   pruneTokens(now: string): Promise<number>;
+  listClients(): Promise<ClientRecord[]>;
+  clientByFingerprint(fingerprint: string): Promise<ClientRecord | undefined>;
+  deleteClient(fingerprint: string): Promise<boolean>;
+  listClientTokens(): Promise<ClientTokenRecord[]>;
+  putClientToken(t: ClientTokenRecord): Promise<void>;
+  deleteClientToken(id: string): Promise<boolean>;
+  /** Spends the admin token with `hash` (valid at `now`) on `client`, in one transaction. */
+  redeemClientToken(
+    hash: string,
+    now: string,
+    client: Omit<ClientRecord, "name">,
+  ): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -98,6 +127,19 @@ const MIGRATIONS = [
      event TEXT NOT NULL
    );
    CREATE INDEX host_events_by_host ON host_events (host, id);`,
+  `CREATE TABLE clients (
+     fingerprint TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     certificate TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE client_tokens (
+     id TEXT PRIMARY KEY,
+     hash TEXT NOT NULL UNIQUE,
+     name TEXT NOT NULL,
+     expires_at TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );`,
 ];
 
 const json = <T extends z.ZodType>(schema: T) =>
@@ -143,6 +185,21 @@ const EventRowSchema = z.object({
   timestamp: z.string(),
   type: z.string(),
   event: json(z.unknown()),
+});
+
+const ClientRowSchema = z.object({
+  fingerprint: z.string(),
+  name: z.string(),
+  certificate: z.string(),
+  created_at: z.string(),
+});
+
+const ClientTokenRowSchema = z.object({
+  id: z.string(),
+  hash: z.string(),
+  name: z.string(),
+  expires_at: z.string(),
+  created_at: z.string(),
 });
 
 const HOST_COLUMNS =
@@ -353,5 +410,67 @@ export class SqliteHubStore implements HubStore {
   close(): Promise<void> {
     this.#db.close();
     return Promise.resolve();
+  }
+
+  listClients(): Promise<ClientRecord[]> {
+    return Promise.resolve(this.#all(ClientRowSchema, "SELECT * FROM clients ORDER BY name"));
+  }
+
+  clientByFingerprint(fingerprint: string): Promise<ClientRecord | undefined> {
+    return Promise.resolve(
+      this.#one(ClientRowSchema, "SELECT * FROM clients WHERE fingerprint = ?", fingerprint),
+    );
+  }
+
+  deleteClient(fingerprint: string): Promise<boolean> {
+    return Promise.resolve(this.#run("DELETE FROM clients WHERE fingerprint = ?", fingerprint) > 0);
+  }
+
+  listClientTokens(): Promise<ClientTokenRecord[]> {
+    return Promise.resolve(
+      this.#all(ClientTokenRowSchema, "SELECT * FROM client_tokens ORDER BY created_at"),
+    );
+  }
+
+  putClientToken(t: ClientTokenRecord): Promise<void> {
+    this.#run(
+      "INSERT INTO client_tokens (id, hash, name, expires_at, created_at) VALUES (?, ?, ?, ?, ?)",
+      t.id,
+      t.hash,
+      t.name,
+      t.expires_at,
+      t.created_at,
+    );
+    return Promise.resolve();
+  }
+
+  deleteClientToken(id: string): Promise<boolean> {
+    return Promise.resolve(this.#run("DELETE FROM client_tokens WHERE id = ?", id) > 0);
+  }
+
+  redeemClientToken(
+    hash: string,
+    now: string,
+    client: Omit<ClientRecord, "name">,
+  ): Promise<boolean> {
+    return Promise.resolve(this.#tx(() => {
+      const t = this.#one(
+        ClientTokenRowSchema,
+        "SELECT * FROM client_tokens WHERE hash = ? AND (expires_at = '' OR expires_at > ?)",
+        hash,
+        now,
+      );
+      if (!t) return false;
+      this.#run("DELETE FROM client_tokens WHERE id = ?", t.id);
+      this.#run(
+        `INSERT INTO clients (fingerprint, name, certificate, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name`,
+        client.fingerprint,
+        t.name,
+        client.certificate,
+        client.created_at,
+      );
+      return true;
+    }));
   }
 }

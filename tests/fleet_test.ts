@@ -5,13 +5,14 @@
  * LXC, the real CLI.
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ApiClient, type ApiError } from "../contract/client.ts";
 import type { FleetHost, FleetMembership } from "../contract/fleet.ts";
 import type { Operation } from "../contract/responses.ts";
 import { connectUnix } from "../contract/websocket.ts";
 import { HAS_NETNS, type Star, star } from "./netns.ts";
-import { outpostArgv, spawnServer, TestDaemon, uniqueName } from "./helpers.ts";
+import { cliInNetns, outpostArgv, spawnServer, TestDaemon, uniqueName } from "./helpers.ts";
 
 const HEARTBEAT_S = 1;
 /** The bound the hub promises: 2 × heartbeat + 5 s grace, plus a sweep (a heartbeat). */
@@ -58,7 +59,7 @@ class TestHub {
   async cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     const [exe, ...rest] = outpostArgv();
     const out = await new Deno.Command(exe, {
-      args: [...rest, ...args, "--state-dir", this.dir],
+      args: [...rest, "--state-dir", this.dir, ...args],
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -87,6 +88,24 @@ class TestHub {
     }
     throw new Error(`Timed out waiting for ${what}: ${await this.log()}`);
   }
+}
+
+interface Installed {
+  prefix: string;
+  bin: string;
+  state: string;
+}
+
+/** Stops and removes an outpost the served install script put in place. */
+async function uninstall(i: Installed): Promise<void> {
+  const out = await new Deno.Command("bash", {
+    args: [join(i.prefix, "install.sh"), "--uninstall", "--purge", "--state-dir", i.state],
+    env: { OUTPOST_PREFIX: i.prefix, OUTPOST_BIN: i.bin },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(i.prefix, { recursive: true }).catch(() => {});
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
 }
 
 /** Runs a command in an instance on `host` through the hub, over the exec websockets. */
@@ -128,15 +147,16 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const net: Star = await star(3);
+    const net: Star = await star(4);
     const root = await Deno.makeTempDir({ prefix: "outpost-fleet-" });
     const hub = new TestHub(join(root, "hub"), net.hub.ns, `${net.hub.ip}:8443`);
     const agents: TestDaemon[] = [];
+    let installed: Installed | undefined;
     try {
       await hub.start();
       for (const [i, a] of net.agents.entries()) {
         await net.refuseIncoming(i);
-        agents.push(await TestDaemon.start(undefined, { netns: a.ns }));
+        if (i < 3) agents.push(await TestDaemon.start(undefined, { netns: a.ns }));
       }
 
       // The firewall holds: nothing in the hub's namespace can open a connection to an agent.
@@ -181,10 +201,74 @@ Deno.test({
       assert.equal(garbage.code, 1);
       assert.match(garbage.stderr, /^Error: Invalid join token/);
 
-      await hub.waitFor("three hosts online", async () => {
+      // A fresh host: the printed one-line install command, run as printed (plus where to put
+      // things), downloads the agent from the pinned hub, checks it, installs and enrolls it.
+      const created = await hub.cli("hub", "token", "create", "--label", "site=lyon");
+      const line = created.stdout.split("\n").find((l) => l.startsWith("curl "))!;
+      const fresh = join(root, "fresh");
+      installed = {
+        prefix: join(fresh, "opt"),
+        bin: join(fresh, "bin", "outpost"),
+        state: join(fresh, "state"),
+      };
+      const install = await new Deno.Command("nsenter", {
+        args: [
+          `--net=/run/netns/${net.agents[3].ns}`,
+          "--",
+          "sh",
+          "-c",
+          `${line} --name edge-4 --prefix ${installed.prefix} --bin ${installed.bin} --state-dir ${installed.state}`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const installLog = new TextDecoder().decode(install.stdout) +
+        new TextDecoder().decode(install.stderr);
+      assert.equal(install.code, 0, installLog);
+      assert.match(installLog, /Enrolled as "edge-4" with the hub at https:\/\/10\.232\./);
+      // A tampered download is refused before anything runs.
+      const script = await (await hub.api.fetch("GET", "/install.sh")).text();
+      const tampered = script.replace(/^SHA256='[0-9a-f]+'$/m, `SHA256='${"0".repeat(64)}'`);
+      const refused = await new Deno.Command("nsenter", {
+        args: [
+          `--net=/run/netns/${net.agents[3].ns}`,
+          "--",
+          "sh",
+          "-s",
+          "--",
+          "--token",
+          "x",
+          "--prefix",
+          join(fresh, "never"),
+        ],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const w = refused.stdin.getWriter();
+      await w.write(
+        new TextEncoder().encode(tampered.replace(/^HUB=.*$/m, `HUB='https://${net.hub.ip}:8443'`)),
+      );
+      await w.close();
+      const refusedOut = await refused.output();
+      assert.equal(refusedOut.code, 1);
+      assert.match(
+        new TextDecoder().decode(refusedOut.stderr),
+        /does not have the expected sha256/,
+      );
+      assert.ok(!existsSync(join(fresh, "never")));
+
+      await hub.waitFor("four hosts online", async () => {
         const hosts = await hub.hosts();
-        return hosts.length === 3 && hosts.every((h) => h.status === "online" && h.inventory);
+        return hosts.length === 4 && hosts.every((h) => h.status === "online" && h.inventory);
       });
+      await uninstall(installed);
+      installed = undefined;
+      await hub.waitFor(
+        "edge-4 offline once uninstalled",
+        async () => (await hub.api.get<FleetHost>("/fleet/v1/hosts/edge-4")).status === "offline",
+      );
+      assert.equal((await hub.cli("fleet", "remove", "edge-4")).code, 0);
       const hosts = await hub.hosts();
       assert.deepEqual(hosts.map((h) => h.name), ["edge-1", "edge-2", "edge-3"]);
       assert.deepEqual(hosts.map((h) => h.labels.site), ["paris", "paris", "berlin"]);
@@ -221,6 +305,89 @@ Deno.test({
         const h = await hub.api.get<FleetHost>(`${base}`);
         return h.inventory!.instances.some((i) => i.name === name && i.status === "Running");
       });
+      // Fan-out: a command in the running instances of every host labelled site=paris.
+      const edge2 = new ApiClient(join(hub.dir, "hub.socket"), {
+        basePath: "/fleet/v1/hosts/edge-2",
+      });
+      await agents[1].importBusybox();
+      const other = uniqueName("fl");
+      await edge2.run("POST", "/1.0/instances", {
+        body: { name: other, source: { type: "image", alias: "busybox" }, start: true },
+      });
+      await hub.waitFor("both paris hosts to report their instance", async () => {
+        const hosts = await hub.hosts("?label=site%3Dparis");
+        return hosts.every((h) => h.inventory!.instances.some((i) => i.status === "Running"));
+      });
+      const fanned = await hub.cli("fleet", "exec", "--label", "site=paris", "--", "hostname");
+      assert.equal(fanned.code, 0, fanned.stderr);
+      assert.match(fanned.stdout, new RegExp(`== edge-1/${name}: exit 0\n${name}\n`));
+      assert.match(fanned.stdout, new RegExp(`== edge-2/${other}: exit 0\n${other}\n`));
+      assert.match(fanned.stdout, /2 of 2 succeeded/);
+      const missing = await hub.cli(
+        "fleet",
+        "exec",
+        "--label",
+        "site=berlin",
+        "--instance",
+        "nope",
+        "--",
+        "true",
+      );
+      assert.equal(missing.code, 1);
+      assert.match(missing.stdout, /== edge-3\/nope: error: .*not found/i);
+      await agents[1].ok("delete", "--force", other);
+      edge2.close();
+
+      // One scrape for the whole fleet: every online host's metrics, labelled with the host.
+      const metrics = await (await hub.api.fetch("GET", "/fleet/v1/metrics")).text();
+      assert.match(
+        metrics,
+        new RegExp(`incus_cpu_seconds_total\\{host="edge-1",[^}]*name="${name}"`),
+      );
+      assert.equal((metrics.match(/^# TYPE incus_cpu_seconds_total /gm) ?? []).length, 1);
+
+      // Remote use through the hub: an admin client (in edge-3's namespace, so it reaches the
+      // hub over the network) redeems a hub trust token, then runs commands on edge-1.
+      const trusted = await hub.cli("hub", "trust", "add", "ops");
+      assert.equal(trusted.code, 0, trusted.stderr);
+      const adminToken = trusted.stdout.trim().split("\n").at(-1)!;
+      const conf = join(root, "client-conf");
+      const client = (...args: string[]) => cliInNetns(net.agents[2].ns, conf, ...args);
+      const added = await client(
+        "remote",
+        "add",
+        "hub",
+        `https://${net.hub.ip}:8443`,
+        "--token",
+        adminToken,
+      );
+      assert.equal(added.code, 0, added.stderr);
+      const listed = await client("list", "hub:edge-1:", "--format", "csv");
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, new RegExp(`^${name},RUNNING`, "m"));
+      const ps = await client("exec", `hub:edge-1:${name}`, "--", "ps");
+      assert.equal(ps.code, 0, ps.stderr);
+      assert.match(ps.stdout, /PID/);
+      const viaRemote = await client("fleet", "hosts", "hub:", "--format", "csv");
+      assert.equal(viaRemote.code, 0, viaRemote.stderr);
+      assert.equal(viaRemote.stdout.trim().split("\n").length, 3);
+      const noHost = await client("list", "hub:");
+      assert.equal(noHost.code, 1);
+      assert.match(noHost.stderr, /is a fleet hub: name a host/);
+      // The redeemed token is spent: a second client cannot use it.
+      const again = await cliInNetns(
+        net.agents[1].ns,
+        join(root, "other-conf"),
+        "remote",
+        "add",
+        "hub2",
+        `https://${net.hub.ip}:8443`,
+        "--token",
+        adminToken,
+      );
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /refused the trust token/);
+
       // A host that is not there is a clear 404; a path outside /1.0 is refused.
       await assert.rejects(
         hub.api.get(`/fleet/v1/hosts/nohost/1.0`),
@@ -242,7 +409,6 @@ Deno.test({
         (e: ApiError) => e.status === 409 && /offline/.test(e.message),
       );
       // The host keeps working locally meanwhile, and its events wait for the hub.
-      await agents[1].importBusybox();
       const local = uniqueName("lo");
       await agents[1].ok("launch", "busybox", local);
       await agents[1].ok("delete", "--force", local);
@@ -277,6 +443,7 @@ Deno.test({
       for (const a of agents) console.error(await a.log());
       throw err;
     } finally {
+      if (installed) await uninstall(installed).catch(() => {});
       await hub.kill9();
       for (const a of agents) {
         const all = await a.api.get<string[]>("/1.0/instances").catch(() => []);

@@ -24,6 +24,18 @@ export interface CliResult {
   stderr: string;
 }
 
+/** The outpost CLI run in network namespace `ns`, with its config (key pair, remotes) in `conf`. */
+export async function cliInNetns(ns: string, conf: string, ...args: string[]): Promise<CliResult> {
+  const out = await new Deno.Command("nsenter", {
+    args: [`--net=/run/netns/${ns}`, "--", ...outpostArgv(), ...args],
+    env: { OUTPOST_CONF: conf },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
 /** A loopback port nothing listens on right now. */
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { makeCert } from "./certs.ts";
 import {
+  cliInNetns,
   type CliResult,
   HAS_INCUS,
   HAS_LXC,
   issueTrustToken,
-  outpostArgv,
   randomBytes,
   StockLxc,
   TestDaemon,
@@ -114,16 +114,8 @@ for (const binary of ["lxc", "incus"] as const) {
 }
 
 /** The outpost CLI run on the client host, with its config (key pair, remotes) in `conf`. */
-async function outpost(hosts: TwoHosts, conf: string, ...args: string[]): Promise<CliResult> {
-  const argv = ["nsenter", `--net=/run/netns/${hosts.client}`, "--", ...outpostArgv(), ...args];
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    env: { OUTPOST_CONF: conf },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function outpost(hosts: TwoHosts, conf: string, ...args: string[]): Promise<CliResult> {
+  return cliInNetns(hosts.client, conf, ...args);
 }
 
 Deno.test({
