@@ -3,7 +3,8 @@
 #   ./install.sh [--state-dir DIR] [--no-image]
 #   ./install.sh --uninstall [--purge] [--state-dir DIR]   (--purge: also every instance and the state)
 # Environment: OUTPOST_PREFIX (default /opt/outpost), OUTPOST_BIN (default /usr/local/bin/outpost),
-# OUTPOST_SERVICE=systemd|supervise (default: systemd where it is PID 1).
+# OUTPOST_SERVICE=systemd|supervise (default: systemd where it is PID 1), OUTPOST_BUILD (the
+# agent program's sha256, when it came from a fleet hub).
 # Installs apt packages and Deno, copies the agent to /opt/outpost, puts an `outpost` launcher on
 # PATH, starts the daemon as a service (systemd unit, or a supervised background process where
 # systemd is not PID 1) and builds the busybox image.
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
     --no-image) BUILD_IMAGE=0; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --purge) PURGE=1; shift ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -76,6 +77,13 @@ if [ "$SRC" != "$PREFIX" ]; then
   tar -C "$SRC" --exclude=./node_modules --exclude=./.git --exclude=./dist -cf - . | tar -C "$PREFIX" -xf -
 fi
 ensure_modules "$PREFIX"
+# What an upgrade from a fleet hub needs to know of this install (OUTPOST_BUILD: the sha256 of the
+# agent program it came from, set by the hub's install script and upgrades).
+for v in "$PREFIX" "$BIN" "$STATE_DIR"; do
+  case "$v" in *'"'*|*'\\'*) echo "install.sh: paths may not hold \" or \\" >&2; exit 1 ;; esac
+done
+printf '{"prefix": "%s", "bin": "%s", "state_dir": "%s", "build": "%s"}\n' \
+  "$PREFIX" "$BIN" "$STATE_DIR" "${OUTPOST_BUILD:-}" > "$PREFIX/.install.json"
 
 # The launcher: `deno run` with narrowed permissions and V8 memory limits (the same flags `deno
 # task compile` bakes into the release binary; scripts/permissions.ts reads them). Commands run

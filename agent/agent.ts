@@ -29,6 +29,7 @@ import { recoverInstances } from "./recovery.ts";
 import { readHostFile } from "../drivers/hostfs.ts";
 import { CERT_FILE, ensureServerCert, KEY_FILE, type ServerCert } from "../server/server_cert.ts";
 import { FleetMembershipManager } from "./fleet.ts";
+import { Upgrader } from "./upgrade.ts";
 import { join } from "node:path";
 import { hostname, userInfo } from "node:os";
 
@@ -58,6 +59,7 @@ export class Agent {
   readonly audit: AuditLog;
   readonly authFailures = new AuthFailures();
   readonly fleet: FleetMembershipManager;
+  readonly upgrader: Upgrader;
   readonly startedAt = new Date();
   /** The daemon's TLS certificate and its fingerprint (made or read by init()). */
   serverCert: ServerCert = { certificate: "", fingerprint: "" };
@@ -113,6 +115,16 @@ export class Agent {
     });
     this.fleet = new FleetMembershipManager({
       store: this.store,
+      credentials: async () => ({
+        cert: await Deno.readTextFile(join(this.paths.root, CERT_FILE)),
+        key: await Deno.readTextFile(join(this.paths.root, KEY_FILE)),
+      }),
+      log,
+    });
+    this.upgrader = new Upgrader({
+      stateDir: this.paths.root,
+      runner: this.runner,
+      record: () => this.store.fleet(),
       credentials: async () => ({
         cert: await Deno.readTextFile(join(this.paths.root, CERT_FILE)),
         key: await Deno.readTextFile(join(this.paths.root, KEY_FILE)),

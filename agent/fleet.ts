@@ -16,7 +16,7 @@ import {
   type FleetMembership,
   HostNameSchema,
 } from "../contract/fleet.ts";
-import { probeServerCert, TlsTransport } from "../contract/tls_transport.ts";
+import type { TlsTransport } from "../contract/tls_transport.ts";
 import { VERSION } from "../contract/version.ts";
 import type { FleetRecord, Store } from "./store.ts";
 
@@ -33,6 +33,29 @@ export interface TunnelReport {
   last_error: string;
   queued_events: number;
   dropped_events: number;
+}
+
+/**
+ * A TLS transport to each of the hub's URLs, in order: this host's certificate as the client's,
+ * the hub's pinned one as the only one trusted. (node's TLS is loaded at the first call: a host
+ * that is not enrolled never holds it.)
+ */
+export async function hubTransports(
+  record: FleetRecord,
+  credentials: () => Promise<{ cert: string; key: string }>,
+): Promise<{ url: string; transport: TlsTransport }[]> {
+  const { TlsTransport } = await import("../contract/tls_transport.ts");
+  const { cert, key } = await credentials();
+  return record.hub_urls.map((url) => ({
+    url,
+    transport: new TlsTransport({
+      name: "hub",
+      url,
+      cert,
+      key,
+      serverCert: record.hub_certificate,
+    }),
+  }));
 }
 
 /** The default name of this host in a fleet: its host name's first label, when it is one. */
@@ -85,6 +108,8 @@ export class FleetMembershipManager {
     this.#enrolling = true;
     try {
       const name = req.name ?? defaultHostName();
+      // node's TLS is loaded only by a host that enrolls.
+      const { probeServerCert, TlsTransport } = await import("../contract/tls_transport.ts");
       const { cert, key } = await this.opts.credentials();
       const failures: string[] = [];
       const urls = [...new Set([...(req.url ? [req.url.replace(/\/+$/, "")] : []), ...token.hub])];

@@ -37,6 +37,7 @@ Deno.test("every route declares one of the access levels: GET /, GET /1.0 and to
     "DELETE /1.0/certificates/:fingerprint",
     "POST /1.0/fleet",
     "DELETE /1.0/fleet",
+    "POST /1.0/fleet/upgrade",
   ]);
 });
 

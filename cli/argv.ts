@@ -79,5 +79,5 @@ export function selectRemote(
     }
     if (rest !== "") out.push(rest);
   }
-  return { remote, host, args: out };
+  return host === undefined ? { remote, args: out } : { remote, host, args: out };
 }

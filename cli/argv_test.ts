@@ -38,3 +38,27 @@ Deno.test("selectRemote() refuses two remotes and skips remote and trust command
     assert.deepEqual(selectRemote(args, known), { args });
   }
 });
+
+Deno.test("selectRemote() takes the host after a hub remote: hub:edge-1:web, hub:edge-1:", () => {
+  const known = (n: string) => n === "hub" || n === "edge";
+  const hub = (n: string) => n === "hub";
+  assert.deepEqual(selectRemote(["exec", "hub:edge-1:web", "--", "ps"], known, hub), {
+    remote: "hub",
+    host: "edge-1",
+    args: ["exec", "web", "--", "ps"],
+  });
+  assert.deepEqual(selectRemote(["list", "hub:edge-1:"], known, hub), {
+    remote: "hub",
+    host: "edge-1",
+    args: ["list"],
+  });
+  // A daemon remote's words keep their colons; two hosts on one line are refused.
+  assert.deepEqual(selectRemote(["exec", "edge:a:b"], known, hub), {
+    remote: "edge",
+    args: ["exec", "a:b"],
+  });
+  assert.throws(
+    () => selectRemote(["copy", "hub:e1:a", "hub:e2:b"], known, hub),
+    /names two hosts \("e1" and "e2"\)/,
+  );
+});

@@ -121,6 +121,52 @@ export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
       );
       await printList(format, rows, INSTANCE_COLUMNS, rows);
     });
+  fleet.command("upgrade")
+    .description(
+      "Upgrade hosts to the hub's agent program (installed hosts only; instances keep running) " +
+        "and wait for each to report the new build or its rollback",
+    )
+    .option(
+      "--label <key=value>",
+      "Only hosts with this label (repeatable)",
+      collect,
+      [] as string[],
+    )
+    .option("--wait <seconds>", "How long to wait for the hosts to come back", "600")
+    .action(async (opts) => {
+      const wait = Number(opts.wait);
+      if (!(wait >= 0)) throw new UsageError(`Invalid --wait "${opts.wait}": use seconds`);
+      const env = await ctx.hubClient.request<UpgradeAnswer>("POST", `${FLEET_API}/upgrade`, {
+        body: { labels: labelsOf(opts.label) },
+      });
+      const answer = env.metadata as UpgradeAnswer;
+      const short = answer.sha256.slice(0, 12);
+      console.log(`Agent program ${answer.version} (${short}):`);
+      for (const h of answer.hosts) console.log(`  ${h.host}: ${h.status} ${h.message}`.trimEnd());
+      const pending = new Set(
+        answer.hosts.filter((h) => h.status === "started").map((h) => h.host),
+      );
+      let failed = answer.hosts.filter((h) => h.status === "failed").length;
+      const deadline = Date.now() + wait * 1000;
+      while (pending.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 1000));
+        for (const h of await ctx.hubClient.get<FleetHost[]>(`${FLEET_API}/hosts`)) {
+          if (!pending.has(h.name) || h.status !== "online" || !h.inventory) continue;
+          const last = h.inventory.last_upgrade;
+          if (h.inventory.build === answer.sha256) {
+            console.log(`  ${h.name}: upgraded to ${short}`);
+            pending.delete(h.name);
+          } else if (last?.to === answer.sha256 && last.result === "rolled-back") {
+            console.log(`  ${h.name}: rolled back: ${last.message}`);
+            pending.delete(h.name);
+            failed++;
+          }
+        }
+      }
+      for (const name of pending) console.log(`  ${name}: no answer in ${wait} s`);
+      if (failed > 0 || pending.size > 0) ctx.exitCode = 1;
+    });
+
   fleet.command("exec")
     .description(
       "Run a command in instances of many hosts at once (--label selects hosts, --instance the " +
@@ -176,6 +222,12 @@ export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
       if (failed > 0) ctx.exitCode = 1;
     });
   return fleet;
+}
+
+interface UpgradeAnswer {
+  version: string;
+  sha256: string;
+  hosts: { host: string; status: string; message: string }[];
 }
 
 interface ExecResult {

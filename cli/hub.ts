@@ -13,6 +13,7 @@ export interface HubRunOptions {
   listen: string;
   urls: string[];
   heartbeatSeconds: number;
+  database?: string;
 }
 
 const TOKEN_COLUMNS: Column<Token>[] = [
@@ -55,12 +56,25 @@ export function hubCommand(
       [] as string[],
     )
     .option("--heartbeat <seconds>", "How often hosts send a heartbeat", "10")
+    .option(
+      "--database <url>",
+      "A PostgreSQL database several hubs share (postgres://USER:PASS@HOST/DB); default: SQLite in the state dir",
+    )
     .action(async (opts) => {
       const heartbeatSeconds = Number(opts.heartbeat);
       if (!(heartbeatSeconds > 0 && heartbeatSeconds <= 3600)) {
         throw new UsageError(`Invalid --heartbeat "${opts.heartbeat}": use 1 to 3600 seconds`);
       }
-      await run({ stateDir: ctx.hubDir, listen: opts.listen, urls: opts.url, heartbeatSeconds });
+      if (opts.database !== undefined && !/^postgres(ql)?:\/\//.test(opts.database)) {
+        throw new UsageError(`Invalid --database "${opts.database}": use postgres://...`);
+      }
+      await run({
+        stateDir: ctx.hubDir,
+        listen: opts.listen,
+        urls: opts.url,
+        heartbeatSeconds,
+        database: opts.database,
+      });
     });
 
   const token = hub.command("token").description("Manage join tokens");

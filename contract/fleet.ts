@@ -138,8 +138,23 @@ export const InventoryInstanceSchema = z.strictObject({
   addresses: z.array(z.string().max(64)).max(64),
 });
 
+/** How the last upgrade from the hub ended (`upgraded`, or `rolled-back` with why). */
+export const UpgradeResultSchema = z.strictObject({
+  result: z.enum(["upgraded", "rolled-back"]),
+  from: z.string().max(64),
+  to: z.string().max(64),
+  at: z.string().max(64),
+  message: z.string().max(512),
+});
+export type UpgradeResult = z.infer<typeof UpgradeResultSchema>;
+
 export const InventorySchema = z.strictObject({
   version: z.string().max(64),
+  /** The sha256 of the agent program it was installed from ("" for a source checkout). */
+  build: z.string().max(64),
+  /** Whether it was installed by install.sh, and so can be upgraded from the hub. */
+  upgradable: z.boolean(),
+  last_upgrade: UpgradeResultSchema.nullable(),
   kernel: z.string().max(128),
   architecture: z.string().max(32),
   hostname: z.string().max(253),
@@ -201,6 +216,27 @@ export const FleetHostSchema = z.strictObject({
   inventory: InventorySchema.nullable(),
 });
 export type FleetHost = z.infer<typeof FleetHostSchema>;
+
+// --- upgrades ---
+
+/** `POST /1.0/fleet/upgrade` on a host (the hub's call): fetch this build from the hub, install it. */
+export const FleetUpgradeSchema = z.strictObject({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+/** `POST /fleet/v1/upgrade` on the hub: upgrade the hosts with these labels (all when none). */
+export const FleetUpgradeRequestSchema = z.strictObject({
+  labels: LabelsSchema.default({}),
+});
+
+/** What the hub says of each host it asked to upgrade. */
+export const UpgradeStartSchema = z.strictObject({
+  host: z.string(),
+  /** `started`, `current` (already on this build), or `failed`. */
+  status: z.enum(["started", "current", "failed"]),
+  message: z.string(),
+});
+export type UpgradeStart = z.infer<typeof UpgradeStartSchema>;
 
 // --- the agent's side (`/1.0/fleet` on an agent, outpost's own) ---
 

@@ -9,6 +9,8 @@
  */
 import type { Agent } from "../agent/agent.ts";
 import type { FleetRecord } from "../agent/store.ts";
+import { installInfo, lastUpgrade } from "../agent/upgrade.ts";
+import { hubTransports } from "../agent/fleet.ts";
 import { messageOf } from "../contract/errors.ts";
 import {
   type AgentMessage,
@@ -125,21 +127,17 @@ export class FleetClient {
   }
 
   async #dial(record: FleetRecord): Promise<WebSocketClient> {
-    const root = this.opts.agent.paths.root;
-    const cert = await Deno.readTextFile(join(root, CERT_FILE));
-    const key = await Deno.readTextFile(join(root, KEY_FILE));
     // Loaded with the first tunnel: a host that is not enrolled never holds node's TLS.
-    const { TlsTransport } = await import("../contract/tls_transport.ts");
     const { WebSocketClient } = await import("../contract/websocket.ts");
     const failures: string[] = [];
-    for (const url of record.hub_urls) {
-      const transport = new TlsTransport({
-        name: "hub",
-        url,
-        cert,
-        key,
-        serverCert: record.hub_certificate,
-      });
+    const credentials = async () => {
+      const root = this.opts.agent.paths.root;
+      return {
+        cert: await Deno.readTextFile(join(root, CERT_FILE)),
+        key: await Deno.readTextFile(join(root, KEY_FILE)),
+      };
+    };
+    for (const { url, transport } of await hubTransports(record, credentials)) {
       try {
         return await WebSocketClient.connect(() => transport.dial(), {
           path: TUNNEL_PATH,
@@ -164,6 +162,7 @@ export class FleetClient {
     let heartbeatS = DEFAULT_HEARTBEAT_S;
     let lastHeard = Date.now();
     let lastInventory = 0;
+    let sentUpgrade = JSON.stringify(lastUpgrade(this.opts.agent.paths.root));
     const tunnel = new Tunnel({
       send: (data) => void ws.send(data).catch(() => {}),
       close: () => void ws.close().catch(() => {}),
@@ -204,7 +203,11 @@ export class FleetClient {
       beating = true;
       lastBeat = Date.now();
       try {
-        const due = this.#inventoryDirty || Date.now() - lastInventory > INVENTORY_EVERY_MS;
+        // An upgrade's result is written after the new daemon started: it goes up when it shows.
+        const upgrade = JSON.stringify(lastUpgrade(this.opts.agent.paths.root));
+        const due = this.#inventoryDirty || upgrade !== sentUpgrade ||
+          Date.now() - lastInventory > INVENTORY_EVERY_MS;
+        sentUpgrade = upgrade;
         this.#inventoryDirty = false;
         const inventory = due ? await this.inventory() : undefined;
         if (inventory) lastInventory = Date.now();
@@ -255,8 +258,12 @@ export class FleetClient {
     >("/1.0/instances?recursion=2");
     const env = server.environment;
     const qemu = env.instance_drivers?.["qemu"];
+    const install = installInfo();
     const inventory: z.infer<typeof InventorySchema> = {
       version: env.server_version,
+      build: install?.build.slice(0, 64) ?? "",
+      upgradable: install !== undefined,
+      last_upgrade: lastUpgrade(this.opts.agent.paths.root),
       kernel: `${env.kernel} ${env.kernel_version}`.slice(0, 128),
       architecture: env.kernel_architecture,
       hostname: env.server_name,

@@ -34,6 +34,7 @@ export async function packAgent(dir: string, root = SOURCE_ROOT): Promise<AgentP
       "--exclude=./node_modules",
       "--exclude=./dist",
       "--exclude=./.ci",
+      "--exclude=./.install.json",
       "-czf",
       tmp,
       "-C",
@@ -107,7 +108,8 @@ echo "$SHA256  $TMP/agent.tar.gz" | sha256sum -c - >/dev/null 2>&1 ||
   die "the agent downloaded from $HUB does not have the expected sha256: not installing"
 mkdir "$TMP/src"
 tar -xzf "$TMP/agent.tar.gz" -C "$TMP/src"
-OUTPOST_PREFIX="$PREFIX" OUTPOST_BIN="$BIN" bash "$TMP/src/install.sh" --state-dir "$STATE_DIR" --no-image
+OUTPOST_PREFIX="$PREFIX" OUTPOST_BIN="$BIN" OUTPOST_BUILD="$SHA256" \\
+  bash "$TMP/src/install.sh" --state-dir "$STATE_DIR" --no-image
 if [ -n "$NAME" ]; then
   OUTPOST_DIR="$STATE_DIR" "$BIN" enroll "$HUB" --token "$TOKEN" --name "$NAME"
 else

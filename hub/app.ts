@@ -10,6 +10,7 @@ import {
   EnrollRequestSchema,
   FLEET_API,
   type FleetHost,
+  FleetUpgradeRequestSchema,
   matchesLabels,
   parseLabels,
   TokenCreateSchema,
@@ -230,6 +231,16 @@ export function createHubApp({ fleet, program, log }: HubAppOptions): Hono {
       throw new BadRequest("Only a host's /1.0 API can be reached through the hub");
     }
     return await fleet.relay(name, c.req.raw, path, connection);
+  });
+
+  app.post(`${FLEET_API}/upgrade`, async (c) => {
+    requireAdmin(await roleOf(fleet, connectionOf(c).caller));
+    const body = await parseBody(c, FleetUpgradeRequestSchema);
+    return sync(c, {
+      version: program.version,
+      sha256: program.sha256,
+      hosts: await fleet.upgrade(body.labels, program.sha256),
+    });
   });
 
   app.get(`${FLEET_API}/metrics`, async (c) => {

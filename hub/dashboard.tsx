@@ -13,6 +13,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Context, Hono } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { streamSSE } from "hono/streaming";
+import { raw } from "hono/html";
 import { Forbidden } from "../contract/errors.ts";
 import type { FleetHost } from "../contract/fleet.ts";
 import type { Fleet } from "./fleet.ts";
@@ -104,7 +105,8 @@ ul.events { margin: 0.5rem 0 0; padding-left: 1.2rem; font-size: 0.85rem; color:
 const LIVE = `
 const src = new EventSource("/dashboard/stream");
 let pending = false;
-src.addEventListener("change", async () => {
+// Whatever changed between the page's rendering and the stream's opening is fetched at the open.
+const refresh = () => {
   if (pending) return;
   pending = true;
   setTimeout(async () => {
@@ -112,9 +114,10 @@ src.addEventListener("change", async () => {
     const r = await fetch("/dashboard/hosts", { credentials: "same-origin" });
     if (r.ok) document.getElementById("hosts").innerHTML = await r.text();
   }, 200);
-});
+};
+src.addEventListener("open", refresh);
+src.addEventListener("change", refresh);
 `;
-
 function HostCard({ host, events }: { host: FleetHost; events: HostEvent[] }) {
   const inv = host.inventory;
   const online = host.status === "online";
@@ -236,12 +239,13 @@ export function mountDashboard(app: Hono, { fleet, sessions, isAdmin }: Dashboar
         <head>
           <meta charset="utf-8" />
           <title>outpost fleet</title>
-          <style>{STYLE}</style>
+          <style>{raw(STYLE)}</style>
         </head>
         <body>
           <h1>outpost fleet</h1>
           <div id="hosts">{await hostsSection(fleet)}</div>
-          <script>{LIVE}</script>
+          {/* Trusted constants: raw, since escaping would break the script's `=>`. */}
+          <script>{raw(LIVE)}</script>
         </body>
       </html>,
     );

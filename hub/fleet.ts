@@ -11,9 +11,12 @@ import {
   type EnrollResponse,
   type FleetHost,
   type Inventory,
+  type Labels,
+  matchesLabels,
   type Token,
   type TokenCreate,
   TokenCreateSchema,
+  type UpgradeStart,
 } from "../contract/fleet.ts";
 import { BadRequest, Conflict, Forbidden, NotFound } from "../contract/errors.ts";
 import { derToPem, fingerprintOfDer } from "../contract/tls_transport.ts";
@@ -355,6 +358,38 @@ export class Fleet {
     if (done.metadata?.status_code !== 200) {
       throw new Conflict(`${action} ${instance} on ${host}: ${done.metadata?.err ?? "failed"}`);
     }
+  }
+
+  /**
+   * Asks every online host this hub holds that matches `selector` to install build `sha256` (the
+   * hub's own agent program): a result per host, answered as soon as each has started.
+   */
+  async upgrade(selector: Labels, sha256: string): Promise<UpgradeStart[]> {
+    const hosts = (await this.hosts()).filter((h) => matchesLabels(h.labels, selector));
+    return await Promise.all(hosts.map(async (h): Promise<UpgradeStart> => {
+      if (h.status !== "online") return { host: h.name, status: "failed", message: "offline" };
+      if (h.inventory?.build === sha256) {
+        return { host: h.name, status: "current", message: "already on this build" };
+      }
+      try {
+        const resp = await this.get(h.name, "/1.0/fleet/upgrade", AbortSignal.timeout(120_000), {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ sha256 }),
+        });
+        const body = await resp.json().catch(() => ({}));
+        if (!resp.ok) {
+          return { host: h.name, status: "failed", message: String(body.error ?? resp.status) };
+        }
+        return {
+          host: h.name,
+          status: "started",
+          message: `from ${body.metadata?.from || "a checkout"}`,
+        };
+      } catch (err) {
+        return { host: h.name, status: "failed", message: (err as Error).message };
+      }
+    }));
   }
 
   /** Calls `fn` whenever a host's status, inventory or events change; returns the unsubscribe. */

@@ -16,7 +16,8 @@ import type { ConnectionEnv } from "../server/connection.ts";
 import { createHubApp } from "./app.ts";
 import { packAgent } from "./agent_program.ts";
 import { Fleet } from "./fleet.ts";
-import { SqliteHubStore } from "./store.ts";
+import { SqlHubStore } from "./store.ts";
+import { PostgresDb, SqliteDb } from "./sql.ts";
 
 export const HUB_SOCKET = "hub.socket";
 export const DEFAULT_HUB_DIR = "/var/lib/outpost-hub";
@@ -28,7 +29,14 @@ export interface HubOptions {
   /** The URLs join tokens name (default: the listen address, every host address for a wildcard). */
   urls?: string[];
   heartbeatSeconds?: number;
+  /** A PostgreSQL URL (`postgres://...`) several hubs share; default: SQLite in the state dir. */
+  database?: string;
   log?: (msg: string) => void;
+}
+
+/** A database URL without its password, for messages. */
+function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
 }
 
 export interface RunningHub {
@@ -73,7 +81,15 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
   });
   const urls = opts.urls?.length ? opts.urls : httpsAddresses(listen).map((a) => `https://${a}`);
   const program = await packAgent(join(opts.stateDir, "agent"));
-  const store = new SqliteHubStore(join(opts.stateDir, "hub.db"));
+  const db = opts.database
+    ? await PostgresDb.connect(opts.database, log).catch((err) => {
+      throw new Error(`Cannot use the database at ${redact(opts.database!)}: ${messageOf(err)}`);
+    })
+    : new SqliteDb(join(opts.stateDir, "hub.db"));
+  const store = await SqlHubStore.open(db).catch(async (err) => {
+    await db.close();
+    throw err;
+  });
   const id = urls[0] ?? `https://${listen}`;
   const fleet = new Fleet({
     store,

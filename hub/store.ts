@@ -1,10 +1,11 @@
 /**
- * The hub's records: enrolled hosts (never deleted for being away) and join tokens (by the hash of
- * their secret, never the secret). One interface, async so a shared database can stand behind it;
- * the embedded one is SQLite (node:sqlite, WAL) in the hub's state dir.
+ * The hub's records: enrolled hosts (never deleted for being away), join tokens (by the hash of
+ * their secret, never the secret), admin clients and each host's newest events. One store over
+ * SQL that SQLite and PostgreSQL both speak (`hub/sql.ts`): the embedded SQLite in the hub's state
+ * dir, or a PostgreSQL database several hubs share.
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { z } from "zod";
+import type { Db, Row } from "./sql.ts";
 import { type Inventory, InventorySchema, type Labels, LabelsSchema } from "../contract/fleet.ts";
 
 export interface HostRecord {
@@ -120,7 +121,7 @@ const MIGRATIONS = [
      created_at TEXT NOT NULL
    );`,
   `CREATE TABLE host_events (
-     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     id {{serial}},
      host TEXT NOT NULL REFERENCES hosts (name) ON DELETE CASCADE,
      timestamp TEXT NOT NULL,
      type TEXT NOT NULL,
@@ -205,74 +206,49 @@ const ClientTokenRowSchema = z.object({
 const HOST_COLUMNS =
   "name, fingerprint, certificate, labels, enrolled_at, last_seen, hub, inventory";
 
-export class SqliteHubStore implements HubStore {
-  readonly #db: DatabaseSync;
+/** Rows of `sql`, each validated by `schema`. */
+async function all<T>(
+  db: Db,
+  schema: z.ZodType<T>,
+  sql: string,
+  ...params: unknown[]
+): Promise<T[]> {
+  return (await db.query(sql, params)).map((r: Row) => schema.parse(r));
+}
 
-  constructor(path: string) {
-    this.#db = new DatabaseSync(path);
-    this.#db.exec(
-      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;" +
-        " PRAGMA foreign_keys = ON;",
-    );
-    const version = (this.#db.prepare("PRAGMA user_version").get() as { user_version: number })
-      .user_version;
-    if (version > MIGRATIONS.length) {
-      throw new Error(
-        `Hub database is schema version ${version}, newer than this outpost: upgrade outpost`,
-      );
-    }
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      this.#tx(() => {
-        this.#db.exec(MIGRATIONS[v]);
-        this.#db.exec(`PRAGMA user_version = ${v + 1}`);
-      });
-    }
-  }
+async function one<T>(
+  db: Db,
+  schema: z.ZodType<T>,
+  sql: string,
+  ...params: unknown[]
+): Promise<T | undefined> {
+  const rows = await db.query(sql, params);
+  return rows[0] ? schema.parse(rows[0]) : undefined;
+}
 
-  #tx<T>(fn: () => T): T {
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
-      const out = fn();
-      this.#db.exec("COMMIT");
-      return out;
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
-    }
-  }
+export class SqlHubStore implements HubStore {
+  private constructor(private db: Db) {}
 
-  #run(sql: string, ...params: SQLInputValue[]): number {
-    return Number(this.#db.prepare(sql).run(...params).changes);
-  }
-
-  #all<T>(schema: z.ZodType<T>, sql: string, ...params: SQLInputValue[]): T[] {
-    return this.#db.prepare(sql).all(...params).map((r) => schema.parse(r));
-  }
-
-  #one<T>(schema: z.ZodType<T>, sql: string, ...params: SQLInputValue[]): T | undefined {
-    const row = this.#db.prepare(sql).get(...params);
-    return row ? schema.parse(row) : undefined;
+  /** The store on `db`, its schema brought up to date. */
+  static async open(db: Db): Promise<SqlHubStore> {
+    await db.migrate(MIGRATIONS);
+    return new SqlHubStore(db);
   }
 
   listHosts(): Promise<HostRecord[]> {
-    return Promise.resolve(
-      this.#all(HostRowSchema, `SELECT ${HOST_COLUMNS} FROM hosts ORDER BY name`),
-    );
+    return all(this.db, HostRowSchema, `SELECT ${HOST_COLUMNS} FROM hosts ORDER BY name`);
   }
 
   getHost(name: string): Promise<HostRecord | undefined> {
-    return Promise.resolve(
-      this.#one(HostRowSchema, `SELECT ${HOST_COLUMNS} FROM hosts WHERE name = ?`, name),
-    );
+    return one(this.db, HostRowSchema, `SELECT ${HOST_COLUMNS} FROM hosts WHERE name = ?`, name);
   }
 
   hostByFingerprint(fingerprint: string): Promise<HostRecord | undefined> {
-    return Promise.resolve(
-      this.#one(
-        HostRowSchema,
-        `SELECT ${HOST_COLUMNS} FROM hosts WHERE fingerprint = ?`,
-        fingerprint,
-      ),
+    return one(
+      this.db,
+      HostRowSchema,
+      `SELECT ${HOST_COLUMNS} FROM hosts WHERE fingerprint = ?`,
+      fingerprint,
     );
   }
 
@@ -281,16 +257,18 @@ export class SqliteHubStore implements HubStore {
     now: string,
     host: Pick<HostRecord, "name" | "fingerprint" | "certificate">,
   ): Promise<{ ok: true; labels: Labels } | { ok: false; why: "token" | "name" }> {
-    return Promise.resolve(this.#tx(() => {
-      const token = this.#one(
+    return this.db.tx(async (db) => {
+      const token = await one(
+        db,
         TokenRowSchema,
         `SELECT * FROM join_tokens WHERE hash = ? AND uses_left > 0
-           AND (expires_at = '' OR expires_at > ?)`,
+           AND (expires_at = '' OR expires_at > ?) FOR UPDATE`,
         hash,
         now,
       );
       if (!token) return { ok: false as const, why: "token" as const };
-      const byName = this.#one(
+      const byName = await one(
+        db,
         HostRowSchema,
         `SELECT ${HOST_COLUMNS} FROM hosts WHERE name = ?`,
         host.name,
@@ -299,153 +277,132 @@ export class SqliteHubStore implements HubStore {
         return { ok: false as const, why: "name" as const };
       }
       // A host that enrolls again (a new name, new labels) keeps one record.
-      this.#run(
-        "DELETE FROM hosts WHERE fingerprint = ? AND name != ?",
+      await db.run("DELETE FROM hosts WHERE fingerprint = ? AND name != ?", [
         host.fingerprint,
         host.name,
-      );
-      this.#run(
+      ]);
+      await db.run(
         `INSERT INTO hosts (name, fingerprint, certificate, labels, enrolled_at)
            VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET labels = excluded.labels,
            certificate = excluded.certificate, enrolled_at = excluded.enrolled_at`,
-        host.name,
-        host.fingerprint,
-        host.certificate,
-        JSON.stringify(token.labels),
-        now,
+        [host.name, host.fingerprint, host.certificate, JSON.stringify(token.labels), now],
       );
-      this.#run("UPDATE join_tokens SET uses_left = uses_left - 1 WHERE id = ?", token.id);
+      await db.run("UPDATE join_tokens SET uses_left = uses_left - 1 WHERE id = ?", [token.id]);
       return { ok: true as const, labels: token.labels };
-    }));
+    });
   }
 
-  setConnection(name: string, hub: string, lastSeen: string): Promise<void> {
-    this.#run("UPDATE hosts SET hub = ?, last_seen = ? WHERE name = ?", hub, lastSeen, name);
-    return Promise.resolve();
+  async setConnection(name: string, hub: string, lastSeen: string): Promise<void> {
+    await this.db.run("UPDATE hosts SET hub = ?, last_seen = ? WHERE name = ?", [
+      hub,
+      lastSeen,
+      name,
+    ]);
   }
 
-  touch(name: string, lastSeen: string, inventory?: Inventory): Promise<void> {
+  async touch(name: string, lastSeen: string, inventory?: Inventory): Promise<void> {
     if (inventory) {
-      this.#run(
-        "UPDATE hosts SET last_seen = ?, inventory = ? WHERE name = ?",
+      await this.db.run("UPDATE hosts SET last_seen = ?, inventory = ? WHERE name = ?", [
         lastSeen,
         JSON.stringify(inventory),
         name,
-      );
-    } else this.#run("UPDATE hosts SET last_seen = ? WHERE name = ?", lastSeen, name);
-    return Promise.resolve();
+      ]);
+    } else await this.db.run("UPDATE hosts SET last_seen = ? WHERE name = ?", [lastSeen, name]);
   }
 
-  deleteHost(name: string): Promise<boolean> {
-    return Promise.resolve(this.#run("DELETE FROM hosts WHERE name = ?", name) > 0);
+  async deleteHost(name: string): Promise<boolean> {
+    return await this.db.run("DELETE FROM hosts WHERE name = ?", [name]) > 0;
   }
 
   addEvents(name: string, events: HostEvent[], keep: number): Promise<void> {
-    this.#tx(() => {
+    return this.db.tx(async (db) => {
       for (const e of events) {
-        this.#run(
-          "INSERT INTO host_events (host, timestamp, type, event) VALUES (?, ?, ?, ?)",
+        await db.run("INSERT INTO host_events (host, timestamp, type, event) VALUES (?, ?, ?, ?)", [
           name,
           e.timestamp,
           e.type,
           JSON.stringify(e.event),
-        );
+        ]);
       }
-      this.#run(
+      await db.run(
         `DELETE FROM host_events WHERE host = ? AND id <= coalesce((SELECT id FROM host_events
            WHERE host = ? ORDER BY id DESC LIMIT 1 OFFSET ?), -1)`,
-        name,
-        name,
-        keep,
+        [name, name, keep],
       );
     });
-    return Promise.resolve();
   }
 
   listEvents(name: string): Promise<HostEvent[]> {
-    return Promise.resolve(
-      this.#all(
-        EventRowSchema,
-        "SELECT timestamp, type, event FROM host_events WHERE host = ? ORDER BY id",
-        name,
-      ),
+    return all(
+      this.db,
+      EventRowSchema,
+      "SELECT timestamp, type, event FROM host_events WHERE host = ? ORDER BY id",
+      name,
     );
   }
 
   listTokens(): Promise<TokenRecord[]> {
-    return Promise.resolve(
-      this.#all(TokenRowSchema, "SELECT * FROM join_tokens ORDER BY created_at"),
-    );
+    return all(this.db, TokenRowSchema, "SELECT * FROM join_tokens ORDER BY created_at");
   }
 
-  putToken(t: TokenRecord): Promise<void> {
-    this.#run(
+  async putToken(t: TokenRecord): Promise<void> {
+    await this.db.run(
       `INSERT INTO join_tokens (id, hash, description, labels, uses_left, expires_at, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      t.id,
-      t.hash,
-      t.description,
-      JSON.stringify(t.labels),
-      t.uses_left,
-      t.expires_at,
-      t.created_at,
+      [
+        t.id,
+        t.hash,
+        t.description,
+        JSON.stringify(t.labels),
+        t.uses_left,
+        t.expires_at,
+        t.created_at,
+      ],
     );
-    return Promise.resolve();
   }
 
-  deleteToken(id: string): Promise<boolean> {
-    return Promise.resolve(this.#run("DELETE FROM join_tokens WHERE id = ?", id) > 0);
+  async deleteToken(id: string): Promise<boolean> {
+    return await this.db.run("DELETE FROM join_tokens WHERE id = ?", [id]) > 0;
   }
 
   pruneTokens(now: string): Promise<number> {
-    return Promise.resolve(
-      this.#run(
-        "DELETE FROM join_tokens WHERE uses_left <= 0 OR (expires_at != '' AND expires_at <= ?)",
-        now,
-      ),
+    return this.db.run(
+      "DELETE FROM join_tokens WHERE uses_left <= 0 OR (expires_at != '' AND expires_at <= ?)",
+      [now],
     );
-  }
-
-  close(): Promise<void> {
-    this.#db.close();
-    return Promise.resolve();
   }
 
   listClients(): Promise<ClientRecord[]> {
-    return Promise.resolve(this.#all(ClientRowSchema, "SELECT * FROM clients ORDER BY name"));
+    return all(this.db, ClientRowSchema, "SELECT * FROM clients ORDER BY name");
   }
 
   clientByFingerprint(fingerprint: string): Promise<ClientRecord | undefined> {
-    return Promise.resolve(
-      this.#one(ClientRowSchema, "SELECT * FROM clients WHERE fingerprint = ?", fingerprint),
+    return one(
+      this.db,
+      ClientRowSchema,
+      "SELECT * FROM clients WHERE fingerprint = ?",
+      fingerprint,
     );
   }
 
-  deleteClient(fingerprint: string): Promise<boolean> {
-    return Promise.resolve(this.#run("DELETE FROM clients WHERE fingerprint = ?", fingerprint) > 0);
+  async deleteClient(fingerprint: string): Promise<boolean> {
+    return await this.db.run("DELETE FROM clients WHERE fingerprint = ?", [fingerprint]) > 0;
   }
 
   listClientTokens(): Promise<ClientTokenRecord[]> {
-    return Promise.resolve(
-      this.#all(ClientTokenRowSchema, "SELECT * FROM client_tokens ORDER BY created_at"),
-    );
+    return all(this.db, ClientTokenRowSchema, "SELECT * FROM client_tokens ORDER BY created_at");
   }
 
-  putClientToken(t: ClientTokenRecord): Promise<void> {
-    this.#run(
+  async putClientToken(t: ClientTokenRecord): Promise<void> {
+    await this.db.run(
       "INSERT INTO client_tokens (id, hash, name, expires_at, created_at) VALUES (?, ?, ?, ?, ?)",
-      t.id,
-      t.hash,
-      t.name,
-      t.expires_at,
-      t.created_at,
+      [t.id, t.hash, t.name, t.expires_at, t.created_at],
     );
-    return Promise.resolve();
   }
 
-  deleteClientToken(id: string): Promise<boolean> {
-    return Promise.resolve(this.#run("DELETE FROM client_tokens WHERE id = ?", id) > 0);
+  async deleteClientToken(id: string): Promise<boolean> {
+    return await this.db.run("DELETE FROM client_tokens WHERE id = ?", [id]) > 0;
   }
 
   redeemClientToken(
@@ -453,24 +410,26 @@ export class SqliteHubStore implements HubStore {
     now: string,
     client: Omit<ClientRecord, "name">,
   ): Promise<boolean> {
-    return Promise.resolve(this.#tx(() => {
-      const t = this.#one(
+    return this.db.tx(async (db) => {
+      const t = await one(
+        db,
         ClientTokenRowSchema,
-        "SELECT * FROM client_tokens WHERE hash = ? AND (expires_at = '' OR expires_at > ?)",
+        "SELECT * FROM client_tokens WHERE hash = ? AND (expires_at = '' OR expires_at > ?) FOR UPDATE",
         hash,
         now,
       );
       if (!t) return false;
-      this.#run("DELETE FROM client_tokens WHERE id = ?", t.id);
-      this.#run(
+      await db.run("DELETE FROM client_tokens WHERE id = ?", [t.id]);
+      await db.run(
         `INSERT INTO clients (fingerprint, name, certificate, created_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name`,
-        client.fingerprint,
-        t.name,
-        client.certificate,
-        client.created_at,
+        [client.fingerprint, t.name, client.certificate, client.created_at],
       );
       return true;
-    }));
+    });
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
   }
 }

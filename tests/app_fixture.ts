@@ -14,6 +14,7 @@ import { AuditLog } from "../agent/audit.ts";
 import { AuthFailures } from "../agent/auth_failures.ts";
 import { TrustTokens } from "../agent/trust_tokens.ts";
 import { FleetMembershipManager } from "../agent/fleet.ts";
+import { Upgrader } from "../agent/upgrade.ts";
 import { httpsAddresses } from "../server/addresses.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
@@ -56,6 +57,13 @@ export async function withApp(
       }),
       fleet: new FleetMembershipManager({
         store: core.store,
+        credentials: () => Promise.reject(new Error("No certificate in the fixture")),
+        log: (msg) => core.log.push(msg),
+      }),
+      upgrader: new Upgrader({
+        stateDir: core.paths.root,
+        runner: new Runner(),
+        record: () => undefined,
         credentials: () => Promise.reject(new Error("No certificate in the fixture")),
         log: (msg) => core.log.push(msg),
       }),

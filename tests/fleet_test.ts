@@ -12,7 +12,15 @@ import type { FleetHost, FleetMembership } from "../contract/fleet.ts";
 import type { Operation } from "../contract/responses.ts";
 import { connectUnix } from "../contract/websocket.ts";
 import { HAS_NETNS, type Star, star } from "./netns.ts";
-import { cliInNetns, outpostArgv, spawnServer, TestDaemon, uniqueName } from "./helpers.ts";
+import {
+  cliInNetns,
+  outpostArgv,
+  ROOT,
+  spawnServer,
+  TestDaemon,
+  uniqueName,
+  waitUntil,
+} from "./helpers.ts";
 
 const HEARTBEAT_S = 1;
 /** The bound the hub promises: 2 × heartbeat + 5 s grace, plus a sweep (a heartbeat). */
@@ -26,9 +34,12 @@ class TestHub {
     this.api = new ApiClient(join(dir, "hub.socket"));
   }
 
-  async start(): Promise<void> {
+  /** Starts the hub, from this checkout or from the program at `main` (another build). */
+  async start(main?: string): Promise<void> {
+    const argv = outpostArgv();
+    if (main) argv[argv.length - 1] = main;
     this.proc = await spawnServer([
-      ...outpostArgv(),
+      ...argv,
       "hub",
       "--state-dir",
       this.dir,
@@ -40,7 +51,7 @@ class TestHub {
       logFile: join(this.dir, "..", "hub.log"),
       netns: this.ns,
       ready: () => this.api.get("/fleet/v1"),
-    }).catch(async (err) => {
+    }).catch(async (err: Error) => {
       throw new Error(`${err.message}: ${await this.log()}`);
     });
   }
@@ -81,13 +92,29 @@ class TestHub {
   }
 
   async waitFor(what: string, ok: () => Promise<boolean>, ms = 20_000): Promise<number> {
-    const start = Date.now();
-    while (Date.now() - start < ms) {
-      if (await ok().catch(() => false)) return Date.now() - start;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`Timed out waiting for ${what}: ${await this.log()}`);
+    return await waitUntil(what, ok, ms).catch(async (err: Error) => {
+      throw new Error(`${err.message}: ${await this.log()}`);
+    });
   }
+}
+
+/** A copy of this checkout (its modules too) changed by `change`: another build to serve. */
+async function buildCopy(
+  root: string,
+  name: string,
+  change: (src: string) => Promise<void>,
+): Promise<string> {
+  const src = join(root, name);
+  await Deno.mkdir(src);
+  const copy = await new Deno.Command("bash", {
+    args: [
+      "-c",
+      `tar -C '${ROOT}' --exclude=./.git --exclude=./dist -cf - . | tar -C '${src}' -xf -`,
+    ],
+  }).output();
+  assert.ok(copy.success, "the checkout copies");
+  await change(src);
+  return src;
 }
 
 interface Installed {
@@ -262,6 +289,67 @@ Deno.test({
         const hosts = await hub.hosts();
         return hosts.length === 4 && hosts.every((h) => h.status === "online" && h.inventory);
       });
+      // A fleet upgrade: the hub serves a new build; the installed host fetches, checks and
+      // installs it, restarts its daemon and reports the new build.
+      const next = await buildCopy(root, "next", (src) =>
+        Deno.writeTextFile(
+          join(src, "contract", "version.ts"),
+          'export const VERSION = "0.1.0-next";\n',
+        ));
+      await hub.kill9();
+      await hub.start(join(next, "main.ts"));
+      await hub.waitFor(
+        "four hosts back",
+        async () => (await hub.hosts()).filter((h) => h.status === "online").length === 4,
+      );
+      const up = await hub.cli("fleet", "upgrade", "--label", "site=lyon", "--wait", "300");
+      assert.equal(up.code, 0, up.stdout + up.stderr);
+      assert.match(up.stdout, /edge-4: started/);
+      assert.match(up.stdout, /edge-4: upgraded to [0-9a-f]{12}/);
+      await hub.waitFor("edge-4 to report how its upgrade went", async () => {
+        const h = await hub.api.get<FleetHost>("/fleet/v1/hosts/edge-4");
+        return h.inventory!.version === "0.1.0-next" &&
+          h.inventory!.last_upgrade?.result === "upgraded";
+      });
+      // Hosts run from a checkout say they cannot be upgraded this way.
+      const notInstalled = await hub.cli(
+        "fleet",
+        "upgrade",
+        "--label",
+        "site=berlin",
+        "--wait",
+        "0",
+      );
+      assert.equal(notInstalled.code, 1);
+      assert.match(notInstalled.stdout, /edge-3: failed .*source checkout/);
+
+      // A build whose daemon does not start is rolled back: the host comes back on the old one.
+      const broken = await buildCopy(root, "broken", async (src) => {
+        const f = join(src, "daemon", "daemon.ts");
+        await Deno.writeTextFile(
+          f,
+          `throw new Error("a broken build");\n${await Deno.readTextFile(f)}`,
+        );
+      });
+      await hub.kill9();
+      await hub.start(join(broken, "main.ts"));
+      await hub.waitFor(
+        "four hosts back",
+        async () => (await hub.hosts()).filter((h) => h.status === "online").length === 4,
+      );
+      const down = await hub.cli("fleet", "upgrade", "--label", "site=lyon", "--wait", "300");
+      assert.equal(down.code, 1, down.stdout + down.stderr);
+      assert.match(down.stdout, /edge-4: rolled back: the new build did not come up/);
+      const rolledBack = await hub.api.get<FleetHost>("/fleet/v1/hosts/edge-4");
+      assert.equal(rolledBack.status, "online");
+      assert.equal(rolledBack.inventory!.version, "0.1.0-next");
+      await hub.kill9();
+      await hub.start();
+      await hub.waitFor(
+        "four hosts back on this build's hub",
+        async () => (await hub.hosts()).filter((h) => h.status === "online").length === 4,
+      );
+
       await uninstall(installed);
       installed = undefined;
       await hub.waitFor(
@@ -279,8 +367,11 @@ Deno.test({
       assert.equal(table.code, 0, table.stderr);
       assert.match(table.stdout, /edge-3 \| ONLINE/);
       assert.doesNotMatch(table.stdout, /edge-1/);
+      await hub.waitFor(
+        "edge-1 to say its tunnel is up",
+        async () => (await agents[0].api.get<FleetMembership>("/1.0/fleet")).tunnel === "connected",
+      );
       const membership = await agents[0].api.get<FleetMembership>("/1.0/fleet");
-      assert.equal(membership.tunnel, "connected");
       assert.equal(membership.name, "edge-1");
 
       // Control through the tunnel: launch a container on edge-1 and exec in it via the hub.

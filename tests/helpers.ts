@@ -36,6 +36,20 @@ export async function cliInNetns(ns: string, conf: string, ...args: string[]): P
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** Waits until `ok()` holds (its errors count as not yet), failing after `ms` naming `what`. */
+export async function waitUntil(
+  what: string,
+  ok: () => Promise<boolean>,
+  ms = 30_000,
+): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < ms) {
+    if (await ok().catch(() => false)) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`Timed out waiting for ${what}`);
+}
+
 /** A loopback port nothing listens on right now. */
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
