@@ -47,6 +47,11 @@ export class PreconditionFailed extends DomainError {
   override readonly status = 412;
 }
 
+/** The server cannot do this now, or at all in this build (HTTP 503). */
+export class Unavailable extends DomainError {
+  override readonly status = 503;
+}
+
 /** The message of any thrown value, for logs and error envelopes. */
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -19,7 +19,7 @@ import { errorBody } from "../contract/responses.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../contract/metrics.ts";
 import { TUNNEL_PATH } from "../contract/tunnel.ts";
 import { VERSION } from "../contract/version.ts";
-import { BadRequest } from "../contract/errors.ts";
+import { BadRequest, Unavailable } from "../contract/errors.ts";
 import { parseBody } from "../server/body.ts";
 import { type Caller, connectionOf } from "../server/connection.ts";
 import { json, sync, toHttpError } from "../server/envelope.ts";
@@ -64,8 +64,8 @@ function labelSelector(c: Context): Record<string, string> {
 
 export interface HubAppOptions {
   fleet: Fleet;
-  /** The agent program hosts install and upgrade to. */
-  program: AgentProgram;
+  /** The agent program hosts install and upgrade to (none: installs and upgrades are refused). */
+  program?: AgentProgram;
   log: (msg: string) => void;
 }
 
@@ -77,8 +77,16 @@ function reachedAs(c: Context): string | undefined {
   return ok ? `https://${host}` : undefined;
 }
 
-export function createHubApp({ fleet, program, log }: HubAppOptions): Hono {
+export function createHubApp({ fleet, program: packed, log }: HubAppOptions): Hono {
   const app = new Hono();
+  const program = (): AgentProgram => {
+    if (!packed) {
+      throw new Unavailable(
+        "This hub has no agent program to serve (see its log): install hosts from a checkout",
+      );
+    }
+    return packed;
+  };
   app.use(async (c, next) => {
     await next();
     if (c.req.method !== "GET") {
@@ -145,21 +153,25 @@ export function createHubApp({ fleet, program, log }: HubAppOptions): Hono {
   app.get("/install.sh", (c) => {
     const url = reachedAs(c) ?? fleet.urls[0];
     if (!url) throw new BadRequest("The hub has no address hosts can reach: start it with --url");
-    return c.body(installScript({ url, pin: fleet.publicKeyPin, program }), 200, {
+    return c.body(installScript({ url, pin: fleet.publicKeyPin, program: program() }), 200, {
       "Content-Type": "text/x-shellscript; charset=utf-8",
     });
   });
 
   app.get(
     `${FLEET_API}/agent`,
-    (c) => sync(c, { version: program.version, sha256: program.sha256, size: program.size }),
+    (c) => {
+      const { version, sha256, size } = program();
+      return sync(c, { version, sha256, size });
+    },
   );
 
   app.get(`${FLEET_API}/agent.tar.gz`, async (c) => {
-    const file = await Deno.open(program.file);
+    const { file: path, size } = program();
+    const file = await Deno.open(path);
     return c.body(file.readable, 200, {
       "Content-Type": "application/gzip",
-      "Content-Length": String(program.size),
+      "Content-Length": String(size),
     });
   });
 
@@ -237,9 +249,9 @@ export function createHubApp({ fleet, program, log }: HubAppOptions): Hono {
     requireAdmin(await roleOf(fleet, connectionOf(c).caller));
     const body = await parseBody(c, FleetUpgradeRequestSchema);
     return sync(c, {
-      version: program.version,
-      sha256: program.sha256,
-      hosts: await fleet.upgrade(body.labels, program.sha256),
+      version: program().version,
+      sha256: program().sha256,
+      hosts: await fleet.upgrade(body.labels, program().sha256),
     });
   });
 

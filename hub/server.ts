@@ -80,7 +80,12 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     user: userInfo().username,
   });
   const urls = opts.urls?.length ? opts.urls : httpsAddresses(listen).map((a) => `https://${a}`);
-  const program = await packAgent(join(opts.stateDir, "agent"));
+  // A hub that cannot pack its own program (a compiled binary has no source tree on disk) serves
+  // everything but installs and upgrades.
+  const program = await packAgent(join(opts.stateDir, "agent")).catch((err) => {
+    log(`hub: no agent program to serve to hosts: ${messageOf(err)}`);
+    return undefined;
+  });
   const db = opts.database
     ? await PostgresDb.connect(opts.database, log).catch((err) => {
       throw new Error(`Cannot use the database at ${redact(opts.database!)}: ${messageOf(err)}`);
