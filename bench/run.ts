@@ -1,12 +1,14 @@
 /**
  * `deno task bench`: outpost against the raw tools it drives, on this host. Prints each figure
  * next to the same work done by hand, and the ratio (outpost / raw); then the daemon's memory
- * (idle, with 50 running containers, after deleting them) against its targets. Containers always;
+ * (idle, with 50 running containers, after deleting them) against its targets; then a host's API
+ * through a hub's tunnel against the host's own socket. Containers always;
  * VMs when QEMU and the VM test image are available (`--vm`, or OUTPOST_BENCH_VM=1).
  */
 import { join } from "node:path";
 import { TestDaemon, uniqueName } from "../tests/helpers.ts";
 import { cliRows, listRows, median, ROUNDS, sh as run } from "./cli.ts";
+import { fleet } from "./fleet.ts";
 
 async function time(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
@@ -220,4 +222,5 @@ async function vms(): Promise<void> {
   }
 }
 
+if (!Deno.args.includes("--vm-only")) await fleet();
 if (Deno.args.includes("--vm") || Deno.env.get("OUTPOST_BENCH_VM") === "1") await vms();

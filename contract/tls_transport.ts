@@ -137,6 +137,9 @@ function connect(
     sock.once("secureConnect", () => {
       clearTimeout(timer);
       sock.removeAllListeners("error");
+      // Small writes go out at once: with Nagle, a websocket frame written after another waits
+      // for the peer's delayed ACK (40 ms a message through a hub's tunnel).
+      sock.setNoDelay(true);
       resolve(sock);
     });
   });
