@@ -22,7 +22,7 @@ import { Paths } from "./paths.ts";
 import { Store } from "./store.ts";
 import { TrustStore } from "./trust.ts";
 import { AuditLog } from "./audit.ts";
-import { AuthFailures } from "./auth_failures.ts";
+import { AuthFailures } from "../server/auth_failures.ts";
 import { TrustTokens } from "./trust_tokens.ts";
 import { httpsAddresses } from "../server/addresses.ts";
 import { recoverInstances } from "./recovery.ts";

@@ -9,6 +9,7 @@ import type { Agent } from "../agent/agent.ts";
 import type { CertificateRecord } from "../agent/store.ts";
 import { Forbidden, TooManyRequests } from "../contract/errors.ts";
 import { type Caller, connectionOf } from "../server/connection.ts";
+import { isLoopback } from "../server/auth_failures.ts";
 import type { Guard, Route } from "./route_table.ts";
 
 /** What the server knows of a caller. */
@@ -79,14 +80,6 @@ export function refusal(
     return 'Certificate is restricted to reading: it has no write access to project "default"';
   }
   return undefined;
-}
-
-/**
- * Loopback callers are processes of this host: they are never held off for failing (a remote
- * attacker cannot come from there, and local tools must not lock each other out).
- */
-export function isLoopback(address: string): boolean {
-  return /^(::ffff:)?127\./.test(address) || address === "::1";
 }
 
 /** The guard every route is registered behind. */

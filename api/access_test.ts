@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { Agent } from "../agent/agent.ts";
 import type { CertificateRecord } from "../agent/store.ts";
-import { type Identity, isLoopback, refusal } from "./access.ts";
+import { type Identity, refusal } from "./access.ts";
+import { isLoopback } from "../server/auth_failures.ts";
 import type { Access, Method } from "./route_table.ts";
 
 const agent = (config: Record<string, string> = {}) =>

@@ -5,7 +5,6 @@
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
-import { Forbidden } from "../contract/errors.ts";
 import {
   EnrollRequestSchema,
   FLEET_API,
@@ -19,7 +18,8 @@ import { errorBody } from "../contract/responses.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../contract/metrics.ts";
 import { TUNNEL_PATH } from "../contract/tunnel.ts";
 import { VERSION } from "../contract/version.ts";
-import { BadRequest, Unavailable } from "../contract/errors.ts";
+import { BadRequest, Forbidden, TooManyRequests, Unavailable } from "../contract/errors.ts";
+import { AuthFailures, isLoopback } from "../server/auth_failures.ts";
 import { parseBody } from "../server/body.ts";
 import { type Caller, connectionOf } from "../server/connection.ts";
 import { json, sync, toHttpError } from "../server/envelope.ts";
@@ -87,8 +87,23 @@ export function createHubApp({ fleet, program: packed, log }: HubAppOptions): Ho
     }
     return packed;
   };
+  // An address refused 30 times in a minute is held off (429) until the minute is over, as on
+  // the daemon; loopback never is, nor a caller with a certificate the hub knows.
+  const failures = new AuthFailures();
   app.use(async (c, next) => {
+    const caller = connectionOf(c).caller;
+    const stranger = caller.via === "https" && !isLoopback(caller.address) &&
+      await roleOf(fleet, caller) === "untrusted";
+    if (stranger) {
+      const wait = failures.heldOff(caller.address);
+      if (wait > 0) {
+        throw new TooManyRequests(
+          `Too many refused requests from ${caller.address}: try again in ${wait} s`,
+        );
+      }
+    }
     await next();
+    if (stranger && c.res.status === 403) failures.fail(caller.address);
     if (c.req.method !== "GET") {
       log(`hub: ${c.req.method} ${c.req.path.slice(0, 200)} ${c.res.status}`);
     }

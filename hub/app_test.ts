@@ -136,3 +136,16 @@ Deno.test("malformed token requests are 400s that name the field", () =>
     const labels = await call(UNIX, "/fleet/v1/hosts?label=novalue");
     assert.equal(labels.status, 400);
   }));
+
+Deno.test("an address refused 30 times in a minute is held off with a 429; loopback never is", () =>
+  withHub(async (call) => {
+    for (let i = 0; i < 30; i++) {
+      assert.equal((await call(STRANGER, "/fleet/v1/hosts")).status, 403);
+    }
+    const held = await call(STRANGER, "/fleet/v1");
+    assert.equal(held.status, 429);
+    assert.match((await held.json()).error, /Too many refused requests from 192\.0\.2\.7/);
+    const local: Caller = { via: "https", address: "127.0.0.1" };
+    for (let i = 0; i < 40; i++) assert.equal((await call(local, "/fleet/v1/hosts")).status, 403);
+    assert.equal((await call(local, "/fleet/v1")).status, 200);
+  }));

@@ -11,7 +11,7 @@ import { Metrics } from "../agent/metrics.ts";
 import { Operations } from "../agent/operations.ts";
 import { TrustStore } from "../agent/trust.ts";
 import { AuditLog } from "../agent/audit.ts";
-import { AuthFailures } from "../agent/auth_failures.ts";
+import { AuthFailures } from "../server/auth_failures.ts";
 import { TrustTokens } from "../agent/trust_tokens.ts";
 import { FleetMembershipManager } from "../agent/fleet.ts";
 import { Upgrader } from "../agent/upgrade.ts";

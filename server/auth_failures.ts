@@ -63,3 +63,11 @@ export class AuthFailures {
     return this.#by.size;
   }
 }
+
+/**
+ * Loopback callers are processes of this host: they are never held off for failing (a remote
+ * attacker cannot come from there, and local tools must not lock each other out).
+ */
+export function isLoopback(address: string): boolean {
+  return /^(::ffff:)?127\./.test(address) || address === "::1";
+}
