@@ -264,7 +264,8 @@ export async function relayRequest(
   } catch (err) {
     return errorResponse(503, err instanceof Error ? err.message : String(err));
   }
-  void pump(req.method === "GET" || req.method === "HEAD" ? null : req.body, stream);
+  // An upgrade's stream stays open both ways: after a 101 it carries the connection's bytes.
+  if (!upgrade) void pump(req.method === "GET" || req.method === "HEAD" ? null : req.body, stream);
   let head;
   try {
     head = await stream.response;
@@ -288,6 +289,7 @@ export async function relayRequest(
     });
     return response;
   }
+  if (upgrade) stream.end(); // refused: the request had no body
   const empty = req.method === "HEAD" || head.status === 204 || head.status === 304;
   if (empty) stream.readable.cancel().catch(() => {});
   return new Response(empty ? null : stream.readable, {

@@ -65,6 +65,12 @@ function testApp(): Hono {
     return response;
   });
   app.get("/hang", () => new Promise<Response>(() => {}));
+  // A raw upgrade (as SFTP's): whatever comes in goes back out, until the client ends.
+  app.get("/raw", (c) => {
+    const { response, stream } = connectionOf(c).upgradeRaw!(c.req.raw, "echo");
+    void stream.then((raw) => raw.readable.pipeTo(raw.writable));
+    return response;
+  });
   return app;
 }
 
@@ -170,4 +176,49 @@ Deno.test("a peer that breaks the protocol loses the tunnel", () => {
     t.receive(encodeFrame(Frame.DATA, s.id, new Uint8Array(64 * 1024)));
   }
   assert.ok(t.closed);
+});
+
+Deno.test("a raw upgrade (SFTP's) relays bytes both ways until the client ends", async () => {
+  const { hub } = pair(testApp());
+  // The client's connection at the hub: what it sends, and what it receives.
+  const sent = new TransformStream<Uint8Array, Uint8Array>();
+  const received: Uint8Array[] = [];
+  const done = Promise.withResolvers<void>();
+  const client: Connection = {
+    caller: { via: "unix" },
+    upgradeWebSocket: () => {
+      throw new Error("no websockets here");
+    },
+    upgradeRaw: () => ({
+      response: new Response(null, { status: 101 }),
+      stream: Promise.resolve({
+        readable: sent.readable,
+        writable: new WritableStream<Uint8Array>({
+          write: (chunk) => void received.push(chunk),
+          close: () => done.resolve(),
+        }),
+      }),
+    }),
+  };
+  const req = new Request("http://hub/raw", {
+    headers: { upgrade: "echo", connection: "upgrade" },
+  });
+  const resp = await relayRequest(hub, req, "/raw", client);
+  assert.equal(resp.status, 101);
+  const w = sent.writable.getWriter();
+  const payload = new Uint8Array(300_000);
+  for (let i = 0; i < payload.length; i += 65_536) {
+    crypto.getRandomValues(payload.subarray(i, i + 65_536));
+  }
+  await w.write(payload);
+  await w.close();
+  await done.promise;
+  const back = new Uint8Array(received.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of received) {
+    back.set(c, at);
+    at += c.byteLength;
+  }
+  assert.deepEqual(back, payload);
+  hub.close();
 });
