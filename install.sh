@@ -39,10 +39,12 @@ stop_service() {
   if [ -f /etc/systemd/system/outpost.service ] && command -v systemctl >/dev/null; then
     systemctl disable --now outpost.service >/dev/null 2>&1 || true
   fi
+  # Each process is waited for (up to 5 s): a supervisor ends only after its current sleep.
   for f in supervisor.pid daemon.pid; do
     if [ -f "$STATE_DIR/$f" ] && kill -0 "$(cat "$STATE_DIR/$f")" 2>/dev/null; then
-      kill "$(cat "$STATE_DIR/$f")" 2>/dev/null || true
-      sleep 0.5
+      pid=$(cat "$STATE_DIR/$f")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
   done
 }

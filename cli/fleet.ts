@@ -13,6 +13,9 @@ import { labelsOf } from "./hub.ts";
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+/** Commands `fleet exec` runs at once. */
+const FAN_OUT = 16;
+
 const labelText = (labels: Record<string, string>) =>
   Object.entries(labels).map(([k, v]) => `${k}=${v}`).join("\n");
 
@@ -196,7 +199,14 @@ export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
           }
         }
       }
-      const results = await Promise.all(jobs.map((j) => execOn(ctx, j.host, j.instance, command)));
+      // At most FAN_OUT commands at once, so a large fleet is not asked everything at one time.
+      const results: ExecResult[] = [];
+      const queue = [...jobs];
+      await Promise.all(Array.from({ length: Math.min(FAN_OUT, queue.length) }, async () => {
+        for (let j = queue.shift(); j; j = queue.shift()) {
+          results.push(await execOn(ctx, j.host, j.instance, command));
+        }
+      }));
       let failed = 0;
       for (
         const r of results.sort((a, b) =>

@@ -6,6 +6,7 @@ import { tuneNativeMemory } from "./native_memory.ts";
 import { HttpsListener } from "../server/https_listener.ts";
 import type { ConnectionEnv } from "../server/connection.ts";
 import { listenUnix } from "../server/unix_listener.ts";
+import { keepAliveOnUncaught } from "../server/keep_alive.ts";
 import { errorResponse } from "../server/node_bridge.ts";
 import { CERT_FILE, KEY_FILE } from "../server/server_cert.ts";
 import { join } from "node:path";
@@ -146,27 +147,6 @@ export function guardedHandler(
       log(`error: ${messageOf(err)}`);
       return errorResponse(500, "Internal error");
     }
-  };
-}
-
-/**
- * The last line of defence: an error no handler caught is logged and the daemon goes on. Each is
- * a bug to fix, never a reason to stop serving every other client.
- */
-export function keepAliveOnUncaught(log: (msg: string) => void): () => void {
-  const onRejection = (e: PromiseRejectionEvent) => {
-    e.preventDefault();
-    log(`error: unhandled rejection: ${e.reason instanceof Error ? e.reason.stack : e.reason}`);
-  };
-  const onError = (e: ErrorEvent) => {
-    e.preventDefault();
-    log(`error: uncaught: ${e.error instanceof Error ? e.error.stack : e.message}`);
-  };
-  globalThis.addEventListener("unhandledrejection", onRejection);
-  globalThis.addEventListener("error", onError);
-  return () => {
-    globalThis.removeEventListener("unhandledrejection", onRejection);
-    globalThis.removeEventListener("error", onError);
   };
 }
 

@@ -58,6 +58,9 @@ async function readCapped(resp: Response, limit: number): Promise<Uint8Array> {
   return concatBytes(chunks);
 }
 
+/** Join tokens usable at once (used-up and expired ones are pruned first). */
+export const MAX_JOIN_TOKENS = 1_000;
+
 /** Events kept per host (the newest). */
 export const MAX_HOST_EVENTS = 500;
 
@@ -173,6 +176,11 @@ export class Fleet {
         );
       }
       expires = new Date(now.getTime() + ms).toISOString();
+    }
+    if ((await this.listTokens()).length >= MAX_JOIN_TOKENS) {
+      throw new BadRequest(
+        `${MAX_JOIN_TOKENS} join tokens are waiting: revoke some ("outpost hub token revoke")`,
+      );
     }
     const secret = randomBytes(32).toString("hex");
     const record: TokenRecord = {

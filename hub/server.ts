@@ -12,6 +12,7 @@ import { HttpsListener } from "../server/https_listener.ts";
 import { errorResponse } from "../server/node_bridge.ts";
 import { CERT_FILE, ensureServerCert, KEY_FILE, runCommand } from "../server/server_cert.ts";
 import { listenUnix } from "../server/unix_listener.ts";
+import { keepAliveOnUncaught } from "../server/keep_alive.ts";
 import type { ConnectionEnv } from "../server/connection.ts";
 import { createHubApp } from "./app.ts";
 import { packAgent } from "./agent_program.ts";
@@ -50,6 +51,13 @@ function timestamped(msg: string): void {
   try {
     console.error(`${new Date().toISOString()} ${msg}`);
   } catch { /* the log is gone; the hub goes on */ }
+}
+
+/** Writes a file atomically (a temp file renamed over it), readable by root only. */
+async function writePrivate(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  await Deno.writeTextFile(tmp, text, { mode: 0o600 });
+  await Deno.rename(tmp, path);
 }
 
 /** Refuses to start over a live hub; removes a stale socket left by a crash. */
@@ -95,12 +103,24 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
     await db.close();
     throw err;
   });
+  // Every hub on one database presents the first one's certificate: hosts pin it once and may
+  // then reach any of them.
+  const local = {
+    certificate: cert.certificate,
+    key: await Deno.readTextFile(join(opts.stateDir, KEY_FILE)),
+  };
+  const identity = await store.claimIdentity(local);
+  if (identity.certificate !== local.certificate) {
+    await writePrivate(join(opts.stateDir, KEY_FILE), identity.key);
+    await writePrivate(join(opts.stateDir, CERT_FILE), identity.certificate);
+    log("hub: presenting the certificate of the fleet's first hub (from the database)");
+  }
   const id = urls[0] ?? `https://${listen}`;
   const fleet = new Fleet({
     store,
     id,
     urls,
-    certificate: cert.certificate,
+    certificate: identity.certificate,
     heartbeatSeconds: opts.heartbeatSeconds ?? 10,
     log,
   });
@@ -153,6 +173,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
 
 /** Runs the hub until SIGTERM/SIGINT. */
 export async function runHub(opts: HubOptions): Promise<void> {
+  keepAliveOnUncaught(opts.log ?? timestamped);
   const hub = await startHub(opts);
   const stop = () => void hub.shutdown();
   Deno.addSignalListener("SIGTERM", stop);

@@ -97,7 +97,17 @@ export interface HubStore {
     now: string,
     client: Omit<ClientRecord, "name">,
   ): Promise<boolean>;
+  /**
+   * The certificate and key every hub on this database presents: the first hub's, stored by it
+   * (`mine` when none is stored yet).
+   */
+  claimIdentity(mine: HubIdentity): Promise<HubIdentity>;
   close(): Promise<void>;
+}
+
+export interface HubIdentity {
+  certificate: string;
+  key: string;
 }
 
 const MIGRATIONS = [
@@ -140,6 +150,11 @@ const MIGRATIONS = [
      name TEXT NOT NULL,
      expires_at TEXT NOT NULL,
      created_at TEXT NOT NULL
+   );`,
+  `CREATE TABLE hub_identity (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     certificate TEXT NOT NULL,
+     key TEXT NOT NULL
    );`,
 ];
 
@@ -426,6 +441,18 @@ export class SqlHubStore implements HubStore {
         [client.fingerprint, t.name, client.certificate, client.created_at],
       );
       return true;
+    });
+  }
+
+  claimIdentity(mine: HubIdentity): Promise<HubIdentity> {
+    return this.db.tx(async (db) => {
+      await db.run(
+        `INSERT INTO hub_identity (id, certificate, key) VALUES (1, ?, ?)
+         ON CONFLICT (id) DO NOTHING`,
+        [mine.certificate, mine.key],
+      );
+      const row = (await db.query("SELECT certificate, key FROM hub_identity WHERE id = 1"))[0];
+      return { certificate: String(row.certificate), key: String(row.key) };
     });
   }
 

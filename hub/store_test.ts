@@ -112,3 +112,14 @@ Deno.test(
       assert.deepEqual(await store.listEvents("edge-1"), []);
     }),
 );
+
+Deno.test(
+  "the first hub's certificate is the one every hub on the database presents",
+  opts,
+  () =>
+    withStore(async (store) => {
+      const a = { certificate: "CERT-A", key: "KEY-A" };
+      assert.deepEqual(await store.claimIdentity(a), a);
+      assert.deepEqual(await store.claimIdentity({ certificate: "CERT-B", key: "KEY-B" }), a);
+    }),
+);

@@ -8,7 +8,11 @@ LAUNCHER=$1
 STATE_DIR=$2
 echo $$ > "$STATE_DIR/supervisor.pid"
 child=
-trap '[ -n "$child" ] && kill "$child" 2>/dev/null; rm -f "$STATE_DIR/supervisor.pid"; exit 0' TERM INT
+# The pid file goes only if it is still this supervisor's: a new one may have been started
+# (install.sh, an upgrade) while this one was finishing its last sleep.
+trap '[ -n "$child" ] && kill "$child" 2>/dev/null
+  [ "$(cat "$STATE_DIR/supervisor.pid" 2>/dev/null)" = "$$" ] && rm -f "$STATE_DIR/supervisor.pid"
+  exit 0' TERM INT
 while :; do
   OUTPOST_DIR="$STATE_DIR" "$LAUNCHER" daemon >>"$STATE_DIR/daemon.log" 2>&1 &
   child=$!

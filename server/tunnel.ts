@@ -304,7 +304,13 @@ export class Tunnel {
 
   /** Sends a control message. */
   control(message: unknown): void {
-    if (!this.#closed) this.carrier.send(JSON.stringify(message));
+    if (this.#closed) return;
+    try {
+      this.carrier.send(JSON.stringify(message));
+    } catch (err) {
+      // The connection went before its close was seen: the tunnel ends here, nothing throws.
+      this.close(`The tunnel failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** A message from the carrier. */

@@ -222,3 +222,17 @@ Deno.test("a raw upgrade (SFTP's) relays bytes both ways until the client ends",
   assert.deepEqual(back, payload);
   hub.close();
 });
+
+Deno.test("a control message on a connection that went away ends the tunnel, and throws nothing", () => {
+  const reasons: string[] = [];
+  const t = new Tunnel({
+    send() {
+      throw new DOMException("The websocket is not open", "InvalidStateError");
+    },
+    close() {},
+  }, { onClose: (r) => reasons.push(r) });
+  t.control({ type: "heartbeat" });
+  assert.ok(t.closed);
+  assert.match(reasons[0], /The tunnel failed: The websocket is not open/);
+  t.control({ type: "heartbeat" }); // closed: a no-op
+});

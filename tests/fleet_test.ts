@@ -61,7 +61,9 @@ class TestHub {
   }
 
   async kill9(): Promise<void> {
-    this.proc?.kill("SIGKILL");
+    try {
+      this.proc?.kill("SIGKILL");
+    } catch { /* it has gone already */ }
     await this.proc?.status;
     this.proc = undefined;
   }
@@ -123,16 +125,25 @@ interface Installed {
   state: string;
 }
 
-/** Stops and removes an outpost the served install script put in place. */
-async function uninstall(i: Installed): Promise<void> {
+/**
+ * Stops and removes an outpost the served install script put in place; answers what of it was
+ * still running after `install.sh --uninstall` (nothing, when uninstalling works).
+ */
+async function uninstall(i: Installed): Promise<string> {
   const out = await new Deno.Command("bash", {
     args: [join(i.prefix, "install.sh"), "--uninstall", "--purge", "--state-dir", i.state],
     env: { OUTPOST_PREFIX: i.prefix, OUTPOST_BIN: i.bin },
     stdout: "null",
     stderr: "piped",
   }).output();
+  const left = new TextDecoder().decode(
+    (await new Deno.Command("pgrep", { args: ["-af", i.prefix], stdout: "piped" }).output()).stdout,
+  ).split("\n").filter((l) => l && !/ (Z|defunct)/.test(l) && !l.includes("pgrep")).join("\n");
+  // Whatever of it still runs (a supervisor, a daemon) goes too: the host is left as found.
+  await new Deno.Command("pkill", { args: ["-KILL", "-f", i.prefix] }).output();
   await Deno.remove(i.prefix, { recursive: true }).catch(() => {});
   if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return left;
 }
 
 /** Runs a command in an instance on `host` through the hub, over the exec websockets. */
@@ -350,7 +361,7 @@ Deno.test({
         async () => (await hub.hosts()).filter((h) => h.status === "online").length === 4,
       );
 
-      await uninstall(installed);
+      assert.equal(await uninstall(installed), "", "install.sh --uninstall stops every process");
       installed = undefined;
       await hub.waitFor(
         "edge-4 offline once uninstalled",
