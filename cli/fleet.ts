@@ -9,9 +9,7 @@ import { ApiClient } from "../contract/client.ts";
 import type { Operation } from "../contract/responses.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { type Column, FORMAT_OPTION, formatBytes, parseFormat, printList } from "./format.ts";
-import { labelsOf } from "./hub.ts";
-
-const collect = (value: string, previous: string[]) => [...previous, value];
+import { LABEL_OPTION, labelsOf } from "./hub.ts";
 
 /** Commands `fleet exec` runs at once. */
 const FAN_OUT = 16;
@@ -80,12 +78,7 @@ export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
   );
   fleet.command("hosts")
     .description("List the enrolled hosts, online or not")
-    .option(
-      "--label <key=value>",
-      "Only hosts with this label (repeatable)",
-      collect,
-      [] as string[],
-    )
+    .option(...LABEL_OPTION)
     .option(...FORMAT_OPTION)
     .action(async (opts) => {
       const format = parseFormat(opts.format);
@@ -109,12 +102,7 @@ export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
     });
   fleet.command("instances")
     .description("List the instances of every host, as each last reported them")
-    .option(
-      "--label <key=value>",
-      "Only hosts with this label (repeatable)",
-      collect,
-      [] as string[],
-    )
+    .option(...LABEL_OPTION)
     .option(...FORMAT_OPTION)
     .action(async (opts) => {
       const format = parseFormat(opts.format);
@@ -129,12 +117,7 @@ export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
       "Upgrade hosts to the hub's agent program (installed hosts only; instances keep running) " +
         "and wait for each to report the new build or its rollback",
     )
-    .option(
-      "--label <key=value>",
-      "Only hosts with this label (repeatable)",
-      collect,
-      [] as string[],
-    )
+    .option(...LABEL_OPTION)
     .option("--wait <seconds>", "How long to wait for the hosts to come back", "600")
     .action(async (opts) => {
       const wait = Number(opts.wait);
@@ -175,12 +158,7 @@ export function fleetCommand(ctx: CliContext): CommandUnknownOpts {
       "Run a command in instances of many hosts at once (--label selects hosts, --instance the " +
         "instance; every running one without it) and print each result",
     )
-    .option(
-      "--label <key=value>",
-      "Only hosts with this label (repeatable)",
-      collect,
-      [] as string[],
-    )
+    .option(...LABEL_OPTION)
     .option("--instance <name>", "The instance to run in on each host")
     .argument("<command...>", "The command (after --)")
     .action(async (command, opts) => {

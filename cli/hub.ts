@@ -27,7 +27,15 @@ const TOKEN_COLUMNS: Column<Token>[] = [
   { header: "EXPIRES AT", value: (t) => t.expires_at || "never" },
 ];
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+export const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** The `--label` option of the fleet commands that select hosts: flags, help, parser, default. */
+export const LABEL_OPTION = [
+  "--label <key=value>",
+  "Only hosts with this label (repeatable)",
+  collect,
+  [] as string[],
+] as const;
 
 /** `k=v` words as labels (the hub checks them again). */
 export function labelsOf(words: string[]): Record<string, string> {

@@ -170,6 +170,14 @@ export const InventorySchema = z.strictObject({
 });
 export type Inventory = z.infer<typeof InventorySchema>;
 
+/** Past its last message plus this much more than two heartbeats, either end of a tunnel counts the other as gone. */
+export const GRACE_MS = 5_000;
+
+/** How long a host may stay silent before it is offline, for a heartbeat of `seconds`. */
+export function silenceBound(seconds: number): number {
+  return 2 * seconds * 1000 + GRACE_MS;
+}
+
 /** Control messages an agent sends up its tunnel. */
 export const AgentMessageSchema = z.discriminatedUnion("type", [
   z.strictObject({

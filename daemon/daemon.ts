@@ -5,8 +5,8 @@ import { messageOf } from "../contract/errors.ts";
 import { tuneNativeMemory } from "./native_memory.ts";
 import { HttpsListener } from "../server/https_listener.ts";
 import type { ConnectionEnv } from "../server/connection.ts";
-import { listenUnix } from "../server/unix_listener.ts";
-import { keepAliveOnUncaught } from "../server/keep_alive.ts";
+import { claimSocket, listenUnix } from "../server/unix_listener.ts";
+import { keepAliveOnUncaught, neverThrows, timestamped } from "../server/keep_alive.ts";
 import { errorResponse } from "../server/node_bridge.ts";
 import { CERT_FILE, KEY_FILE } from "../server/server_cert.ts";
 import { join } from "node:path";
@@ -24,45 +24,12 @@ export interface RunningDaemon {
   shutdown(): Promise<void>;
 }
 
-function timestamped(msg: string): void {
-  console.error(`${new Date().toISOString()} ${msg}`);
-}
-
-/**
- * A log that never throws: writing a log line can fail (the log's disk is full, its pipe is
- * gone), and a request must not fail, nor the daemon stop, because a line could not be written.
- */
-export function neverThrows(log: (msg: string) => void): (msg: string) => void {
-  return (msg) => {
-    try {
-      log(msg);
-    } catch { /* the line is lost, the daemon goes on */ }
-  };
-}
-
-/** Refuses to start over a live daemon; removes a stale socket left by a crash. */
-async function claimSocket(path: string): Promise<void> {
-  try {
-    await Deno.lstat(path);
-  } catch {
-    return;
-  }
-  try {
-    const conn = await Deno.connect({ transport: "unix", path });
-    conn.close();
-    throw new Error(`Another daemon is already serving ${path}`);
-  } catch (err) {
-    if (err instanceof Error && err.message.startsWith("Another daemon")) throw err;
-    await Deno.remove(path);
-  }
-}
-
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = neverThrows(opts.log ?? timestamped);
   const memory = tuneNativeMemory();
   const agent = new Agent(opts.stateDir, log);
   try {
-    await claimSocket(agent.paths.socket);
+    await claimSocket(agent.paths.socket, "daemon");
     await agent.init();
   } catch (err) {
     agent.close();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { guardedHandler, neverThrows } from "./daemon.ts";
+import { guardedHandler } from "./daemon.ts";
+import { neverThrows } from "../server/keep_alive.ts";
 import { UNIX_CONNECTION } from "../server/connection.ts";
 
 Deno.test("guardedHandler() turns a thrown error into a 500 envelope, not a crash", async () => {

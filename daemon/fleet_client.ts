@@ -17,6 +17,7 @@ import {
   HubMessageSchema,
   type Inventory,
   type InventorySchema,
+  silenceBound,
 } from "../contract/fleet.ts";
 import type { Resources, Server } from "../contract/responses.ts";
 import { MAX_FRAME, TUNNEL_PATH, TUNNEL_PROTOCOL } from "../contract/tunnel.ts";
@@ -37,7 +38,6 @@ const BACKOFF_MAX_MS = 30_000;
 const INVENTORY_EVERY_MS = 60_000;
 /** What the hub's heartbeat interval is taken to be before its welcome says. */
 const DEFAULT_HEARTBEAT_S = 10;
-const GRACE_MS = 5_000;
 /** How often the heartbeat timer looks whether one is due. */
 const TICK_MS = 250;
 
@@ -194,7 +194,7 @@ export class FleetClient {
     let lastBeat = Date.now();
     const timer = setInterval(async () => {
       if (beating) return;
-      if (Date.now() - lastHeard > 2 * heartbeatS * 1000 + GRACE_MS) {
+      if (Date.now() - lastHeard > silenceBound(heartbeatS)) {
         tunnel.close("No heartbeat from the hub");
         void ws.close(1000, "No heartbeat").catch(() => {});
         return;

@@ -3,7 +3,7 @@
  * trust token (`outpost hub trust add NAME`, redeemed with `outpost remote add hub TOKEN`). The
  * token is the Incus format the clients already read; the hub keeps only its secret's hash.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { hashSecret, newId, newSecret } from "./secrets.ts";
 import { BadRequest, Forbidden, NotFound } from "../contract/errors.ts";
 import { derToPem, fingerprintOfDer } from "../contract/tls_transport.ts";
 import { encodeToken, NEVER } from "../contract/trust_token.ts";
@@ -11,10 +11,6 @@ import type { ClientRecord, ClientTokenRecord, HubStore } from "./store.ts";
 
 /** Admin tokens waiting at once; more are refused until some are used, revoked or expire. */
 const MAX_PENDING = 100;
-
-function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
 
 /** The secret a client sent: a whole trust token (base64 JSON) or the bare secret. */
 function secretOf(sent: string): string {
@@ -62,10 +58,10 @@ export class Admins {
       if (ms === undefined) throw new BadRequest(`Invalid expiry "${expires}": use 30m, 1h, 7d`);
       expiresAt = new Date(now.getTime() + ms).toISOString();
     }
-    const secret = randomBytes(32).toString("hex");
+    const secret = newSecret();
     const record: ClientTokenRecord = {
-      id: randomBytes(6).toString("hex"),
-      hash: sha256(secret),
+      id: newId(),
+      hash: hashSecret(secret),
       name,
       expires_at: expiresAt,
       created_at: now.toISOString(),
@@ -85,7 +81,7 @@ export class Admins {
   async redeem(der: Uint8Array | undefined, sent: string): Promise<void> {
     if (!der) throw new Forbidden("Redeeming a trust token needs the client's certificate");
     const ok = await this.opts.store.redeemClientToken(
-      sha256(secretOf(sent)),
+      hashSecret(secretOf(sent)),
       new Date().toISOString(),
       {
         fingerprint: fingerprintOfDer(der),

@@ -9,7 +9,7 @@
  * (`outpost hub dashboard`), which the page exchanges for a session cookie (HttpOnly, Secure,
  * SameSite=Strict, 12 hours). Buttons also need the request to come from the page itself.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { hashSecret, newSecret } from "./secrets.ts";
 import type { Context, Hono } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { streamSSE } from "hono/streaming";
@@ -28,10 +28,6 @@ const MAX_SESSIONS = 200;
 const MAX_STREAMS = 100;
 const EVENTS_SHOWN = 10;
 
-function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
-
 /** Login links and browser sessions, by the hash of their secret, in memory. */
 export class DashboardSessions {
   #logins = new Map<string, number>();
@@ -41,30 +37,30 @@ export class DashboardSessions {
     const now = Date.now();
     for (const [k, until] of map) if (until <= now) map.delete(k);
     while (map.size >= MAX_SESSIONS) map.delete(map.keys().next().value!);
-    map.set(sha256(secret), now + ms);
+    map.set(hashSecret(secret), now + ms);
   }
 
   /** A one-time login secret, valid ten minutes. */
   login(): { secret: string; expiresAt: string } {
-    const secret = randomBytes(32).toString("hex");
+    const secret = newSecret();
     this.#put(this.#logins, secret, LOGIN_MS);
     return { secret, expiresAt: new Date(Date.now() + LOGIN_MS).toISOString() };
   }
 
   /** Spends a login secret for a session secret, or undefined. */
   redeem(login: string): string | undefined {
-    const key = sha256(login);
+    const key = hashSecret(login);
     const until = this.#logins.get(key);
     this.#logins.delete(key);
     if (!until || until <= Date.now()) return undefined;
-    const session = randomBytes(32).toString("hex");
+    const session = newSecret();
     this.#put(this.#sessions, session, SESSION_MS);
     return session;
   }
 
   valid(session: string | undefined): boolean {
     if (!session) return false;
-    const until = this.#sessions.get(sha256(session));
+    const until = this.#sessions.get(hashSecret(session));
     return until !== undefined && until > Date.now();
   }
 }

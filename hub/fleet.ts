@@ -3,7 +3,8 @@
  * host through its tunnel. Status is worked out from the store alone (which hub holds the tunnel,
  * when the host last spoke), so every hub on a shared database shows the same fleet.
  */
-import { createHash, randomBytes, X509Certificate } from "node:crypto";
+import { hashSecret, newId, newSecret } from "./secrets.ts";
+import { createHash, X509Certificate } from "node:crypto";
 import {
   type CreatedToken,
   encodeJoinToken,
@@ -27,7 +28,7 @@ import type { HostEvent, HostRecord, HubStore, TokenRecord } from "./store.ts";
 import { Session, Sessions, silenceBound } from "./sessions.ts";
 import { mergeMetrics } from "./metrics.ts";
 import { Admins } from "./admins.ts";
-import { concatBytes } from "../contract/bytes.ts";
+import { readLimited } from "../server/body.ts";
 
 export interface FleetOptions {
   store: HubStore;
@@ -46,20 +47,11 @@ const METRICS_TIMEOUT_MS = 10_000;
 /** The most of one host's metrics the hub reads. */
 const MAX_HOST_METRICS = 16 * 2 ** 20;
 
-/** A response body, refusing more than `limit` bytes. */
-async function readCapped(resp: Response, limit: number): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of resp.body ?? new ReadableStream<Uint8Array>()) {
-    size += chunk.byteLength;
-    if (size > limit) throw new Error(`more than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return concatBytes(chunks);
-}
-
 /** Join tokens usable at once (used-up and expired ones are pruned first). */
 export const MAX_JOIN_TOKENS = 1_000;
+
+/** The largest event the hub keeps whole (JSON characters). */
+export const MAX_EVENT_BYTES = 16 * 1024;
 
 /** Events kept per host (the newest). */
 export const MAX_HOST_EVENTS = 500;
@@ -81,7 +73,11 @@ function eventsOf(events: unknown[], dropped: number): HostEvent[] {
         ? o.timestamp.slice(0, 64)
         : new Date().toISOString(),
       type: typeof o.type === "string" ? o.type.slice(0, 32) : "unknown",
-      event: e,
+      // A host's own events are small; one larger is kept as a note, so the hub's table (and the
+      // dashboard that reads it) stays bounded whatever a host sends.
+      event: JSON.stringify(e).length <= MAX_EVENT_BYTES
+        ? e
+        : { truncated: true, message: `An event of more than ${MAX_EVENT_BYTES} bytes` },
     });
   }
   return out;
@@ -101,10 +97,6 @@ export function durationMs(text: string): number | undefined {
   if (!m) return undefined;
   const ms = Number(m[1]) * UNIT_MS[m[2]];
   return ms > 0 && ms <= 366 * UNIT_MS.d ? ms : undefined;
-}
-
-function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
 }
 
 /** `curl --pinnedpubkey`'s form of a certificate's public key: sha256// and base64. */
@@ -182,10 +174,10 @@ export class Fleet {
         `${MAX_JOIN_TOKENS} join tokens are waiting: revoke some ("outpost hub token revoke")`,
       );
     }
-    const secret = randomBytes(32).toString("hex");
+    const secret = newSecret();
     const record: TokenRecord = {
-      id: randomBytes(6).toString("hex"),
-      hash: sha256(secret),
+      id: newId(),
+      hash: hashSecret(secret),
       description: req.description,
       labels: req.labels,
       uses_left: req.uses,
@@ -224,7 +216,7 @@ export class Fleet {
   async enroll(der: Uint8Array | undefined, req: EnrollRequest): Promise<EnrollResponse> {
     if (!der) throw new Forbidden("Enrollment needs the agent's client certificate");
     const certificate = derToPem(der);
-    const r = await this.#store.enroll(sha256(req.secret), new Date().toISOString(), {
+    const r = await this.#store.enroll(hashSecret(req.secret), new Date().toISOString(), {
       name: req.name,
       fingerprint: fingerprintOfDer(der),
       certificate,
@@ -432,7 +424,7 @@ export class Fleet {
         }
         return {
           host: h.name,
-          text: new TextDecoder().decode(await readCapped(resp, MAX_HOST_METRICS)),
+          text: new TextDecoder().decode(await readLimited(resp, MAX_HOST_METRICS)),
         };
       } catch (err) {
         this.opts.log(`hub: metrics of ${h.name}: ${(err as Error).message}`);

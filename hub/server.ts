@@ -11,8 +11,8 @@ import { httpsAddresses } from "../server/addresses.ts";
 import { HttpsListener } from "../server/https_listener.ts";
 import { errorResponse } from "../server/node_bridge.ts";
 import { CERT_FILE, ensureServerCert, KEY_FILE, runCommand } from "../server/server_cert.ts";
-import { listenUnix } from "../server/unix_listener.ts";
-import { keepAliveOnUncaught } from "../server/keep_alive.ts";
+import { claimSocket, listenUnix } from "../server/unix_listener.ts";
+import { keepAliveOnUncaught, neverThrows, timestamped } from "../server/keep_alive.ts";
 import type { ConnectionEnv } from "../server/connection.ts";
 import { createHubApp } from "./app.ts";
 import { packAgent } from "./agent_program.ts";
@@ -47,12 +47,6 @@ export interface RunningHub {
   shutdown(): Promise<void>;
 }
 
-function timestamped(msg: string): void {
-  try {
-    console.error(`${new Date().toISOString()} ${msg}`);
-  } catch { /* the log is gone; the hub goes on */ }
-}
-
 /** Writes a file atomically (a temp file renamed over it), readable by root only. */
 async function writePrivate(path: string, text: string): Promise<void> {
   const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
@@ -60,28 +54,11 @@ async function writePrivate(path: string, text: string): Promise<void> {
   await Deno.rename(tmp, path);
 }
 
-/** Refuses to start over a live hub; removes a stale socket left by a crash. */
-async function claimSocket(path: string): Promise<void> {
-  try {
-    await Deno.lstat(path);
-  } catch {
-    return;
-  }
-  try {
-    const conn = await Deno.connect({ transport: "unix", path });
-    conn.close();
-  } catch {
-    await Deno.remove(path);
-    return;
-  }
-  throw new Error(`Another hub is already serving ${path}`);
-}
-
 export async function startHub(opts: HubOptions): Promise<RunningHub> {
-  const log = opts.log ?? timestamped;
+  const log = neverThrows(opts.log ?? timestamped);
   await Deno.mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
   const socket = join(opts.stateDir, HUB_SOCKET);
-  await claimSocket(socket);
+  await claimSocket(socket, "hub");
   const listen = formatListenAddress(parseListenAddress(opts.listen));
   const cert = await ensureServerCert(runCommand, opts.stateDir, {
     hostname: hostname(),
@@ -173,7 +150,7 @@ export async function startHub(opts: HubOptions): Promise<RunningHub> {
 
 /** Runs the hub until SIGTERM/SIGINT. */
 export async function runHub(opts: HubOptions): Promise<void> {
-  keepAliveOnUncaught(opts.log ?? timestamped);
+  keepAliveOnUncaught(neverThrows(opts.log ?? timestamped));
   const hub = await startHub(opts);
   const stop = () => void hub.shutdown();
   Deno.addSignalListener("SIGTERM", stop);

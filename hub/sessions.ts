@@ -12,15 +12,10 @@ import {
   type Inventory,
 } from "../contract/fleet.ts";
 import { TUNNEL_PROTOCOL } from "../contract/tunnel.ts";
+import { silenceBound } from "../contract/fleet.ts";
+
+export { silenceBound };
 import { Tunnel, type TunnelCarrier } from "../server/tunnel.ts";
-
-/** Past its last message plus this much more than two heartbeats, a host counts as gone. */
-export const GRACE_MS = 5_000;
-
-/** How long a host may stay silent before it is offline, for a heartbeat of `seconds`. */
-export function silenceBound(seconds: number): number {
-  return 2 * seconds * 1000 + GRACE_MS;
-}
 
 export interface SessionEvents {
   /** The agent said hello: the tunnel is in service. */

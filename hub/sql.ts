@@ -5,7 +5,7 @@
  * Dialect differences are kept here: placeholders (`$1`), `{{serial}}` columns, and `FOR UPDATE`
  * (SQLite's `BEGIN IMMEDIATE` already locks the whole database, so it drops the clause).
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 
 export type Row = Record<string, unknown>;
 
@@ -26,6 +26,7 @@ const newer = (v: number) =>
 /** SQLite, one connection; statements run one at a time (a transaction holds the others off). */
 export class SqliteDb implements Db {
   readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(path: string) {
@@ -43,17 +44,26 @@ export class SqliteDb implements Db {
     );
   }
 
+  /**
+   * The prepared statement for `sql`, prepared once: node:sqlite frees a statement only when the
+   * database closes, so one prepared per query would grow the hub with every heartbeat. The
+   * store's SQL texts are constants, so this map stays small.
+   */
+  #statement(sql: string): StatementSync {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(SqliteDb.#sql(sql));
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
   #direct(): Db {
-    const db = this.#db;
     const self: Db = {
       query: (sql, params = []) =>
-        Promise.resolve(
-          db.prepare(SqliteDb.#sql(sql)).all(...params as SQLInputValue[]) as Row[],
-        ),
+        Promise.resolve(this.#statement(sql).all(...params as SQLInputValue[]) as Row[]),
       run: (sql, params = []) =>
-        Promise.resolve(
-          Number(db.prepare(SqliteDb.#sql(sql)).run(...params as SQLInputValue[]).changes),
-        ),
+        Promise.resolve(Number(this.#statement(sql).run(...params as SQLInputValue[]).changes)),
       tx: (fn) => fn(self),
       migrate: () => Promise.reject(new Error("not in a transaction")),
       close: () => Promise.resolve(),
@@ -104,6 +114,7 @@ export class SqliteDb implements Db {
 
   close(): Promise<void> {
     return this.#serial(() => {
+      this.#statements.clear();
       this.#db.close();
       return Promise.resolve();
     });

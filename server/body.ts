@@ -10,10 +10,13 @@ export const MAX_JSON_BODY = 1 * 2 ** 20;
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
- * Reads a request body into memory, refusing more than `limit` bytes (whether or not the client
- * announced its length) with a 413.
+ * Reads a body (a request's, or an answer's) into memory, refusing more than `limit` bytes
+ * (whether or not its length was announced) with a 413.
  */
-export async function readLimited(req: Request, limit: number): Promise<Uint8Array> {
+export async function readLimited(
+  req: Pick<Request, "headers" | "body">,
+  limit: number,
+): Promise<Uint8Array> {
   const declared = req.headers.get("content-length");
   if (declared !== null && /^\d+$/.test(declared) && Number(declared) > limit) {
     throw new PayloadTooLarge(`Request body too large: the limit is ${limit} bytes`);
@@ -28,6 +31,9 @@ export async function readLimited(req: Request, limit: number): Promise<Uint8Arr
       if (done) break;
       size += value.length;
       if (size > limit) {
+        // The rest is not wanted: its source is told (a request's is dropped by the bridge, an
+        // answer relayed from a host ends its stream).
+        await reader.cancel().catch(() => {});
         throw new PayloadTooLarge(`Request body too large: the limit is ${limit} bytes`);
       }
       chunks.push(value);

@@ -14,6 +14,26 @@ export interface UnixListener {
   close(): Promise<void>;
 }
 
+/**
+ * Makes `path` free for a new listener: refuses when a live server (`what`) answers there, and
+ * removes a stale socket a crash left behind.
+ */
+export async function claimSocket(path: string, what: string): Promise<void> {
+  try {
+    await Deno.lstat(path);
+  } catch {
+    return;
+  }
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    conn.close();
+  } catch {
+    await Deno.remove(path);
+    return;
+  }
+  throw new Error(`Another ${what} is already serving ${path}`);
+}
+
 export async function listenUnix(
   path: string,
   fetch: BridgeOptions["fetch"],
