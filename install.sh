@@ -52,7 +52,8 @@ stop_service() {
 if [ "$UNINSTALL" = 1 ]; then
   stop_service
   rm -f /etc/systemd/system/outpost.service "$BIN"
-  [ "$SRC" != "$PREFIX" ] && rm -rf "$PREFIX"
+  # (With what an upgrade may have left beside it: the previous tree, a failed one.)
+  [ "$SRC" != "$PREFIX" ] && rm -rf "$PREFIX" "$PREFIX.old" "$PREFIX.failed"
   if [ "$PURGE" = 1 ] && [ -d "$STATE_DIR" ]; then
     for c in "$STATE_DIR"/containers/*/; do
       if [ -d "$c" ]; then
@@ -136,10 +137,12 @@ else
   OUTPOST_DIR="$STATE_DIR" setsid "$SUPERVISOR" "$BIN" "$STATE_DIR" </dev/null >/dev/null 2>&1 &
 fi
 
-# Wait for the API.
-for _ in $(seq 1 100); do
+# Wait for the API, up to 60 s by the clock (a count of tries would stretch with each try's
+# start-up time on a loaded host, and an upgrade waits on this to decide whether to roll back).
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
   if OUTPOST_DIR="$STATE_DIR" "$BIN" list --format csv >/dev/null 2>&1; then break; fi
-  sleep 0.1
+  sleep 0.2
 done
 if ! OUTPOST_DIR="$STATE_DIR" "$BIN" list --format csv >/dev/null; then
   echo "install.sh: the daemon did not come up; see $STATE_DIR/daemon.log" >&2

@@ -90,9 +90,15 @@ if OUTPOST_PREFIX="$PREFIX" OUTPOST_BIN="$BIN" OUTPOST_BUILD=${q(o.to)} \\
   rm -rf "$PREFIX.old" "$SRC"
 else
   echo "outpost upgrade: the new build did not come up; rolling back" >&2
-  rm -rf "$PREFIX"
-  mv "$PREFIX.old" "$PREFIX"
+  # The result first: the new build's supervisor may start the old daemon as soon as it is back.
   result rolled-back "the new build did not come up (see upgrade.log); the old one runs again"
+  # Two renames, not a removal: the new build's supervisor keeps restarting its daemon, which
+  # writes into the tree as it starts, so \`rm -rf\` of it could fail half-way (and the old tree
+  # would then be moved inside what was left).
+  rm -rf "$PREFIX.failed"
+  mv "$PREFIX" "$PREFIX.failed"
+  mv "$PREFIX.old" "$PREFIX"
+  rm -rf "$PREFIX.failed" 2>/dev/null || true
   OUTPOST_PREFIX="$PREFIX" OUTPOST_BIN="$BIN" OUTPOST_BUILD=${q(from)} \\
     bash "$PREFIX/install.sh" --state-dir "$STATE" --no-image
 fi

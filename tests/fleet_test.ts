@@ -125,6 +125,19 @@ interface Installed {
   state: string;
 }
 
+/** The installed host's upgrade and daemon logs, for a failed assertion to show. */
+async function installedLogs(i: Installed): Promise<string> {
+  const tail = async (f: string) =>
+    `--- ${f}\n${
+      (await Deno.readTextFile(join(i.state, f)).catch((e) => String(e))).slice(-6_000)
+    }`;
+  const ps = new TextDecoder().decode(
+    (await new Deno.Command("pgrep", { args: ["-af", i.prefix], stdout: "piped" }).output()).stdout,
+  );
+  return [await tail("upgrade/upgrade.log"), await tail("daemon.log"), `--- processes\n${ps}`]
+    .join("\n");
+}
+
 /**
  * Stops and removes an outpost the served install script put in place; answers what of it was
  * still running after `install.sh --uninstall` (nothing, when uninstalling works).
@@ -313,8 +326,8 @@ Deno.test({
         "four hosts back",
         async () => (await hub.hosts()).filter((h) => h.status === "online").length === 4,
       );
-      const up = await hub.cli("fleet", "upgrade", "--label", "site=lyon", "--wait", "300");
-      assert.equal(up.code, 0, up.stdout + up.stderr);
+      const up = await hub.cli("fleet", "upgrade", "--label", "site=lyon", "--wait", "600");
+      assert.equal(up.code, 0, up.stdout + up.stderr + await installedLogs(installed));
       assert.match(up.stdout, /edge-4: started/);
       assert.match(up.stdout, /edge-4: upgraded to [0-9a-f]{12}/);
       await hub.waitFor("edge-4 to report how its upgrade went", async () => {
@@ -348,9 +361,13 @@ Deno.test({
         "four hosts back",
         async () => (await hub.hosts()).filter((h) => h.status === "online").length === 4,
       );
-      const down = await hub.cli("fleet", "upgrade", "--label", "site=lyon", "--wait", "300");
-      assert.equal(down.code, 1, down.stdout + down.stderr);
-      assert.match(down.stdout, /edge-4: rolled back: the new build did not come up/);
+      const down = await hub.cli("fleet", "upgrade", "--label", "site=lyon", "--wait", "600");
+      const downLog = down.stdout + down.stderr;
+      assert.equal(down.code, 1, downLog + await installedLogs(installed));
+      assert.ok(
+        /edge-4: rolled back: the new build did not come up/.test(down.stdout),
+        downLog + await installedLogs(installed),
+      );
       const rolledBack = await hub.api.get<FleetHost>("/fleet/v1/hosts/edge-4");
       assert.equal(rolledBack.status, "online");
       assert.equal(rolledBack.inventory!.version, "0.1.0-next");
