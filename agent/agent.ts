@@ -1,6 +1,6 @@
 /**
- * The daemon's core, assembled once: store, events, operations, images, instances (with their
- * console and logs), snapshots, drivers, the host's facts, the server certificate and the trust
+ * The daemon's core, assembled once: store, events, operations, images, profiles, instances (with
+ * their console and logs), snapshots, drivers, the host's facts, the server certificate and the trust
  * store.
  */
 import { LxcDriver } from "../drivers/lxc/driver.ts";
@@ -15,6 +15,7 @@ import { InstanceConsole } from "./instance_console.ts";
 import { InstanceLogs } from "./instance_logs.ts";
 import { InstanceSftp } from "./instance_sftp.ts";
 import { InstanceManager } from "./instances.ts";
+import { ProfileManager } from "./profiles.ts";
 import { Metrics } from "./metrics.ts";
 import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
@@ -48,6 +49,7 @@ export class Agent {
   readonly images: ImageStore;
   readonly drivers: DriverRegistry;
   readonly instances: InstanceManager;
+  readonly profiles: ProfileManager;
   readonly snapshots: SnapshotManager;
   readonly consoles: InstanceConsole;
   readonly sftp: InstanceSftp;
@@ -86,6 +88,8 @@ export class Agent {
         log,
       }),
     ]);
+    this.profiles = new ProfileManager(this.store, this.events);
+    this.profiles.ensureDefault();
     this.instances = new InstanceManager(
       this.store,
       this.images,
@@ -93,6 +97,7 @@ export class Agent {
       this.events,
       log,
       (name) => this.paths.instanceLogs(name),
+      this.profiles,
     );
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
     this.consoles = new InstanceConsole(this.instances, this.drivers, this.events);
@@ -132,7 +137,7 @@ export class Agent {
       log,
     });
     this.metrics = new Metrics({
-      instances: () => this.instances.list(),
+      instances: () => this.instances.list().map((i) => this.instances.spec(i)),
       driver: (type) => this.drivers.maybe(type),
       operations: () => this.operations.list().length,
       startedAt: this.startedAt,

@@ -26,6 +26,9 @@ import type { FileContent, FileInfo, FileWrite } from "../contract/files.ts";
 import type { ExecOptions, ExecProcess, ExecRequest } from "../drivers/driver.ts";
 import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
 import { instanceUrl } from "../contract/urls.ts";
+import { checkDevices } from "../drivers/device/device.ts";
+import type { InstanceSpec } from "../drivers/driver.ts";
+import { DEFAULT_PROFILE, expand, type Expanded, ProfileManager } from "./profiles.ts";
 
 export interface CreateRequest {
   name: string;
@@ -33,7 +36,8 @@ export interface CreateRequest {
   image: string;
   config: Record<string, string>;
   devices: Record<string, Device>;
-  profiles: string[];
+  /** Undefined: `["default"]`, as LXD does (an empty list is no profile at all). */
+  profiles?: string[];
   description: string;
   ephemeral: boolean;
 }
@@ -57,7 +61,6 @@ export interface StateRequest {
 
 /** A clean stop waits this long before killing, unless the request says otherwise. */
 export const DEFAULT_STOP_TIMEOUT = 30;
-const SUPPORTED_DEVICE_TYPES = new Set(["none"]);
 
 /** The host boot an instance was last started in (a reboot since means it should come back). */
 const BOOT_ID = "volatile.last_state.boot_id";
@@ -102,7 +105,36 @@ export class InstanceManager {
     private log: (msg: string) => void = console.error,
     /** Where an instance's exec logs live (moved on rename). */
     private logsDir: (name: string) => string = (name) => `/nonexistent/${name}`,
-  ) {}
+    readonly profiles: ProfileManager = new ProfileManager(store, events),
+  ) {
+    this.profiles.users = {
+      applyLive: (name, before, after) => this.#applyLive(name, before, after),
+    };
+  }
+
+  /** What a driver is told of an instance: its record with its profiles applied. */
+  spec(inst: InstanceRecord): InstanceSpec {
+    const e = this.profiles.expand(inst);
+    return { ...inst, config: e.config, devices: e.devices };
+  }
+
+  /**
+   * Checks an instance's own config and devices, its profiles, and the expansion of both
+   * (throws BadRequest or NotFound); answers the expansion.
+   */
+  #checkFields(
+    type: InstanceType,
+    req: { config: Record<string, string>; devices: Record<string, Device>; profiles: string[] },
+  ): Expanded {
+    checkInstanceConfig(stripVolatile(req.config), type);
+    const pools = this.profiles.pools();
+    checkDevices(req.devices, { instanceType: type, pools });
+    const stacked = this.profiles.resolve(req.profiles);
+    const expanded = expand(stacked, req.config, req.devices);
+    checkInstanceConfig(stripVolatile(expanded.config), type);
+    checkDevices(expanded.devices, { instanceType: type, pools });
+    return expanded;
+  }
 
   list(): InstanceRecord[] {
     return this.store.listInstances();
@@ -132,7 +164,7 @@ export class InstanceManager {
         network: {},
       };
     }
-    return await d.state(inst);
+    return await d.state(this.spec(inst));
   }
 
   /** The ETag of an instance's writable fields (for If-Match). */
@@ -154,9 +186,8 @@ export class InstanceManager {
    */
   prepareCreate(req: CreateRequest): () => Promise<InstanceRecord> {
     checkInstanceName(req.name);
-    checkInstanceConfig(req.config, req.type);
-    checkDevices(req.devices);
-    checkProfiles(req.profiles);
+    const profiles = req.profiles ?? [DEFAULT_PROFILE];
+    this.#checkFields(req.type, { ...req, profiles });
     if (this.store.getInstance(req.name) || this.#creating.has(req.name)) {
       throw new Conflict(`Instance "${req.name}" already exists`);
     }
@@ -185,12 +216,15 @@ export class InstanceManager {
           description: req.description,
           config,
           devices: req.devices,
-          profiles: req.profiles,
+          profiles,
           ephemeral: req.ephemeral,
           created_at: now,
           last_used_at: "1970-01-01T00:00:00Z",
         };
-        Object.assign(inst.config, await driver.create(inst, await this.images.source(image)));
+        Object.assign(
+          inst.config,
+          await driver.create(this.spec(inst), await this.images.source(image)),
+        );
         try {
           this.store.putInstance(inst);
         } catch (err) {
@@ -268,7 +302,7 @@ export class InstanceManager {
 
   async #start(inst: InstanceRecord, announce = true): Promise<void> {
     const driver = this.drivers.get(inst.type);
-    Object.assign(inst.config, await driver.start(inst));
+    Object.assign(inst.config, await driver.start(this.spec(inst)));
     inst.last_used_at = new Date().toISOString();
     if (this.bootId) inst.config[BOOT_ID] = this.bootId;
     this.#setPower(inst, "RUNNING");
@@ -323,15 +357,21 @@ export class InstanceManager {
         );
       }
       const req = compute(cur);
-      checkInstanceConfig(stripVolatile(req.config), cur.type);
-      checkDevices(req.devices);
-      checkProfiles(req.profiles);
+      const before = this.profiles.expand(cur);
+      const after = this.#checkFields(cur.type, req);
       const config = { ...stripVolatile(req.config), ...volatileOf(cur.config) };
-      const changed = changedKeys(cur.config, config);
+      const next: InstanceRecord = {
+        ...cur,
+        config,
+        devices: req.devices,
+        profiles: req.profiles,
+        description: req.description,
+        ephemeral: req.ephemeral ?? cur.ephemeral,
+      };
       const driver = this.drivers.get(cur.type);
       const status = await driver.status(cur);
-      const running = status !== "Stopped";
-      if (running) {
+      if (status !== "Stopped") {
+        const changed = changedKeys(before.config, after.config);
         const fixed = changed.filter((k) => {
           const key = findInstanceKey(k, cur.type);
           return !key || !isLive(key, cur.type);
@@ -343,31 +383,59 @@ export class InstanceManager {
             }" cannot be changed while instance "${name}" is running: stop it first`,
           );
         }
-        if (JSON.stringify(req.devices) !== JSON.stringify(cur.devices)) {
+        if (JSON.stringify(before.devices) !== JSON.stringify(after.devices)) {
           throw new InvalidState(
             `Devices of instance "${name}" cannot be changed while it is running`,
           );
         }
-      }
-      const next: InstanceRecord = {
-        ...cur,
-        config,
-        devices: req.devices,
-        profiles: req.profiles,
-        description: req.description,
-        ephemeral: req.ephemeral ?? cur.ephemeral,
-      };
-      // Limits are applied live; every other key takes effect at the next start (environment
-      // for exec at once, since exec reads it from the record).
-      if (running && changed.some((k) => k.startsWith("limits."))) {
-        if (status === "Frozen") {
-          throw new InvalidState(`Instance "${name}" is frozen: resume it before changing limits`);
-        }
-        await driver.applyLimits(next, changed.filter((k) => k.startsWith("limits.")));
+        await this.#applyLimits(cur, next, status, changed);
       }
       this.store.putInstance(next);
       this.events.lifecycle("instance-updated", instanceUrl(name));
       return next;
+    });
+  }
+
+  /**
+   * Limits are applied live; every other key takes effect at the next start (environment for exec
+   * at once, since exec reads it from the record).
+   */
+  async #applyLimits(
+    cur: InstanceRecord,
+    next: InstanceRecord,
+    status: PowerState,
+    changed: string[],
+  ): Promise<void> {
+    const limits = changed.filter((k) => k.startsWith("limits."));
+    if (limits.length === 0) return;
+    if (status === "Frozen") {
+      throw new InvalidState(`Instance "${cur.name}" is frozen: resume it before changing limits`);
+    }
+    await this.drivers.get(cur.type).applyLimits(this.spec(next), limits);
+  }
+
+  /**
+   * A profile of a running instance changed: what can change live is applied (limits), the rest
+   * takes effect at its next start.
+   */
+  async #applyLive(name: string, before: Expanded, after: Expanded): Promise<void> {
+    await this.locks.run(name, async () => {
+      const cur = this.store.getInstance(name);
+      if (!cur) return;
+      const status = await this.drivers.get(cur.type).status(cur);
+      if (status !== "Running") return;
+      const changed = changedKeys(before.config, after.config).filter((k) => {
+        const key = findInstanceKey(k, cur.type);
+        return key !== undefined && isLive(key, cur.type);
+      });
+      try {
+        await this.#applyLimits(cur, cur, status, changed);
+      } catch (err) {
+        this.log(
+          `instance ${name}: a profile's limits take effect at its next start: ${messageOf(err)}`,
+        );
+      }
+      this.events.lifecycle("instance-updated", instanceUrl(name));
     });
   }
 
@@ -526,7 +594,7 @@ export class InstanceManager {
     const inst = await this.#checked(name, true);
     const driver = this.drivers.get(inst.type);
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(inst.config)) {
+    for (const [k, v] of Object.entries(this.spec(inst).config)) {
       if (k.startsWith("environment.")) env[k.slice("environment.".length)] = v;
     }
     return async () => {
@@ -574,7 +642,7 @@ export class InstanceManager {
         this.#setPower(inst, "STOPPED");
         this.log(`instance ${inst.name}: stopped while the daemon was away`);
       }
-      const autostart = inst.config["boot.autostart"];
+      const autostart = this.spec(inst).config["boot.autostart"];
       const wasRunning = inst.config["volatile.last_state.power"] === "RUNNING";
       const want = resume || (autostart === undefined ? wasRunning : isTrue(autostart));
       if (status === "Stopped" && want) {
@@ -607,28 +675,4 @@ function volatileOf(config: Record<string, string>): Record<string, string> {
 function changedKeys(a: Record<string, string>, b: Record<string, string>): string[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].filter((k) => a[k] !== b[k]);
-}
-
-const DEVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-function checkDevices(devices: Record<string, Device>): void {
-  for (const [name, dev] of Object.entries(devices)) {
-    if (!DEVICE_NAME.test(name)) {
-      throw new BadRequest(
-        `Invalid device name "${name.slice(0, 80)}": use letters, digits and "._-" only`,
-      );
-    }
-    if (!dev.type) throw new BadRequest(`Device "${name}" has no type`);
-    if (!SUPPORTED_DEVICE_TYPES.has(dev.type)) {
-      throw new BadRequest(`Device "${name}": type "${dev.type}" is not supported yet`);
-    }
-  }
-}
-
-function checkProfiles(profiles: string[]): void {
-  const unknown = profiles.findIndex((p) => p !== "default");
-  if (unknown < 0) return;
-  const name = profiles[unknown];
-  if (name === "") throw new BadRequest("Invalid profile name: empty");
-  throw new NotFound(`Profile "${name.slice(0, 80)}" not found`);
 }

@@ -320,7 +320,7 @@ Deno.test("changing the devices of a running instance is refused", () =>
   withCore(async (core) => {
     const before = await core.createRunning("c1");
     await assert.rejects(
-      core.instances.patch("c1", { devices: { d0: { type: "none" } } }),
+      core.instances.patch("c1", { devices: { root: { type: "none" } } }),
       InvalidState,
     );
     assert.deepEqual(core.instances.get("c1"), before);

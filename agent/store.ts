@@ -80,6 +80,13 @@ const MIGRATIONS: string[] = [
      labels TEXT NOT NULL,
      enrolled_at TEXT NOT NULL
    );`,
+  // 5: profiles (the daemon makes `default` at start when it is missing)
+  `CREATE TABLE profiles (
+     name TEXT PRIMARY KEY,
+     description TEXT NOT NULL DEFAULT '',
+     config TEXT NOT NULL,
+     devices TEXT NOT NULL
+   );`,
 ];
 
 const stringMap = z.record(z.string(), z.string());
@@ -109,6 +116,14 @@ const InstanceRowSchema = z.object({
   last_used_at: z.string(),
 });
 export type InstanceRecord = z.infer<typeof InstanceRowSchema>;
+
+const ProfileRowSchema = z.object({
+  name: z.string(),
+  description: z.string(),
+  config: json(stringMap),
+  devices: json(z.record(z.string(), DeviceSchema)),
+});
+export type ProfileRecord = z.infer<typeof ProfileRowSchema>;
 
 const ImageRowSchema = z.object({
   fingerprint: z.string(),
@@ -282,6 +297,57 @@ export class Store {
 
   deleteInstance(name: string): void {
     this.#run("DELETE FROM instances WHERE name = ?", name);
+  }
+
+  // --- profiles ---
+
+  listProfiles(): ProfileRecord[] {
+    return this.#all(ProfileRowSchema, "SELECT * FROM profiles ORDER BY name");
+  }
+
+  getProfile(name: string): ProfileRecord | undefined {
+    return this.#one(ProfileRowSchema, "SELECT * FROM profiles WHERE name = ?", name);
+  }
+
+  countProfiles(): number {
+    return this.#one(z.object({ n: z.number() }), "SELECT COUNT(*) AS n FROM profiles")!.n;
+  }
+
+  putProfile(r: ProfileRecord): void {
+    this.#run(
+      `INSERT INTO profiles (name, description, config, devices) VALUES (?, ?, ?, ?)
+       ON CONFLICT(name) DO UPDATE SET description = excluded.description,
+         config = excluded.config, devices = excluded.devices`,
+      r.name,
+      r.description,
+      JSON.stringify(r.config),
+      JSON.stringify(r.devices),
+    );
+  }
+
+  /** Renames a profile and every instance's and snapshot's reference to it, at once. */
+  renameProfile(from: string, to: string): void {
+    this.transaction(() => {
+      this.#run("UPDATE profiles SET name = ? WHERE name = ?", to, from);
+      const swap = (list: string[]) => JSON.stringify(list.map((p) => p === from ? to : p));
+      for (const i of this.listInstances()) {
+        if (i.profiles.includes(from)) {
+          this.#run("UPDATE instances SET profiles = ? WHERE name = ?", swap(i.profiles), i.name);
+        }
+        for (const s of this.listSnapshots(i.name).filter((s) => s.profiles.includes(from))) {
+          this.#run(
+            "UPDATE snapshots SET profiles = ? WHERE instance = ? AND name = ?",
+            swap(s.profiles),
+            i.name,
+            s.name,
+          );
+        }
+      }
+    });
+  }
+
+  deleteProfile(name: string): void {
+    this.#run("DELETE FROM profiles WHERE name = ?", name);
   }
 
   // --- snapshots ---

@@ -15,6 +15,7 @@ import { imageRoutes } from "./routes/images.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { operationRoutes } from "./routes/operations.ts";
+import { profileRoutes } from "./routes/profiles.ts";
 import { serverRoutes } from "./routes/server.ts";
 import { sftpRoutes } from "./routes/sftp.ts";
 import { snapshotRoutes } from "./routes/snapshots.ts";
@@ -31,6 +32,7 @@ const TABLES: ((agent: Agent) => Route[])[] = [
   operationRoutes,
   eventRoutes,
   imageRoutes,
+  profileRoutes,
   metricsRoutes,
   certificateRoutes,
   fleetRoutes,

@@ -8,8 +8,10 @@ import type {
   CertificateRecord,
   ImageRecord,
   InstanceRecord,
+  ProfileRecord,
   SnapshotRecord,
 } from "../agent/store.ts";
+import type { Expanded } from "../agent/profiles.ts";
 import { NEVER } from "../agent/snapshots.ts";
 import {
   type InstanceRuntime,
@@ -24,10 +26,15 @@ import type {
   Instance,
   InstanceFull,
   InstanceSnapshot,
+  Profile,
 } from "../contract/responses.ts";
 import type { InstanceType } from "../contract/schemas.ts";
 
-export function instanceView(inst: InstanceRecord, status: PowerState): Instance {
+export function instanceView(
+  inst: InstanceRecord,
+  status: PowerState,
+  expanded: Expanded,
+): Instance {
   return {
     architecture: inst.architecture,
     config: inst.config,
@@ -37,8 +44,8 @@ export function instanceView(inst: InstanceRecord, status: PowerState): Instance
     stateful: false,
     description: inst.description,
     created_at: inst.created_at,
-    expanded_config: inst.config,
-    expanded_devices: inst.devices,
+    expanded_config: expanded.config,
+    expanded_devices: expanded.devices,
     name: inst.name,
     status,
     status_code: STATUS_CODES[status],
@@ -65,10 +72,11 @@ export function stateView(rt: InstanceRuntime): InstanceState {
 export function fullInstanceView(
   inst: InstanceRecord,
   rt: InstanceRuntime,
+  expanded: Expanded,
   snapshots: InstanceSnapshot[] | null,
 ): InstanceFull {
   return {
-    ...instanceView(inst, rt.status),
+    ...instanceView(inst, rt.status, expanded),
     state: stateView(rt),
     snapshots,
     backups: null,
@@ -105,7 +113,7 @@ export function imageAliasView(alias: AliasRecord, type: InstanceType): ImageAli
 }
 
 /** A snapshot shaped as Incus's `InstanceSnapshot`. */
-export function snapshotView(rec: SnapshotRecord): InstanceSnapshot {
+export function snapshotView(rec: SnapshotRecord, expanded: Expanded): InstanceSnapshot {
   return {
     name: rec.name,
     description: rec.description,
@@ -116,8 +124,8 @@ export function snapshotView(rec: SnapshotRecord): InstanceSnapshot {
     config: rec.config,
     devices: rec.devices,
     ephemeral: rec.ephemeral,
-    expanded_config: rec.config,
-    expanded_devices: rec.devices,
+    expanded_config: expanded.config,
+    expanded_devices: expanded.devices,
     profiles: rec.profiles,
     stateful: false,
     size: -1,
@@ -134,5 +142,17 @@ export function certificateView(rec: CertificateRecord): Certificate {
     certificate: rec.certificate,
     fingerprint: rec.fingerprint,
     description: rec.description,
+  };
+}
+
+/** A profile shaped as Incus's `Profile`, with the URLs of the instances that use it. */
+export function profileView(rec: ProfileRecord, usedBy: string[]): Profile {
+  return {
+    name: rec.name,
+    description: rec.description,
+    config: rec.config,
+    devices: rec.devices,
+    used_by: usedBy,
+    project: "default",
   };
 }

@@ -14,6 +14,9 @@ Deno.test("snapshotView() has the fields of Incus's InstanceSnapshot", () => {
     ephemeral: false,
     created_at: "2024-02-01T00:00:00.000Z",
     expires_at: NEVER,
+  }, {
+    config: { "limits.cpu": "1", "limits.memory": "64MiB" },
+    devices: { root: { type: "disk", path: "/", pool: "default" } },
   });
   assert.deepEqual(Object.keys(view).sort(), [
     "architecture",
@@ -35,5 +38,7 @@ Deno.test("snapshotView() has the fields of Incus's InstanceSnapshot", () => {
   assert.equal(view.stateful, false);
   assert.equal(view.size, -1);
   assert.equal(view.last_used_at, NEVER);
-  assert.deepEqual(view.expanded_config, { "limits.cpu": "1" });
+  assert.deepEqual(view.config, { "limits.cpu": "1" });
+  assert.deepEqual(view.expanded_config, { "limits.cpu": "1", "limits.memory": "64MiB" });
+  assert.deepEqual(view.expanded_devices, { root: { type: "disk", path: "/", pool: "default" } });
 });

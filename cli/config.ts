@@ -4,6 +4,7 @@ import type { Instance, Server } from "../contract/responses.ts";
 import { instanceUrl } from "../contract/urls.ts";
 import { type CliContext, UsageError } from "./context.ts";
 import { trustCommand } from "./trust.ts";
+import { deviceCommand, type DeviceHolder, overrideCommand } from "./devices.ts";
 import { renderYaml } from "./yaml.ts";
 
 /** What a PUT of an instance sends back. */
@@ -107,7 +108,8 @@ export function configCommand(ctx: CliContext): CommandUnknownOpts {
   config.command("show")
     .description("Show the configuration of an instance (YAML), or of the server")
     .argument("[name]", "Instance name")
-    .action(async (name) => {
+    .option("-e, --expanded", "Show the config and devices with the instance's profiles applied")
+    .action(async (name, opts) => {
       if (name === undefined) {
         const server = await ctx.client.get<Server>("/1.0");
         Deno.stdout.writeSync(new TextEncoder().encode(renderYaml({ config: server.config })));
@@ -116,8 +118,8 @@ export function configCommand(ctx: CliContext): CommandUnknownOpts {
       const { body } = await readInstance(ctx, name);
       const shown = {
         architecture: body.architecture,
-        config: body.config,
-        devices: body.devices,
+        config: opts.expanded ? body.expanded_config : body.config,
+        devices: opts.expanded ? body.expanded_devices : body.devices,
         ephemeral: body.ephemeral,
         profiles: body.profiles,
         stateful: body.stateful,
@@ -126,6 +128,20 @@ export function configCommand(ctx: CliContext): CommandUnknownOpts {
       Deno.stdout.writeSync(new TextEncoder().encode(renderYaml(shown)));
     });
 
+  const holder: DeviceHolder = {
+    what: (name) => `instance "${name}"`,
+    read: async (name) => {
+      const { body, etag } = await readInstance(ctx, name);
+      return { devices: body.devices, expanded: body.expanded_devices, etag };
+    },
+    write: async (name, devices, etag) => {
+      const { body } = await readInstance(ctx, name);
+      await writeInstance(ctx, name, { ...body, devices }, etag);
+    },
+  };
+  const device = deviceCommand(holder, "instance");
+  device.addCommand(overrideCommand(holder));
+  config.addCommand(device);
   config.addCommand(trustCommand(ctx));
   return config;
 }

@@ -134,6 +134,12 @@ export function parseKeyValues(items: string[], what = "config"): Record<string,
   return out;
 }
 
+/** The values of a `set` command: `key value` (one pair) or `key=value...`. */
+export function setArgs(args: string[], what = "config"): Record<string, string> {
+  if (args.length === 2 && !args[0].includes("=")) return { [args[0]]: args[1] };
+  return parseKeyValues(args, what);
+}
+
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }

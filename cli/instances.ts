@@ -45,7 +45,14 @@ async function create(
   ctx: CliContext,
   image: string,
   name: string,
-  opts: { config?: string[]; description?: string; ephemeral?: boolean; vm?: boolean },
+  opts: {
+    config?: string[];
+    profile?: string[];
+    profiles?: boolean;
+    description?: string;
+    ephemeral?: boolean;
+    vm?: boolean;
+  },
   start: boolean,
 ): Promise<void> {
   const body = {
@@ -54,7 +61,8 @@ async function create(
     source: { type: "image", alias: image },
     config: parseKeyValues(opts.config ?? []),
     devices: {},
-    profiles: [],
+    // None given: the server's "default" profile (null); --no-profiles: none at all.
+    profiles: opts.profiles === false ? [] : opts.profile ?? null,
     description: opts.description ?? "",
     ephemeral: opts.ephemeral ?? false,
   };
@@ -112,6 +120,12 @@ function createOptions<T extends Command<[string, string]>>(cmd: T) {
       "Config key/value to apply to the new instance (repeatable)",
       collect,
     )
+    .option(
+      "-p, --profile <name>",
+      'Profile to apply, in order (repeatable; without any: "default")',
+      collect,
+    )
+    .option("--no-profiles", "Create the instance with no profile at all")
     .option("-d, --description <text>", "Instance description")
     .option("-e, --ephemeral", "Delete the instance when it stops")
     .option("--vm", "Create a virtual machine (QEMU) instead of a container");

@@ -48,6 +48,10 @@ export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
     load: async (ctx) => [(await import("./snapshots.ts")).snapshotCommand(ctx)],
   },
   { names: ["config"], load: async (ctx) => [(await import("./config.ts")).configCommand(ctx)] },
+  {
+    names: ["profile"],
+    load: async (ctx) => [(await import("./profiles.ts")).profileCommand(ctx)],
+  },
   { names: ["trust"], load: async (ctx) => [(await import("./trust.ts")).trustCommand(ctx)] },
   {
     names: ["remote"],

@@ -41,6 +41,10 @@ export const LIFECYCLE_ACTIONS = [
   "instance-snapshot-deleted",
   "instance-snapshot-renamed",
   "instance-snapshot-updated",
+  "profile-created",
+  "profile-updated",
+  "profile-renamed",
+  "profile-deleted",
 ] as const;
 
 export type LifecycleAction = (typeof LIFECYCLE_ACTIONS)[number];

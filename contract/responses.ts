@@ -273,6 +273,20 @@ export const ImageAliasesEntrySchema = ImageAliasSchema.extend({
 });
 export type ImageAliasesEntry = z.infer<typeof ImageAliasesEntrySchema>;
 
+// --- Profiles ---
+
+/** `GET /1.0/profiles/{name}`: a profile and the instances that use it. */
+export const ProfileSchema = z.strictObject({
+  name: z.string(),
+  description: z.string(),
+  config: stringMap,
+  devices,
+  /** Instance URLs. */
+  used_by: z.array(z.string()),
+  project: z.string(),
+});
+export type Profile = z.infer<typeof ProfileSchema>;
+
 // --- The trust store ---
 
 /** `GET /1.0/certificates/{fingerprint}`: a trusted certificate. */

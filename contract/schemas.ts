@@ -100,7 +100,8 @@ export const InstancesPostSchema = z.object({
   source: InstanceSourceSchema,
   config: stringMap.nullish().transform((v) => v ?? {}),
   devices: devices.nullish().transform((v) => v ?? {}),
-  profiles: z.array(z.string()).nullish().transform((v) => v ?? []),
+  // Absent or null: the "default" profile, as LXD does; an empty list: no profile at all.
+  profiles: z.array(z.string()).nullish().transform((v) => v ?? undefined),
   description: text.default(""),
   ephemeral: z.boolean().default(false),
   start: z.boolean().default(false),
@@ -381,3 +382,42 @@ export const CertificatesPostSchema = CertificatePutSchema.omit({ fingerprint: t
   password: sentToken.optional(),
 }).strict();
 export type CertificatesPost = z.infer<typeof CertificatesPostSchema>;
+
+// --- Profiles ---
+
+/** The writable fields of a profile (`ProfilePut`); a full Profile sent back has the rest too. */
+const PROFILE_FIELDS = {
+  config: stringMap.nullish().transform((v) => v ?? {}),
+  devices: devices.nullish().transform((v) => v ?? {}),
+  description: text.max(4096).default(""),
+};
+const PROFILE_READ_ONLY = {
+  name: z.unknown().optional(),
+  used_by: z.unknown().optional(),
+  project: z.unknown().optional(),
+};
+
+/** `POST /1.0/profiles` (`ProfilesPost`). */
+export const ProfilesPostSchema = z.object({
+  name: z.string({ error: "a name is required" }),
+  ...PROFILE_FIELDS,
+  project: project("A profile in another project"),
+}).strict();
+export type ProfilesPost = z.infer<typeof ProfilesPostSchema>;
+
+/** `PUT /1.0/profiles/{name}`: every writable field replaced (absent ones by their zero value). */
+export const ProfilePutSchema = z.object({ ...PROFILE_FIELDS, ...PROFILE_READ_ONLY }).strict();
+export type ProfilePut = z.infer<typeof ProfilePutSchema>;
+
+/** `PATCH /1.0/profiles/{name}`: config keys and devices merged, the description if sent. */
+export const ProfilePatchSchema = z.object({
+  config: stringMap.optional(),
+  devices: devices.optional(),
+  description: text.max(4096).optional(),
+  ...PROFILE_READ_ONLY,
+}).strict();
+export type ProfilePatch = z.infer<typeof ProfilePatchSchema>;
+
+/** `POST /1.0/profiles/{name}`: a rename. */
+export const ProfilePostSchema = z.object({ name: z.string({ error: "a new name is required" }) })
+  .strict();

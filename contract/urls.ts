@@ -34,6 +34,10 @@ export function instanceLogUrl(name: string, file: string): string {
   return `${instanceUrl(name)}/logs/${enc(file)}`;
 }
 
+export function profileUrl(name: string): string {
+  return `/1.0/profiles/${enc(name)}`;
+}
+
 /** A certificate of the trust store, by its fingerprint. */
 export function certificateUrl(fingerprint: string): string {
   return `/1.0/certificates/${enc(fingerprint)}`;

@@ -1,10 +1,11 @@
 /**
- * Generates docs/config.md (from the config-key table) and docs/cli.md (from the CLI's own help
+ * Generates docs/config.md (from the config-key and device-type tables) and docs/cli.md (from the CLI's own help
  * texts). `deno task docs` writes them; `--check` fails if they are stale (the test suite runs it).
  */
 import type { CommandUnknownOpts } from "@commander-js/extra-typings";
 import { join } from "node:path";
 import { configReference } from "../agent/config_keys.ts";
+import { deviceReference } from "../drivers/device/device.ts";
 import { buildProgram } from "../cli/program.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -32,7 +33,7 @@ async function cliReference(): Promise<string> {
 
 export async function generated(): Promise<Record<string, string>> {
   return {
-    "docs/config.md": configReference(),
+    "docs/config.md": `${configReference()}\n${deviceReference()}`,
     "docs/cli.md": await cliReference(),
   };
 }

@@ -3,7 +3,9 @@
  * of the fixture's store, managers and in-memory drivers, so API tests can create, start and
  * snapshot instances without LXC or QEMU. The state dir is removed afterwards.
  */
+import assert from "node:assert/strict";
 import type { Hono } from "hono";
+import { ErrorEnvelopeSchema } from "../contract/responses.ts";
 import { Agent } from "../agent/agent.ts";
 import { Host } from "../agent/host.ts";
 import { InstanceSftp } from "../agent/instance_sftp.ts";
@@ -36,6 +38,7 @@ export async function withApp(
       images: core.images,
       drivers: core.drivers,
       instances: core.instances,
+      profiles: core.instances.profiles,
       snapshots: core.snapshots,
       consoles: core.consoles,
       sftp: new InstanceSftp(core.instances, core.drivers),
@@ -86,4 +89,33 @@ export async function withApp(
       operations.close();
     }
   });
+}
+
+/** One request to the app: its response and its parsed JSON body. */
+export async function call(
+  app: Hono,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+) {
+  const res = await app.request(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { res, body: await res.json() };
+}
+
+/** The error message of an answer that must be `status`, checked against the error envelope. */
+export async function refused(
+  app: Hono,
+  method: string,
+  path: string,
+  body: unknown,
+  status: number,
+): Promise<string> {
+  const { res, body: answer } = await call(app, method, path, body);
+  assert.equal(res.status, status, JSON.stringify(answer));
+  return ErrorEnvelopeSchema.parse(answer).error;
 }

@@ -124,6 +124,7 @@ export async function withCore(fn: (core: Core) => Promise<void>): Promise<void>
       (msg) => log.push(msg),
       (name) => paths.instanceLogs(name),
     );
+    instances.profiles.ensureDefault();
     const snapshots = new SnapshotManager(store, instances, drivers, events);
     const consoles = new InstanceConsole(instances, drivers, events);
     const instanceLogs = new InstanceLogs(

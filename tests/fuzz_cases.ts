@@ -219,6 +219,18 @@ const INSTANCE_NAMES_BAD = [
 ];
 const SNAPSHOT_NAMES_BAD = ["..", ".", "a/b", "/", "x".repeat(256)];
 const ALIAS_NAMES_BAD = ["", "..", ".", "a b", "a/b", "a:b", "x".repeat(256), " "];
+const PROFILE_NAMES_BAD = [
+  "",
+  "..",
+  ".",
+  "-a",
+  "_a",
+  "a b",
+  "a/b",
+  "a:b",
+  "\u00e9",
+  "a".repeat(64),
+];
 
 // ---------------------------------------------------------------------------------------------
 // JSON bodies: endpoints, fields and the values that break them
@@ -228,6 +240,7 @@ type Kind =
   | "snapName"
   | "newSnapName"
   | "aliasName"
+  | "profileName"
   | "enum"
   | "text"
   | "ref"
@@ -405,6 +418,28 @@ function bodyEndpoints(t: Targets): BodyEndpoint[] {
       "target:ref description:text",
     ),
     endpoint(
+      "POST /1.0/profiles",
+      "/1.0/profiles",
+      { name: "fz" },
+      "name:profileName description:text config:config? devices:devices?",
+      { fresh: "name" },
+    ),
+    ...["PUT", "PATCH"].map((method) =>
+      endpoint(
+        `${method} /1.0/profiles/default`,
+        "/1.0/profiles/default",
+        { description: "Default outpost profile" },
+        "description:text config:config? devices:devices?",
+        { emptyInvalid: false },
+      )
+    ),
+    endpoint(
+      "POST /1.0/profiles/default (rename)",
+      "/1.0/profiles/default",
+      { name: "default" },
+      "name:profileName",
+    ),
+    endpoint(
       "POST /1.0/instances/{stopped}/backups",
       `${inst(stopped)}/backups`,
       { name: "b0" },
@@ -430,7 +465,7 @@ const num = (text: string): Mutation => ({
 /** Values of the wrong JSON type for a field of `kind`. */
 function wrongTypes(f: Field): Mutation[] {
   const isString = [
-    ...words("instanceName snapName newSnapName aliasName enum text ref date path"),
+    ...words("instanceName snapName newSnapName aliasName profileName enum text ref date path"),
   ].includes(f.kind);
   const all: [unknown, string][] = [
     [5, "number"],
@@ -493,6 +528,10 @@ function fieldMutations(f: Field, baseValue: unknown, rng: Rng): Mutation[] {
       out.push(...asMutations(identBad(s || "s", rng)));
       out.push(...SNAPSHOT_NAMES_BAD.map((v) => ({ value: v, what: `name ${short(v)}` })));
       if (f.kind === "newSnapName") out.push({ value: "", what: "empty name" });
+      break;
+    case "profileName":
+      out.push(...asMutations(identBad(s, rng)));
+      out.push(...PROFILE_NAMES_BAD.map((v) => ({ value: v, what: `profile name ${short(v)}` })));
       break;
     case "aliasName":
       out.push(...asMutations(identBad(s, rng)));
@@ -631,6 +670,13 @@ function fieldMutations(f: Field, baseValue: unknown, rng: Rng): Mutation[] {
         ["fz", { type: "none", k: 5 }, "number as device value"],
         ["fz", null, "null device"],
         ["fz", { type: `n${RAW}` }, `invalid UTF-8 in device type (${u8what})`, u8],
+        ["fz", { type: "disk", path: "/", pool: "nope" }, "root disk on a missing pool"],
+        ["fz", { type: "disk", path: "relative", pool: "default" }, "relative disk path"],
+        ["fz", { type: "disk", path: "/a/../b", pool: "default" }, '".." in a disk path'],
+        ["fz", { type: "disk", path: "/srv", source: "/etc" }, "host path disk"],
+        ["fz", { type: "disk", path: "/\n", pool: "default" }, "newline in a disk path"],
+        ["fz", { type: "disk", path: "/", pool: "a\nb" }, "newline in a pool name"],
+        ["fz", { type: "nic", network: "br0" }, "a nic (not yet)"],
       ]));
       break;
     case "source":

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Hono } from "hono";
-import { CertificateSchema, ErrorEnvelopeSchema } from "../../contract/responses.ts";
-import { withApp } from "../../tests/app_fixture.ts";
+import { CertificateSchema } from "../../contract/responses.ts";
+import { call, refused, withApp } from "../../tests/app_fixture.ts";
 import { makeCert } from "../../tests/certs.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "outpost-certs-api-" });
@@ -12,21 +12,6 @@ const [alpha, beta, weak, expired] = await Promise.all([
   makeCert(dir, "old", "expired"),
 ]);
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-
-async function call(app: Hono, method: string, path: string, body?: unknown) {
-  const res = await app.request(path, {
-    method,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { res, body: await res.json() };
-}
-
-/** The error an answer carries, checked against the error envelope. */
-async function refused(app: Hono, method: string, path: string, body: unknown, status: number) {
-  const { res, body: answer } = await call(app, method, path, body);
-  assert.equal(res.status, status, JSON.stringify(answer));
-  return ErrorEnvelopeSchema.parse(answer).error;
-}
 
 /** The metadata of GET PATH, a Certificate by the strict contract schema. */
 async function certificate(app: Hono, path: string) {

@@ -36,11 +36,15 @@ export function instanceRoutes(agent: Agent): Route[] {
   const { instances, operations } = agent;
 
   const view = async (inst: InstanceRecord, depth: number) => {
-    if (depth < 2) return instanceView(inst, await instances.status(inst));
-    const snapshots = agent.snapshots.list(inst.name).map(snapshotView);
+    const expanded = agent.profiles.expand(inst);
+    if (depth < 2) return instanceView(inst, await instances.status(inst), expanded);
+    const snapshots = agent.snapshots.list(inst.name).map((s) =>
+      snapshotView(s, agent.profiles.expand(s))
+    );
     return fullInstanceView(
       inst,
       await instances.state(inst),
+      expanded,
       snapshots.length > 0 ? snapshots : null,
     );
   };

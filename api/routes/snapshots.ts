@@ -24,7 +24,7 @@ export function snapshotRoutes(agent: Agent): Route[] {
     const name = c.req.param("name")!;
     const all = snapshots.list(name);
     if (recursion(c) === 0) return sync(c, all.map((s) => snapshotUrl(name, s.name)));
-    return sync(c, all.map(snapshotView));
+    return sync(c, all.map((s) => snapshotView(s, agent.profiles.expand(s))));
   };
 
   const create: Handler = async (c) => {
@@ -45,7 +45,8 @@ export function snapshotRoutes(agent: Agent): Route[] {
 
   const get: Handler = (c) => {
     const { name, snap } = c.req.param();
-    return sync(c, snapshotView(snapshots.get(name, snap)));
+    const rec = snapshots.get(name, snap);
+    return sync(c, snapshotView(rec, agent.profiles.expand(rec)));
   };
 
   const rename: Handler = async (c) => {

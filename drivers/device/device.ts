@@ -1,0 +1,194 @@
+/**
+ * Device types, declared once as key tables (like the instance config keys): each type names
+ * the instance types it fits, its keys (schema, required, live, doc) and a check of the device as a
+ * whole. `docs/config.md` lists them (`deno task docs`). A device of a type or with a key outpost
+ * does not have yet is refused by name, never kept and ignored.
+ */
+import { z } from "zod";
+import { BadRequest } from "../../contract/errors.ts";
+import type { InstanceType } from "../../contract/schemas.ts";
+
+/** A device as the API carries it: string keys to string values, `type` among them. */
+export type Device = Readonly<Record<string, string>>;
+
+export interface DeviceKey {
+  key: string;
+  schema: z.ZodType<string>;
+  required?: boolean;
+  /** Whether the key can change while the instance runs. */
+  live: boolean;
+  doc: string;
+}
+
+export interface DeviceType {
+  type: string;
+  /** The instance types that take it. */
+  fits: readonly InstanceType[];
+  keys: DeviceKey[];
+  doc: string;
+  /** Checks the device as a whole once each key passed (throws BadRequest). */
+  check?(name: string, dev: Device): void;
+}
+
+/** What a device is checked against beyond its own keys. */
+export interface DeviceContext {
+  /** The instance's type; undefined in a profile (any type may use it). */
+  instanceType?: InstanceType;
+  /** The storage pools that exist. */
+  pools: ReadonlySet<string>;
+}
+
+/** Device names: letters, digits and `._-`, as they become interface names and file names. */
+const DEVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** An absolute path without `..`, NUL or control characters. */
+const absolutePath = z.string().refine(
+  // deno-lint-ignore no-control-regex
+  (v) => v.startsWith("/") && !v.split("/").includes("..") && !/[\u0000-\u001f\u007f]/.test(v),
+  { error: 'expected an absolute path without ".." or control characters' },
+);
+const poolName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+  error: 'expected a pool name (letters, digits and "._-")',
+});
+
+const NONE: DeviceType = {
+  type: "none",
+  fits: ["container", "virtual-machine"],
+  keys: [],
+  doc: "Nothing: hides a device of the same name a profile gives",
+};
+
+const DISK: DeviceType = {
+  type: "disk",
+  fits: ["container", "virtual-machine"],
+  keys: [
+    {
+      key: "path",
+      schema: absolutePath,
+      required: true,
+      live: false,
+      doc: "Where it shows in the instance (`/` for the root disk)",
+    },
+    { key: "pool", schema: poolName, live: false, doc: "The storage pool it is on" },
+  ],
+  doc: "A disk: the root disk (`path=/` on a pool)",
+  check(name, dev) {
+    if (dev.path !== "/") {
+      throw new BadRequest(
+        `Device "${name}": only the root disk (path=/) is supported yet; host directories and custom volumes are not`,
+      );
+    }
+    if (!dev.pool) throw new BadRequest(`Device "${name}": the root disk needs a pool`);
+  },
+};
+
+/** Every device type outpost has, by name. */
+export const DEVICE_TYPES: readonly DeviceType[] = [NONE, DISK];
+
+/** Types Incus has that outpost does not yet: refused by name. */
+const NOT_YET = new Set([
+  "nic",
+  "proxy",
+  "unix-char",
+  "unix-block",
+  "usb",
+  "gpu",
+  "infiniband",
+  "tpm",
+  "pci",
+  "unix-hotplug",
+]);
+
+// deno-lint-ignore no-control-regex
+const shown = (s: string) => s.replace(/[\u0000-\u001f\u007f]/g, "?").slice(0, 80);
+
+/** Checks one device (its name, type, keys and values), throwing BadRequest naming what is wrong. */
+export function checkDevice(name: string, dev: Device, ctx: DeviceContext): DeviceType {
+  if (!DEVICE_NAME.test(name)) {
+    throw new BadRequest(
+      `Invalid device name "${shown(name)}": use letters, digits and "._-" only`,
+    );
+  }
+  if (!dev.type) throw new BadRequest(`Device "${name}" has no type`);
+  const decl = DEVICE_TYPES.find((t) => t.type === dev.type);
+  if (!decl) {
+    if (NOT_YET.has(dev.type)) {
+      throw new BadRequest(`Device "${name}": type "${dev.type}" is not supported yet`);
+    }
+    throw new BadRequest(`Device "${name}": unknown device type "${shown(dev.type)}"`);
+  }
+  if (ctx.instanceType && !decl.fits.includes(ctx.instanceType)) {
+    throw new BadRequest(
+      `Device "${name}": a ${dev.type} device does not fit a ${ctx.instanceType}`,
+    );
+  }
+  for (const [key, value] of Object.entries(dev)) {
+    if (key === "type") continue;
+    const k = decl.keys.find((d) => d.key === key);
+    if (!k) {
+      throw new BadRequest(
+        `Device "${name}": unknown key "${shown(key)}" for a ${dev.type} device`,
+      );
+    }
+    if (typeof value !== "string") {
+      throw new BadRequest(`Device "${name}": the value of "${key}" must be a string`);
+    }
+    const r = k.schema.safeParse(value);
+    if (!r.success) {
+      throw new BadRequest(
+        `Device "${name}": invalid "${key}" "${shown(value)}": ${r.error.issues[0]?.message}`,
+      );
+    }
+  }
+  for (const k of decl.keys) {
+    if (k.required && dev[k.key] === undefined) {
+      throw new BadRequest(`Device "${name}": a ${dev.type} device needs "${k.key}"`);
+    }
+  }
+  decl.check?.(name, dev);
+  if (dev.pool !== undefined && !ctx.pools.has(dev.pool)) {
+    throw new BadRequest(`Device "${name}": storage pool "${shown(dev.pool)}" does not exist`);
+  }
+  return decl;
+}
+
+/**
+ * Checks a whole device map, and that at most one disk is the root disk. A profile's devices are
+ * checked the same way (without an instance type).
+ */
+export function checkDevices(
+  devices: Readonly<Record<string, Device>>,
+  ctx: DeviceContext,
+): void {
+  let root: string | undefined;
+  for (const [name, dev] of Object.entries(devices)) {
+    checkDevice(name, dev, ctx);
+    if (isRootDisk(dev)) {
+      if (root) throw new BadRequest(`Devices "${root}" and "${name}" are both a root disk`);
+      root = name;
+    }
+  }
+}
+
+export function isRootDisk(dev: Device): boolean {
+  return dev.type === "disk" && dev.path === "/";
+}
+
+/** The markdown reference of the device types and their keys (for `docs/config.md`). */
+export function deviceReference(): string {
+  const out = ["## Devices", ""];
+  for (const t of DEVICE_TYPES) {
+    out.push(`### \`${t.type}\``, "", `${t.doc}. Fits: ${t.fits.join(", ")}.`, "");
+    if (t.keys.length === 0) continue;
+    out.push("| Key | Required | Live | Description |", "|---|---|---|---|");
+    for (const k of t.keys) {
+      out.push(
+        `| \`${k.key}\` | ${k.required ? "yes" : "no"} | ${k.live ? "yes" : "no"} | ${k.doc} |`,
+      );
+    }
+    out.push("");
+  }
+  const later = [...NOT_YET].map((t) => `\`${t}\``).join(", ");
+  out.push(`Not supported yet (refused by name): ${later}.`, "");
+  return out.join("\n");
+}

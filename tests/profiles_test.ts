@@ -1,0 +1,135 @@
+/**
+ * Profiles end to end: a real daemon, real LXC containers, outpost's CLI and the stock LXD client
+ * (skipped where `lxc` is not installed). A profile's limits reach a container's cgroup at launch
+ * and, when the profile is edited, while it runs.
+ */
+import assert from "node:assert/strict";
+import { readCgroupFile } from "../drivers/lxc/cgroups.ts";
+import { Runner } from "../drivers/runner.ts";
+import { HAS_LXC, sharedDaemon, StockLxc, uniqueName } from "./helpers.ts";
+
+const runner = new Runner();
+const memoryLimit = (pid: number) =>
+  readCgroupFile(runner, pid, "memory", "memory.limit_in_bytes", "memory.max");
+const daemon = sharedDaemon((d) => d.importBusybox("bb"));
+
+interface ShownInstance {
+  profiles: string[];
+  config: Record<string, string>;
+  expanded_config: Record<string, string>;
+  expanded_devices: Record<string, Record<string, string>>;
+}
+
+Deno.test("outpost profile: a stacked profile's limit reaches the cgroup, and an edit reaches it live", async () => {
+  const d = await daemon();
+  const name = uniqueName("pr");
+  const small = uniqueName("small");
+  try {
+    assert.match(await d.ok("profile", "list"), /\| default +\| Default outpost profile +\|/);
+    await d.ok("profile", "create", small, "--description", "small boxes");
+    await d.ok("profile", "set", small, "limits.memory=96MiB");
+    assert.equal((await d.ok("profile", "get", small, "limits.memory")).trim(), "96MiB");
+    await d.ok("launch", "bb", name, "-p", "default", "-p", small, "-c", "limits.cpu=1");
+    const { pid } = await d.lxcState(name);
+    assert.equal(await memoryLimit(pid), String(96 * 2 ** 20));
+
+    const shown = await d.api.get<ShownInstance>(`/1.0/instances/${name}`);
+    assert.deepEqual(shown.profiles, ["default", small]);
+    assert.equal(shown.config["limits.memory"], undefined);
+    assert.equal(shown.expanded_config["limits.memory"], "96MiB");
+    assert.equal(shown.expanded_config["limits.cpu"], "1");
+    assert.deepEqual(shown.expanded_devices.root, { type: "disk", path: "/", pool: "default" });
+    assert.doesNotMatch(await d.ok("config", "show", name), /limits\.memory/);
+    assert.match(await d.ok("config", "show", name, "--expanded"), /limits\.memory: 96MiB/);
+
+    // The profile edited: the running container's cgroup follows at once.
+    await d.ok("profile", "set", small, "limits.memory", "128MiB");
+    assert.equal(await memoryLimit(pid), String(128 * 2 ** 20));
+    // Its own key wins over the profile's.
+    await d.ok("config", "set", name, "limits.memory=80MiB");
+    assert.equal(await memoryLimit(pid), String(80 * 2 ** 20));
+
+    const listed = await d.ok("profile", "list", "--format", "csv");
+    assert.match(listed, new RegExp(`^${small},small boxes,1$`, "m"));
+    const inUse = await d.cli("profile", "delete", small);
+    assert.equal(inUse.code, 1);
+    assert.match(inUse.stderr, new RegExp(`^Error: Profile "${small}" is used by "${name}"`));
+    const gone = await d.cli("profile", "show", "nope");
+    assert.equal(gone.code, 1);
+    assert.equal(gone.stderr, 'Error: Profile "nope" not found\n');
+
+    await d.ok("profile", "remove", name, small);
+    await d.ok("profile", "delete", small);
+    assert.doesNotMatch(await d.ok("profile", "list"), new RegExp(small));
+  } finally {
+    await d.cli("delete", name, "--force");
+    await d.cli("profile", "delete", small);
+  }
+});
+
+Deno.test("outpost launch --no-profiles makes an instance without the default profile", async () => {
+  const d = await daemon();
+  const name = uniqueName("np");
+  try {
+    await d.ok("init", "bb", name, "--no-profiles");
+    const shown = await d.api.get<ShownInstance>(`/1.0/instances/${name}`);
+    assert.deepEqual(shown.profiles, []);
+    assert.deepEqual(shown.expanded_devices, {});
+  } finally {
+    await d.cli("delete", name, "--force");
+  }
+});
+
+Deno.test({
+  name: "the stock lxc client creates, sets, edits, copies, renames, assigns and deletes profiles",
+  ignore: !HAS_LXC,
+  async fn() {
+    const d = await daemon();
+    const lxc = await StockLxc.for(d);
+    const name = uniqueName("lp");
+    try {
+      assert.match(await lxc.ok("profile", "list"), /\| default +\|/);
+      await lxc.ok("profile", "create", "web");
+      await lxc.ok("profile", "set", "web", "limits.memory", "72MiB");
+      await lxc.ok("profile", "set", "web", "user.role=web");
+      assert.match(await lxc.ok("profile", "show", "web"), /limits\.memory: 72MiB/);
+      const edited = await lxc.run(
+        ["profile", "edit", "web"],
+        "description: edited\nconfig:\n  limits.memory: 80MiB\ndevices: {}\n",
+      );
+      assert.equal(edited.code, 0, edited.stderr);
+      assert.equal((await lxc.ok("profile", "get", "web", "limits.memory")).trim(), "80MiB");
+      await lxc.ok("profile", "copy", "web", "web2");
+      await lxc.ok("profile", "rename", "web2", "web3");
+      assert.match(await lxc.ok("profile", "list"), /\| web3 +\|/);
+
+      await lxc.ok("launch", "bb", name, "-p", "default", "-p", "web");
+      const { pid } = await d.lxcState(name);
+      assert.equal(await memoryLimit(pid), String(80 * 2 ** 20));
+      assert.match(await lxc.ok("config", "show", name, "--expanded"), /limits\.memory: 80MiB/);
+      assert.match(await lxc.ok("profile", "show", "web"), new RegExp(`/1.0/instances/${name}`));
+      await lxc.ok("profile", "add", name, "web3");
+      await lxc.ok("profile", "assign", name, "default");
+      assert.deepEqual((await d.api.get<ShownInstance>(`/1.0/instances/${name}`)).profiles, [
+        "default",
+      ]);
+      // The root disk given by a profile, overridden into the instance's own devices.
+      await lxc.ok("stop", name, "--force");
+      await lxc.ok("config", "device", "override", name, "root");
+      const own = await d.api.get<ShownInstance & { devices: unknown }>(`/1.0/instances/${name}`);
+      assert.deepEqual(own.devices, { root: { type: "disk", path: "/", pool: "default" } });
+      const bad = await lxc.run(["config", "device", "add", name, "eth0", "nic", "network=x"]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /not supported yet/);
+
+      const inUse = await lxc.run(["profile", "delete", "default"]);
+      assert.equal(inUse.code, 1);
+      await lxc.ok("profile", "delete", "web");
+      await lxc.ok("profile", "delete", "web3");
+      assert.deepEqual(await d.api.get<string[]>("/1.0/profiles"), ["/1.0/profiles/default"]);
+    } finally {
+      await d.cli("delete", name, "--force");
+      for (const p of ["web", "web2", "web3"]) await d.cli("profile", "delete", p);
+    }
+  },
+});
