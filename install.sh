@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs outpost on this Debian/Ubuntu host from a source checkout, as root. Idempotent.
-#   ./install.sh [--state-dir DIR] [--no-image]
+#   ./install.sh [--state-dir DIR] [--no-image] [--no-network]
 #   ./install.sh --uninstall [--purge] [--state-dir DIR]   (--purge: also every instance and the state)
 # Environment: OUTPOST_PREFIX (default /opt/outpost), OUTPOST_BIN (default /usr/local/bin/outpost),
 # OUTPOST_SERVICE=systemd|supervise (default: systemd where it is PID 1), OUTPOST_BUILD (the
-# agent program's sha256, when it came from a fleet hub).
+# agent program's sha256, when it came from a fleet hub), OUTPOST_NO_NETWORK=1 (as --no-network: the
+# daemon's first start makes no default network, outpostbr0).
 # Installs apt packages and Deno, copies the agent to /opt/outpost, puts an `outpost` launcher on
 # PATH, starts the daemon as a service (systemd unit, or a supervised background process where
 # systemd is not PID 1) and builds the busybox image.
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --state-dir) STATE_DIR=$2; shift 2 ;;
     --no-image) BUILD_IMAGE=0; shift ;;
+    --no-network) export OUTPOST_NO_NETWORK=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --purge) PURGE=1; shift ;;
     -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -121,6 +123,7 @@ After=network.target
 
 [Service]
 Environment=OUTPOST_DIR=$STATE_DIR
+Environment=OUTPOST_NO_NETWORK=${OUTPOST_NO_NETWORK:-0}
 ExecStart=$BIN daemon
 KillMode=process
 Restart=on-failure

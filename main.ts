@@ -2,9 +2,9 @@
 import { splitGlobalOptions } from "./cli/argv.ts";
 import { HELPER_SUBCOMMAND } from "./drivers/forkfile/protocol.ts";
 
-async function runDaemon(stateDir: string): Promise<void> {
+async function runDaemon(stateDir: string, opts: { noNetwork?: boolean } = {}): Promise<void> {
   const daemon = await import("./daemon/daemon.ts");
-  await daemon.runDaemon({ stateDir });
+  await daemon.runDaemon({ stateDir, noNetwork: opts.noNetwork });
 }
 
 async function runHub(opts: import("./cli/hub.ts").HubRunOptions): Promise<void> {
@@ -21,10 +21,10 @@ async function main(): Promise<number> {
   }
   // The daemon is a long-lived process: it is started without the command line's modules, so
   // they never take memory in it. Anything but the plain forms goes through the CLI (and --help).
-  const stateDir = daemonInvocation(Deno.args);
-  if (stateDir !== null) {
+  const daemon = daemonInvocation(Deno.args);
+  if (daemon !== null) {
     const { resolveStateDir } = await import("./contract/state_dir.ts");
-    await runDaemon(resolveStateDir(stateDir));
+    await runDaemon(resolveStateDir(daemon.stateDir), { noNetwork: daemon.noNetwork });
     return 0;
   }
   const { CommanderError } = await import("@commander-js/extra-typings");
@@ -48,12 +48,18 @@ async function main(): Promise<number> {
 }
 
 /**
- * `daemon`, `daemon --state-dir D`, `--state-dir D daemon` (or `--state-dir=D`): the state dir
- * given (undefined when none); null for every other command line.
+ * `daemon`, `daemon --state-dir D`, `--state-dir D daemon` (or `--state-dir=D`), each with
+ * `--no-network` or not: the state dir given (undefined when none) and the flag; null for every
+ * other command line.
  */
-export function daemonInvocation(args: string[]): string | undefined | null {
+export function daemonInvocation(
+  args: string[],
+): { stateDir: string | undefined; noNetwork: boolean } | null {
   const { stateDir, rest } = splitGlobalOptions(args);
-  return rest.length === 1 && rest[0] === "daemon" ? stateDir : null;
+  const noNetwork = rest.includes("--no-network");
+  const words = rest.filter((a) => a !== "--no-network");
+  if (words.length !== 1 || words[0] !== "daemon" || rest.length - words.length > 1) return null;
+  return { stateDir, noNetwork };
 }
 
 if (import.meta.main) Deno.exit(await main());

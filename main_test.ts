@@ -2,10 +2,24 @@ import assert from "node:assert/strict";
 import { daemonInvocation } from "./main.ts";
 
 Deno.test("daemonInvocation() takes the daemon's plain command lines and its state dir", () => {
-  assert.equal(daemonInvocation(["daemon"]), undefined);
-  assert.equal(daemonInvocation(["daemon", "--state-dir", "/s"]), "/s");
-  assert.equal(daemonInvocation(["--state-dir", "/s", "daemon"]), "/s");
-  assert.equal(daemonInvocation(["--state-dir=/s", "daemon"]), "/s");
+  assert.deepEqual(daemonInvocation(["daemon"]), { stateDir: undefined, noNetwork: false });
+  assert.deepEqual(daemonInvocation(["daemon", "--state-dir", "/s"]), {
+    stateDir: "/s",
+    noNetwork: false,
+  });
+  assert.deepEqual(daemonInvocation(["--state-dir", "/s", "daemon"]), {
+    stateDir: "/s",
+    noNetwork: false,
+  });
+  assert.deepEqual(daemonInvocation(["--state-dir=/s", "daemon"]), {
+    stateDir: "/s",
+    noNetwork: false,
+  });
+  assert.deepEqual(daemonInvocation(["daemon", "--no-network"]), {
+    stateDir: undefined,
+    noNetwork: true,
+  });
+  assert.equal(daemonInvocation(["daemon", "--no-network", "--no-network"]), null);
 });
 
 Deno.test("daemonInvocation() leaves help, unknown options and other commands to the CLI", () => {

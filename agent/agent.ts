@@ -16,6 +16,8 @@ import { InstanceLogs } from "./instance_logs.ts";
 import { InstanceSftp } from "./instance_sftp.ts";
 import { InstanceManager } from "./instances.ts";
 import { ProfileManager } from "./profiles.ts";
+import { DEFAULT_NETWORK, NetworkManager } from "./networks.ts";
+import { BridgeDriver } from "../drivers/network/bridge.ts";
 import { Metrics } from "./metrics.ts";
 import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
@@ -50,6 +52,7 @@ export class Agent {
   readonly drivers: DriverRegistry;
   readonly instances: InstanceManager;
   readonly profiles: ProfileManager;
+  readonly networks: NetworkManager;
   readonly snapshots: SnapshotManager;
   readonly consoles: InstanceConsole;
   readonly sftp: InstanceSftp;
@@ -63,6 +66,11 @@ export class Agent {
   readonly fleet: FleetMembershipManager;
   readonly upgrader: Upgrader;
   readonly startedAt = new Date();
+  /**
+   * Whether the first start makes the default network: the daemon says yes unless told
+   * `--no-network`; an Agent made anywhere else (a test) makes none.
+   */
+  defaultNetwork = false;
   /** The daemon's TLS certificate and its fingerprint (made or read by init()). */
   serverCert: ServerCert = { certificate: "", fingerprint: "" };
 
@@ -90,6 +98,15 @@ export class Agent {
     ]);
     this.profiles = new ProfileManager(this.store, this.events);
     this.profiles.ensureDefault();
+    this.networks = new NetworkManager({
+      store: this.store,
+      events: this.events,
+      bridge: new BridgeDriver(this.runner),
+      runner: this.runner,
+      dir: (name) => this.paths.network(name),
+      log,
+    });
+    this.profiles.networks = () => this.networks.subnets();
     this.instances = new InstanceManager(
       this.store,
       this.images,
@@ -99,6 +116,7 @@ export class Agent {
       (name) => this.paths.instanceLogs(name),
       this.profiles,
     );
+    this.instances.nics = this.networks;
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
     this.consoles = new InstanceConsole(this.instances, this.drivers, this.events);
     this.sftp = new InstanceSftp(this.instances, this.drivers);
@@ -159,11 +177,23 @@ export class Agent {
     }
     // What a kill -9 left: temp files, half-made or half-deleted instances, running operations.
     await this.images.recover(this.log);
+    await this.networks.restore();
+    if (this.store.fresh && this.defaultNetwork) {
+      await makeDefaultNetwork(this.networks, this.profiles, this.log);
+    }
     await recoverInstances(this.store, this.drivers, this.log);
     this.operations.recoverInterrupted();
     this.instances.bootId = (await readHostFile(this.runner, "/proc/sys/kernel/random/boot_id"))
       ?.trim();
     await this.instances.reconcile();
+  }
+
+  /** The URLs of the profiles and instances (their expanded devices) on a network. */
+  networkUsers(name: string): string[] {
+    return this.networks.usedBy(name, {
+      profiles: this.profiles.list().map((p) => [p.name, p.devices]),
+      instances: this.instances.list().map((i) => [i.name, this.profiles.expand(i).devices]),
+    });
   }
 
   serverConfig(): Record<string, string> {
@@ -199,5 +229,30 @@ export class Agent {
     this.operations.close();
     this.drivers.close();
     this.store.close();
+  }
+}
+
+/**
+ * The first start: a managed bridge, `outpostbr0`, and an `eth0` on it in the default profile,
+ * as Incus's `admin init` makes. A host where it cannot be made (a name taken, no dnsmasq) keeps
+ * working without it, and says so.
+ */
+async function makeDefaultNetwork(
+  networks: NetworkManager,
+  profiles: ProfileManager,
+  log: (msg: string) => void,
+): Promise<void> {
+  try {
+    await networks.create({
+      name: DEFAULT_NETWORK,
+      description: "Default outpost network",
+      type: "bridge",
+      config: {},
+    });
+    await profiles.patch("default", {
+      devices: { eth0: { type: "nic", network: DEFAULT_NETWORK, name: "eth0" } },
+    });
+  } catch (err) {
+    log(`warning: no default network: ${err instanceof Error ? err.message : err}`);
   }
 }

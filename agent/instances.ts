@@ -27,7 +27,7 @@ import type { ExecOptions, ExecProcess, ExecRequest } from "../drivers/driver.ts
 import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
 import { instanceUrl } from "../contract/urls.ts";
 import { checkDevices } from "../drivers/device/device.ts";
-import type { InstanceSpec } from "../drivers/driver.ts";
+import type { InstanceSpec, NicPlan } from "../drivers/driver.ts";
 import { DEFAULT_PROFILE, expand, type Expanded, ProfileManager } from "./profiles.ts";
 
 export interface CreateRequest {
@@ -48,6 +48,17 @@ export interface UpdateRequest {
   profiles: string[];
   description: string;
   ephemeral?: boolean;
+}
+
+/** What plans an instance's nics at each start and forgets them when it goes (the networks). */
+export interface NicPlanner {
+  plan(
+    instance: string,
+    type: InstanceType,
+    devices: Record<string, Record<string, string>>,
+    config: Readonly<Record<string, string>>,
+  ): Promise<{ nics: NicPlan[]; volatile: Record<string, string> }>;
+  forget(instance: string): Promise<void>;
 }
 
 export type StateAction = "start" | "stop" | "restart" | "freeze" | "unfreeze";
@@ -96,6 +107,8 @@ export class InstanceManager {
   #creating = new Set<string>();
   /** This host boot's id (`/proc/sys/kernel/random/boot_id`), set at start-up. */
   bootId?: string;
+  /** Plans nics at start (the agent wires the network manager). */
+  nics?: NicPlanner;
 
   constructor(
     private store: Store,
@@ -127,12 +140,12 @@ export class InstanceManager {
     req: { config: Record<string, string>; devices: Record<string, Device>; profiles: string[] },
   ): Expanded {
     checkInstanceConfig(stripVolatile(req.config), type);
-    const pools = this.profiles.pools();
-    checkDevices(req.devices, { instanceType: type, pools });
+    const ctx = this.profiles.deviceContext(type);
+    checkDevices(req.devices, ctx);
     const stacked = this.profiles.resolve(req.profiles);
     const expanded = expand(stacked, req.config, req.devices);
     checkInstanceConfig(stripVolatile(expanded.config), type);
-    checkDevices(expanded.devices, { instanceType: type, pools });
+    checkDevices(expanded.devices, ctx);
     return expanded;
   }
 
@@ -302,7 +315,15 @@ export class InstanceManager {
 
   async #start(inst: InstanceRecord, announce = true): Promise<void> {
     const driver = this.drivers.get(inst.type);
-    Object.assign(inst.config, await driver.start(this.spec(inst)));
+    const spec = this.spec(inst);
+    let nics: NicPlan[] | undefined;
+    if (Object.values(spec.devices).some((d) => d.type === "nic")) {
+      if (!this.nics) throw new BadRequest("This daemon has no networks: nic devices cannot start");
+      const plan = await this.nics.plan(inst.name, inst.type, { ...spec.devices }, inst.config);
+      Object.assign(inst.config, plan.volatile);
+      nics = plan.nics;
+    }
+    Object.assign(inst.config, await driver.start({ ...this.spec(inst), nics }));
     inst.last_used_at = new Date().toISOString();
     if (this.bootId) inst.config[BOOT_ID] = this.bootId;
     this.#setPower(inst, "RUNNING");
@@ -500,6 +521,8 @@ export class InstanceManager {
             this.store.renameInstance(name, newName);
           });
           await Deno.rename(this.logsDir(name), this.logsDir(newName)).catch(() => {});
+          // The entries under the old name go; the next start writes them under the new one.
+          await this.nics?.forget(name).catch(() => {});
           this.events.lifecycle("instance-renamed", instanceUrl(newName), {
             old_name: name,
           });
@@ -520,8 +543,9 @@ export class InstanceManager {
       throw err;
     }
     this.store.deleteInstance(inst.name);
-    // Its exec logs go with it: a new instance of the same name must not see them.
+    // Its exec logs and DHCP host entries go with it: a new instance of the name must not see them.
     await Deno.remove(this.logsDir(inst.name), { recursive: true }).catch(() => {});
+    await this.nics?.forget(inst.name).catch(() => {});
     this.events.lifecycle("instance-deleted", instanceUrl(inst.name));
   }
 

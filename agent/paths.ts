@@ -18,6 +18,10 @@ export class Paths {
   get vms(): string {
     return join(this.root, "virtual-machines");
   }
+  /** Managed networks: one directory each (dnsmasq's pid file, leases and host entries). */
+  network(name: string): string {
+    return join(this.root, "networks", name);
+  }
   /** The cached result of the KVM usability probe. */
   get kvmProbe(): string {
     return join(this.root, "kvm-probe.json");

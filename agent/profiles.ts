@@ -8,7 +8,8 @@
 import { createHash } from "node:crypto";
 import { BadRequest, Conflict, NotFound, PreconditionFailed } from "../contract/errors.ts";
 import { profileUrl } from "../contract/urls.ts";
-import { checkDevices } from "../drivers/device/device.ts";
+import { checkDevices, type DeviceContext } from "../drivers/device/device.ts";
+import type { InstanceType } from "../contract/schemas.ts";
 import { checkConfigKey, checkInstanceConfig } from "./config_keys.ts";
 import type { EventBus } from "./events.ts";
 import { KeyedLock } from "./locks.ts";
@@ -96,8 +97,12 @@ export class ProfileManager {
     });
   }
 
-  pools(): ReadonlySet<string> {
-    return new Set([DEFAULT_POOL]);
+  /** The managed networks, for checking nics (wired to the network manager by the agent). */
+  networks: () => ReadonlyMap<string, { ipv4?: string }> = () => new Map();
+
+  /** What devices are checked against: the pools and networks that exist. */
+  deviceContext(instanceType?: InstanceType): DeviceContext {
+    return { instanceType, pools: new Set([DEFAULT_POOL]), networks: this.networks() };
   }
 
   list(): ProfileRecord[] {
@@ -202,7 +207,7 @@ export class ProfileManager {
       const e = expand(profiles, i.config, i.devices);
       try {
         checkInstanceConfig(stripVolatile(e.config), i.type);
-        checkDevices(e.devices, { instanceType: i.type, pools: this.pools() });
+        checkDevices(e.devices, this.deviceContext(i.type));
       } catch (err) {
         throw new BadRequest(
           `Profile "${name}" cannot be changed so: for instance "${i.name}": ${
@@ -259,7 +264,7 @@ export class ProfileManager {
         }
       }
     }
-    checkDevices(req.devices, { pools: this.pools() });
+    checkDevices(req.devices, this.deviceContext());
   }
 }
 

@@ -116,8 +116,13 @@ Deno.test("profile create and update check names, keys and devices, and say what
       BadRequest,
     );
     assert.throws(
-      () => profiles.create({ ...base, name: "p", devices: { eth0: { type: "nic" } } }),
+      () => profiles.create({ ...base, name: "p", devices: { px: { type: "proxy" } } }),
       (err: Error) => err instanceof BadRequest && /not supported yet/.test(err.message),
+    );
+    assert.throws(
+      () =>
+        profiles.create({ ...base, name: "p", devices: { eth0: { type: "nic", network: "x" } } }),
+      (err: Error) => err instanceof BadRequest && /network "x" does not exist/.test(err.message),
     );
     assert.throws(
       () => profiles.create({ ...base, name: "p", devices: { r: { ...ROOT, pool: "other" } } }),

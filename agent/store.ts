@@ -87,6 +87,13 @@ const MIGRATIONS: string[] = [
      config TEXT NOT NULL,
      devices TEXT NOT NULL
    );`,
+  // 6: managed networks (bridges)
+  `CREATE TABLE networks (
+     name TEXT PRIMARY KEY,
+     description TEXT NOT NULL DEFAULT '',
+     type TEXT NOT NULL,
+     config TEXT NOT NULL
+   );`,
 ];
 
 const stringMap = z.record(z.string(), z.string());
@@ -124,6 +131,14 @@ const ProfileRowSchema = z.object({
   devices: json(z.record(z.string(), DeviceSchema)),
 });
 export type ProfileRecord = z.infer<typeof ProfileRowSchema>;
+
+const NetworkRowSchema = z.object({
+  name: z.string(),
+  description: z.string(),
+  type: z.enum(["bridge"]),
+  config: json(stringMap),
+});
+export type NetworkRecord = z.infer<typeof NetworkRowSchema>;
 
 const ImageRowSchema = z.object({
   fingerprint: z.string(),
@@ -231,8 +246,12 @@ export class Store {
     return this.#one(VersionRowSchema, "PRAGMA user_version")!.user_version;
   }
 
+  /** Whether the database was made by this start (the daemon's first start on this state dir). */
+  fresh = false;
+
   private migrate(): void {
     const current = this.version();
+    this.fresh = current === 0;
     if (current > MIGRATIONS.length) {
       throw new Error(
         `State database is schema version ${current}, newer than this outpost (${MIGRATIONS.length}): upgrade outpost`,
@@ -348,6 +367,32 @@ export class Store {
 
   deleteProfile(name: string): void {
     this.#run("DELETE FROM profiles WHERE name = ?", name);
+  }
+
+  // --- networks ---
+
+  listNetworks(): NetworkRecord[] {
+    return this.#all(NetworkRowSchema, "SELECT * FROM networks ORDER BY name");
+  }
+
+  getNetwork(name: string): NetworkRecord | undefined {
+    return this.#one(NetworkRowSchema, "SELECT * FROM networks WHERE name = ?", name);
+  }
+
+  putNetwork(r: NetworkRecord): void {
+    this.#run(
+      `INSERT INTO networks (name, description, type, config) VALUES (?, ?, ?, ?)
+       ON CONFLICT(name) DO UPDATE SET description = excluded.description, type = excluded.type,
+         config = excluded.config`,
+      r.name,
+      r.description,
+      r.type,
+      JSON.stringify(r.config),
+    );
+  }
+
+  deleteNetwork(name: string): void {
+    this.#run("DELETE FROM networks WHERE name = ?", name);
   }
 
   // --- snapshots ---

@@ -77,6 +77,19 @@ BIN=${q(bin)}
 STATE=${q(state)}
 SRC=${q(o.src)}
 DIR=${q(o.dir)}
+# stop_service: the daemon's service, however install.sh started it (instances keep running).
+stop_service() {
+  if [ -f /etc/systemd/system/outpost.service ] && command -v systemctl >/dev/null; then
+    systemctl stop outpost.service >/dev/null 2>&1 || true
+  fi
+  for f in supervisor.pid daemon.pid; do
+    if [ -f "$STATE/$f" ]; then
+      pid=$(cat "$STATE/$f")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+  done
+}
 result() {
   printf '{"result": "%s", "from": "%s", "to": "%s", "at": "%s", "message": "%s"}\\n' \\
     "$1" ${q(from)} ${q(o.to)} "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$2" > "$DIR/result.json.tmp"
@@ -92,12 +105,13 @@ else
   echo "outpost upgrade: the new build did not come up; rolling back" >&2
   # The result first: the new build's supervisor may start the old daemon as soon as it is back.
   result rolled-back "the new build did not come up (see upgrade.log); the old one runs again"
-  # Two renames, not a removal: the new build's supervisor keeps restarting its daemon, which
-  # writes into the tree as it starts, so \`rm -rf\` of it could fail half-way (and the old tree
-  # would then be moved inside what was left).
+  # The new build's service stops first: its supervisor keeps restarting the daemon, and each try
+  # writes into the tree (even makes it again after a rename), so the old tree could land inside
+  # what was left of the new one. Then two renames, \`mv -T\` never moving into a directory.
+  stop_service
   rm -rf "$PREFIX.failed"
-  mv "$PREFIX" "$PREFIX.failed"
-  mv "$PREFIX.old" "$PREFIX"
+  mv -T "$PREFIX" "$PREFIX.failed"
+  mv -T "$PREFIX.old" "$PREFIX"
   rm -rf "$PREFIX.failed" 2>/dev/null || true
   OUTPOST_PREFIX="$PREFIX" OUTPOST_BIN="$BIN" OUTPOST_BUILD=${q(from)} \\
     bash "$PREFIX/install.sh" --state-dir "$STATE" --no-image

@@ -14,6 +14,7 @@ import { fleetRoutes } from "./routes/fleet.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { networkRoutes } from "./routes/networks.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { profileRoutes } from "./routes/profiles.ts";
 import { serverRoutes } from "./routes/server.ts";
@@ -33,6 +34,7 @@ const TABLES: ((agent: Agent) => Route[])[] = [
   eventRoutes,
   imageRoutes,
   profileRoutes,
+  networkRoutes,
   metricsRoutes,
   certificateRoutes,
   fleetRoutes,

@@ -8,9 +8,11 @@ import type {
   CertificateRecord,
   ImageRecord,
   InstanceRecord,
+  NetworkRecord,
   ProfileRecord,
   SnapshotRecord,
 } from "../agent/store.ts";
+import type { NetworkLease as Lease } from "../agent/networks.ts";
 import type { Expanded } from "../agent/profiles.ts";
 import { NEVER } from "../agent/snapshots.ts";
 import {
@@ -26,6 +28,8 @@ import type {
   Instance,
   InstanceFull,
   InstanceSnapshot,
+  Network,
+  NetworkLease,
   Profile,
 } from "../contract/responses.ts";
 import type { InstanceType } from "../contract/schemas.ts";
@@ -155,4 +159,23 @@ export function profileView(rec: ProfileRecord, usedBy: string[]): Profile {
     used_by: usedBy,
     project: "default",
   };
+}
+
+/** A managed bridge shaped as Incus's `Network`. */
+export function networkView(rec: NetworkRecord, usedBy: string[]): Network {
+  return {
+    name: rec.name,
+    description: rec.description,
+    type: rec.type,
+    managed: true,
+    status: "Created",
+    config: rec.config,
+    used_by: usedBy,
+    locations: ["none"],
+    project: "default",
+  };
+}
+
+export function leaseView(l: Lease): NetworkLease {
+  return { ...l, location: "none", project: "default" };
 }

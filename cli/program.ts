@@ -11,7 +11,7 @@ import type { HubRunOptions } from "./hub.ts";
 
 /** What the command line cannot do itself: `main.ts` hands in the daemon (the CLI never loads it). */
 export interface ProgramDeps {
-  runDaemon(stateDir: string): Promise<void>;
+  runDaemon(stateDir: string, opts?: { noNetwork?: boolean }): Promise<void>;
   runHub(opts: HubRunOptions): Promise<void>;
 }
 
@@ -48,6 +48,10 @@ export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
     load: async (ctx) => [(await import("./snapshots.ts")).snapshotCommand(ctx)],
   },
   { names: ["config"], load: async (ctx) => [(await import("./config.ts")).configCommand(ctx)] },
+  {
+    names: ["network"],
+    load: async (ctx) => [(await import("./networks.ts")).networkCommand(ctx)],
+  },
   {
     names: ["profile"],
     load: async (ctx) => [(await import("./profiles.ts")).profileCommand(ctx)],
@@ -127,7 +131,11 @@ export async function buildProgram(
 
   program.command("daemon")
     .description("Run the outpost daemon in the foreground (serves DIR/unix.socket)")
-    .action(() => deps.runDaemon(ctx.stateDir));
+    .option(
+      "--no-network",
+      "At the first start, make no default network (outpostbr0); env OUTPOST_NO_NETWORK=1 too",
+    )
+    .action((opts) => deps.runDaemon(ctx.stateDir, { noNetwork: opts.network === false }));
 
   for (const group of groupsFor(argv)) {
     for (const cmd of await group.load(ctx, deps)) program.addCommand(cmd);

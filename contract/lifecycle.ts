@@ -45,6 +45,9 @@ export const LIFECYCLE_ACTIONS = [
   "profile-updated",
   "profile-renamed",
   "profile-deleted",
+  "network-created",
+  "network-updated",
+  "network-deleted",
 ] as const;
 
 export type LifecycleAction = (typeof LIFECYCLE_ACTIONS)[number];

@@ -287,6 +287,34 @@ export const ProfileSchema = z.strictObject({
 });
 export type Profile = z.infer<typeof ProfileSchema>;
 
+// --- Networks ---
+
+/** `GET /1.0/networks/{name}`: a managed bridge. */
+export const NetworkSchema = z.strictObject({
+  name: z.string(),
+  description: z.string(),
+  type: z.string(),
+  managed: z.boolean(),
+  status: z.string(),
+  config: stringMap,
+  /** Profile and instance URLs. */
+  used_by: z.array(z.string()),
+  locations: z.array(z.string()),
+  project: z.string(),
+});
+export type Network = z.infer<typeof NetworkSchema>;
+
+/** `GET /1.0/networks/{name}/leases`: one entry each. */
+export const NetworkLeaseSchema = z.strictObject({
+  hostname: z.string(),
+  hwaddr: z.string(),
+  address: z.string(),
+  type: z.enum(["static", "dynamic"]),
+  location: z.string(),
+  project: z.string(),
+});
+export type NetworkLease = z.infer<typeof NetworkLeaseSchema>;
+
 // --- The trust store ---
 
 /** `GET /1.0/certificates/{fingerprint}`: a trusted certificate. */

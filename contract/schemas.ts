@@ -421,3 +421,41 @@ export type ProfilePatch = z.infer<typeof ProfilePatchSchema>;
 /** `POST /1.0/profiles/{name}`: a rename. */
 export const ProfilePostSchema = z.object({ name: z.string({ error: "a new name is required" }) })
   .strict();
+
+// --- Networks ---
+
+/** `POST /1.0/networks` (`NetworksPost`): a managed bridge. */
+export const NetworksPostSchema = z.object({
+  name: z.string({ error: "a name is required" }),
+  description: text.max(4096).default(""),
+  // Empty: a bridge, as Incus reads it.
+  type: z.string().default(""),
+  config: stringMap.nullish().transform((v) => v ?? {}),
+  project: project("A network in another project"),
+}).strict();
+export type NetworksPost = z.infer<typeof NetworksPostSchema>;
+
+/** The read-only fields of a full Network object, which clients send back (ignored). */
+const NETWORK_READ_ONLY = {
+  name: z.unknown().optional(),
+  type: z.unknown().optional(),
+  managed: z.unknown().optional(),
+  status: z.unknown().optional(),
+  used_by: z.unknown().optional(),
+  locations: z.unknown().optional(),
+  project: z.unknown().optional(),
+};
+
+/** `PUT /1.0/networks/{name}` (`NetworkPut`): config and description replaced. */
+export const NetworkPutSchema = z.object({
+  config: stringMap.nullish().transform((v) => v ?? {}),
+  description: text.max(4096).default(""),
+  ...NETWORK_READ_ONLY,
+}).strict();
+
+/** `PATCH /1.0/networks/{name}`: config keys merged, the description if sent. */
+export const NetworkPatchSchema = z.object({
+  config: stringMap.optional(),
+  description: text.max(4096).optional(),
+  ...NETWORK_READ_ONLY,
+}).strict();

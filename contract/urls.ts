@@ -34,6 +34,10 @@ export function instanceLogUrl(name: string, file: string): string {
   return `${instanceUrl(name)}/logs/${enc(file)}`;
 }
 
+export function networkUrl(name: string): string {
+  return `/1.0/networks/${enc(name)}`;
+}
+
 export function profileUrl(name: string): string {
   return `/1.0/profiles/${enc(name)}`;
 }

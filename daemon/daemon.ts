@@ -14,6 +14,8 @@ import { FleetClient } from "./fleet_client.ts";
 
 export interface DaemonOptions {
   stateDir: string;
+  /** No default network at the first start (`--no-network`, or OUTPOST_NO_NETWORK=1). */
+  noNetwork?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -28,6 +30,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = neverThrows(opts.log ?? timestamped);
   const memory = tuneNativeMemory();
   const agent = new Agent(opts.stateDir, log);
+  agent.defaultNetwork = !(opts.noNetwork || Deno.env.get("OUTPOST_NO_NETWORK") === "1");
   try {
     await claimSocket(agent.paths.socket, "daemon");
     await agent.init();

@@ -15,6 +15,22 @@ export interface InstanceSpec {
   readonly architecture: string;
   readonly config: Readonly<Record<string, string>>;
   readonly devices: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** At a start: the network interfaces to give the instance, planned by the core. */
+  readonly nics?: readonly NicPlan[];
+}
+
+/** One network interface on a bridge: a veth pair for a container, a tap for a VM. */
+export interface NicPlan {
+  /** The device's name (`eth0`). */
+  device: string;
+  /** Its name inside the instance. */
+  name: string;
+  hwaddr: string;
+  /** The host side's interface name (at most 15 characters). */
+  hostName: string;
+  /** The bridge it is attached to. */
+  bridge: string;
+  mtu?: number;
 }
 
 /** `volatile.*` keys a driver set (create, start); the core merges them into the record. */

@@ -6,6 +6,7 @@ import type { CommandUnknownOpts } from "@commander-js/extra-typings";
 import { join } from "node:path";
 import { configReference } from "../agent/config_keys.ts";
 import { deviceReference } from "../drivers/device/device.ts";
+import { networkReference } from "../agent/networks.ts";
 import { buildProgram } from "../cli/program.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -33,7 +34,7 @@ async function cliReference(): Promise<string> {
 
 export async function generated(): Promise<Record<string, string>> {
   return {
-    "docs/config.md": `${configReference()}\n${deviceReference()}`,
+    "docs/config.md": `${configReference()}\n${networkReference()}\n${deviceReference()}`,
     "docs/cli.md": await cliReference(),
   };
 }

@@ -3,11 +3,11 @@
 # from any other source.
 
 OUTPOST_DENO_VERSION=2.9.6
-OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux procps tar gzip xz-utils ca-certificates qemu-system-x86 qemu-utils qemu-guest-agent ovmf kmod cpio e2fsprogs openssl"
+OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux procps tar gzip xz-utils ca-certificates qemu-system-x86 qemu-utils qemu-guest-agent ovmf kmod cpio e2fsprogs openssl dnsmasq-base nftables"
 # Real clients the compatibility tests drive outpost with (the stock LXD client, pylxd, Ansible),
-# and what the fleet test needs (nftables for its firewall, curl for the served install script,
+# and what the fleet test needs (curl for the served install script,
 # chromium for the dashboard, postgresql for hubs sharing one database).
-OUTPOST_TEST_APT_PACKAGES="lxd-client python3-pylxd ansible nftables curl chromium postgresql"
+OUTPOST_TEST_APT_PACKAGES="lxd-client python3-pylxd ansible curl chromium postgresql"
 
 # apt_install PKG...: installs the packages that are missing (one apt-get update at most).
 apt_install() {

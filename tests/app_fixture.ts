@@ -17,6 +17,9 @@ import { AuthFailures } from "../server/auth_failures.ts";
 import { TrustTokens } from "../agent/trust_tokens.ts";
 import { FleetMembershipManager } from "../agent/fleet.ts";
 import { Upgrader } from "../agent/upgrade.ts";
+import { NetworkManager } from "../agent/networks.ts";
+import { BridgeDriver } from "../drivers/network/bridge.ts";
+import { join } from "node:path";
 import { httpsAddresses } from "../server/addresses.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
@@ -39,6 +42,17 @@ export async function withApp(
       drivers: core.drivers,
       instances: core.instances,
       profiles: core.instances.profiles,
+      // Networks make real bridges: the API unit tests never create one (tests/networks_test.ts does).
+      networks: new NetworkManager({
+        store: core.store,
+        events: core.events,
+        bridge: new BridgeDriver(new Runner()),
+        runner: new Runner(),
+        dir: (name) => join(core.paths.root, "networks", name),
+        log: (msg) => core.log.push(msg),
+      }),
+      networkUsers: Agent.prototype.networkUsers,
+      defaultNetwork: false,
       snapshots: core.snapshots,
       consoles: core.consoles,
       sftp: new InstanceSftp(core.instances, core.drivers),

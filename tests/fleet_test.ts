@@ -270,6 +270,8 @@ Deno.test({
           "-c",
           `${line} --name edge-4 --prefix ${installed.prefix} --bin ${installed.bin} --state-dir ${installed.state}`,
         ],
+        // No default network: its dnsmasq would outlive the namespace.
+        env: { OUTPOST_NO_NETWORK: "1" },
         stdout: "piped",
         stderr: "piped",
       }).output();

@@ -219,6 +219,7 @@ const INSTANCE_NAMES_BAD = [
 ];
 const SNAPSHOT_NAMES_BAD = ["..", ".", "a/b", "/", "x".repeat(256)];
 const ALIAS_NAMES_BAD = ["", "..", ".", "a b", "a/b", "a:b", "x".repeat(256), " "];
+const NETWORK_NAMES_BAD = ["", "Br0", "a_b", "-a", "0a", "a b", "a/b", "a".repeat(16), "\u00e9"];
 const PROFILE_NAMES_BAD = [
   "",
   "..",
@@ -241,6 +242,7 @@ type Kind =
   | "newSnapName"
   | "aliasName"
   | "profileName"
+  | "networkName"
   | "enum"
   | "text"
   | "ref"
@@ -417,6 +419,14 @@ function bodyEndpoints(t: Targets): BodyEndpoint[] {
       { target: fingerprint, description: "" },
       "target:ref description:text",
     ),
+    // Every case is refused before a bridge could be made (a fresh name each).
+    endpoint(
+      "POST /1.0/networks",
+      "/1.0/networks",
+      { name: "fz", config: { "ipv4.address": "none" } },
+      "name:networkName description:text type:enum=bridge| config:config?",
+      { fresh: "name" },
+    ),
     endpoint(
       "POST /1.0/profiles",
       "/1.0/profiles",
@@ -465,7 +475,9 @@ const num = (text: string): Mutation => ({
 /** Values of the wrong JSON type for a field of `kind`. */
 function wrongTypes(f: Field): Mutation[] {
   const isString = [
-    ...words("instanceName snapName newSnapName aliasName profileName enum text ref date path"),
+    ...words(
+      "instanceName snapName newSnapName aliasName profileName networkName enum text ref date path",
+    ),
   ].includes(f.kind);
   const all: [unknown, string][] = [
     [5, "number"],
@@ -528,6 +540,10 @@ function fieldMutations(f: Field, baseValue: unknown, rng: Rng): Mutation[] {
       out.push(...asMutations(identBad(s || "s", rng)));
       out.push(...SNAPSHOT_NAMES_BAD.map((v) => ({ value: v, what: `name ${short(v)}` })));
       if (f.kind === "newSnapName") out.push({ value: "", what: "empty name" });
+      break;
+    case "networkName":
+      out.push(...asMutations(identBad(s, rng)));
+      out.push(...NETWORK_NAMES_BAD.map((v) => ({ value: v, what: `network name ${short(v)}` })));
       break;
     case "profileName":
       out.push(...asMutations(identBad(s, rng)));

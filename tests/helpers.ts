@@ -113,9 +113,19 @@ export const HAS_QEMU = (await new Deno.Command("sh", {
  */
 export async function spawnServer(
   argv: string[],
-  opts: { logFile: string; netns?: string; ready: () => Promise<unknown> },
+  opts: {
+    logFile: string;
+    netns?: string;
+    /** Also the namespace's own /sys (`ip netns exec`): what sees its bridges as LXC looks. */
+    sysfs?: boolean;
+    ready: () => Promise<unknown>;
+  },
 ): Promise<Deno.ChildProcess> {
-  const netns = opts.netns ? ["nsenter", `--net=/run/netns/${opts.netns}`, "--"] : [];
+  const netns = !opts.netns
+    ? []
+    : opts.sysfs
+    ? ["ip", "netns", "exec", opts.netns]
+    : ["nsenter", `--net=/run/netns/${opts.netns}`, "--"];
   const quoted = [...netns, ...argv].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
   const proc = new Deno.Command("sh", {
     args: ["-c", `exec ${quoted} 2>>'${opts.logFile}'`],
@@ -142,17 +152,25 @@ export class TestDaemon {
 
   /** A network namespace the daemon runs in (`ip netns exec`), for tests of two hosts. */
   netns?: string;
+  #network = false;
 
   private constructor(readonly dir: string) {
     this.api = new ApiClient(join(dir, "unix.socket"));
     this.#logFile = join(dir, "test-daemon.log");
   }
 
-  /** A daemon on a new temp state dir, or on `dir` (which must exist and be empty). */
-  static async start(dir?: string, opts: { netns?: string } = {}): Promise<TestDaemon> {
+  /**
+   * A daemon on a new temp state dir, or on `dir` (which must exist and be empty). It makes no
+   * default network unless `network` is set (tests share the host: a bridge is a test's own).
+   */
+  static async start(
+    dir?: string,
+    opts: { netns?: string; network?: boolean } = {},
+  ): Promise<TestDaemon> {
     dir ??= await Deno.makeTempDir({ prefix: "outpost-e2e-" });
     const d = new TestDaemon(dir);
     d.netns = opts.netns;
+    d.#network = opts.network ?? false;
     await d.spawn();
     return d;
   }
@@ -168,8 +186,20 @@ export class TestDaemon {
   /** Starts the daemon process and waits until its API answers. */
   async spawn(): Promise<void> {
     this.proc = await spawnServer(
-      [Deno.execPath(), ...RUN, "daemon", "--state-dir", this.dir],
-      { logFile: this.#logFile, netns: this.netns, ready: () => this.api.get("/1.0") },
+      [
+        Deno.execPath(),
+        ...RUN,
+        "daemon",
+        "--state-dir",
+        this.dir,
+        ...(this.#network ? [] : ["--no-network"]),
+      ],
+      {
+        logFile: this.#logFile,
+        netns: this.netns,
+        sysfs: this.#network,
+        ready: () => this.api.get("/1.0"),
+      },
     ).catch(async (err) => {
       throw new Error(`${err.message}:\n${await this.log()}`);
     });

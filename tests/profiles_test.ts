@@ -120,7 +120,7 @@ Deno.test({
       assert.deepEqual(own.devices, { root: { type: "disk", path: "/", pool: "default" } });
       const bad = await lxc.run(["config", "device", "add", name, "eth0", "nic", "network=x"]);
       assert.equal(bad.code, 1);
-      assert.match(bad.stderr, /not supported yet/);
+      assert.match(bad.stderr, /network "x" does not exist/);
 
       const inUse = await lxc.run(["profile", "delete", "default"]);
       assert.equal(inUse.code, 1);

@@ -106,7 +106,7 @@ Deno.test("bad profile requests get Incus errors and change nothing", () =>
         { name: "p", devices: { eth0: { type: "nic", network: "br0" } } },
         400,
       ),
-      /not supported yet/,
+      /network "br0" does not exist/,
     );
     assert.match(await refused(app, "POST", "/1.0/profiles", { name: "default" }, 409), /exists/);
     assert.match(await refused(app, "DELETE", "/1.0/profiles/default", undefined, 409), /default/);

@@ -43,6 +43,10 @@ export const API_EXTENSIONS = [
   "certificate_update",
   // POST /1.0/certificates {"token": true} and redeeming a token (`lxc remote add NAME TOKEN`).
   "certificate_token",
+  // /1.0/networks (managed bridges), their leases, and nic devices naming a network.
+  "network",
+  "network_leases",
+  "instance_nic_network",
 ];
 
 export function serverRoutes(agent: Agent): Route[] {

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { BadRequest } from "../../contract/errors.ts";
 import type { InstanceType } from "../../contract/schemas.ts";
+import { isHostAddress, parseCidr, parseIpv4 } from "../network/ipv4.ts";
 
 /** A device as the API carries it: string keys to string values, `type` among them. */
 export type Device = Readonly<Record<string, string>>;
@@ -36,6 +37,8 @@ export interface DeviceContext {
   instanceType?: InstanceType;
   /** The storage pools that exist. */
   pools: ReadonlySet<string>;
+  /** The managed networks that exist, with their IPv4 address (`10.1.2.1/24`), if any. */
+  networks: ReadonlyMap<string, { ipv4?: string }>;
 }
 
 /** Device names: letters, digits and `._-`, as they become interface names and file names. */
@@ -50,6 +53,59 @@ const absolutePath = z.string().refine(
 const poolName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
   error: 'expected a pool name (letters, digits and "._-")',
 });
+
+/** Interface names: what the kernel takes (at most 15 characters, no `/`, `:` or space). */
+const ifName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, {
+  error: 'expected an interface name of at most 15 letters, digits and "_.-"',
+});
+const macAddress = z.string().regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, {
+  error: "expected a MAC address such as 10:66:6a:01:02:03",
+}).refine((v) => (parseInt(v.slice(0, 2), 16) & 1) === 0, {
+  error: "expected a unicast MAC address",
+});
+const ipv4Address = z.string().refine((v) => parseIpv4(v) !== undefined, {
+  error: "expected an IPv4 address such as 10.1.2.10",
+});
+
+const NIC: DeviceType = {
+  type: "nic",
+  fits: ["container", "virtual-machine"],
+  keys: [
+    {
+      key: "network",
+      schema: ifName,
+      required: true,
+      live: false,
+      doc: "The managed network (bridge) it is on",
+    },
+    {
+      key: "name",
+      schema: ifName,
+      live: false,
+      doc: "Its name in the instance (default: the device's name)",
+    },
+    {
+      key: "hwaddr",
+      schema: macAddress,
+      live: false,
+      doc:
+        "Its MAC address (default: one made at the first start, kept in `volatile.DEVICE.hwaddr`)",
+    },
+    {
+      key: "ipv4.address",
+      schema: ipv4Address,
+      live: false,
+      doc: "A fixed address the network's DHCP server gives it (in the network's subnet)",
+    },
+    {
+      key: "host_name",
+      schema: ifName,
+      live: false,
+      doc: "The host side's interface name (default: made at each start)",
+    },
+  ],
+  doc: "A network interface on a managed bridge (a veth pair for a container, a tap for a VM)",
+};
 
 const NONE: DeviceType = {
   type: "none",
@@ -83,11 +139,10 @@ const DISK: DeviceType = {
 };
 
 /** Every device type outpost has, by name. */
-export const DEVICE_TYPES: readonly DeviceType[] = [NONE, DISK];
+export const DEVICE_TYPES: readonly DeviceType[] = [NONE, DISK, NIC];
 
 /** Types Incus has that outpost does not yet: refused by name. */
 const NOT_YET = new Set([
-  "nic",
   "proxy",
   "unix-char",
   "unix-block",
@@ -149,7 +204,26 @@ export function checkDevice(name: string, dev: Device, ctx: DeviceContext): Devi
   if (dev.pool !== undefined && !ctx.pools.has(dev.pool)) {
     throw new BadRequest(`Device "${name}": storage pool "${shown(dev.pool)}" does not exist`);
   }
+  if (dev.type === "nic") checkNic(name, dev, ctx);
   return decl;
+}
+
+/** A nic's network must exist, and its fixed address be a free host address of its subnet. */
+function checkNic(name: string, dev: Device, ctx: DeviceContext): void {
+  const net = ctx.networks.get(dev.network);
+  if (!net) throw new BadRequest(`Device "${name}": network "${dev.network}" does not exist`);
+  const fixed = dev["ipv4.address"];
+  if (fixed === undefined) return;
+  const cidr = net.ipv4 ? parseCidr(net.ipv4) : undefined;
+  if (!cidr) {
+    throw new BadRequest(`Device "${name}": network "${dev.network}" has no IPv4 subnet`);
+  }
+  const address = parseIpv4(fixed)!;
+  if (!isHostAddress(cidr, address) || address === cidr.address) {
+    throw new BadRequest(
+      `Device "${name}": ipv4.address ${fixed} is not a free host address of ${net.ipv4} (network "${dev.network}")`,
+    );
+  }
 }
 
 /**

@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { BadRequest } from "../../contract/errors.ts";
 import { checkDevice, checkDevices, deviceReference } from "./device.ts";
 
-const ctx = { pools: new Set(["default"]) };
+const ctx = {
+  pools: new Set(["default"]),
+  networks: new Map([["br0", { ipv4: "10.9.9.1/24" }], ["bare", {}]]),
+};
 const ROOT = { type: "disk", path: "/", pool: "default" };
 
 function refuses(fn: () => unknown, part: RegExp): void {
@@ -24,7 +27,10 @@ Deno.test("checkDevice() refuses bad names, types, keys and values, naming them"
   refuses(() => checkDevice("a\nb", ROOT, ctx), /Invalid device name "a\?b"/);
   refuses(() => checkDevice("d", { path: "/" }, ctx), /has no type/);
   refuses(() => checkDevice("d", { type: "bogus" }, ctx), /unknown device type "bogus"/);
-  refuses(() => checkDevice("d", { type: "nic", network: "x" }, ctx), /"nic" is not supported yet/);
+  refuses(
+    () => checkDevice("d", { type: "proxy", listen: "x" }, ctx),
+    /"proxy" is not supported yet/,
+  );
   refuses(() => checkDevice("d", { type: "none", k: "v" }, ctx), /unknown key "k"/);
   refuses(() => checkDevice("d", { type: "disk", pool: "default" }, ctx), /needs "path"/);
   refuses(() => checkDevice("d", { ...ROOT, path: "rel" }, ctx), /invalid "path"/);
@@ -33,6 +39,26 @@ Deno.test("checkDevice() refuses bad names, types, keys and values, naming them"
   refuses(() => checkDevice("d", { type: "disk", path: "/" }, ctx), /needs a pool/);
   refuses(() => checkDevice("d", { ...ROOT, pool: "x y" }, ctx), /invalid "pool"/);
   refuses(() => checkDevice("d", { ...ROOT, pool: "fast" }, ctx), /pool "fast" does not exist/);
+});
+
+Deno.test("a nic is on a network that exists, with a fixed address inside its subnet", () => {
+  const nic = { type: "nic", network: "br0" };
+  assert.equal(checkDevice("eth0", nic, ctx).type, "nic");
+  checkDevice("eth0", { ...nic, "ipv4.address": "10.9.9.20", hwaddr: "10:66:6a:00:00:01" }, ctx);
+  checkDevice("eth0", { ...nic, name: "lan0", host_name: "vethlan0" }, ctx);
+  refuses(() => checkDevice("eth0", { type: "nic" }, ctx), /needs "network"/);
+  refuses(() => checkDevice("eth0", { type: "nic", network: "x" }, ctx), /network "x" does not/);
+  for (const bad of ["10.9.8.20", "10.9.9.0", "10.9.9.255", "10.9.9.1"]) {
+    refuses(() => checkDevice("e", { ...nic, "ipv4.address": bad }, ctx), /not a free host/);
+  }
+  refuses(() => checkDevice("e", { ...nic, "ipv4.address": "10.9.9.300" }, ctx), /IPv4/);
+  refuses(
+    () => checkDevice("e", { type: "nic", network: "bare", "ipv4.address": "10.0.0.2" }, ctx),
+    /has no IPv4 subnet/,
+  );
+  refuses(() => checkDevice("e", { ...nic, hwaddr: "01:00:00:00:00:01" }, ctx), /unicast/);
+  refuses(() => checkDevice("e", { ...nic, name: "a".repeat(16) }, ctx), /interface name/);
+  refuses(() => checkDevice("e", { ...nic, host_name: "a b" }, ctx), /interface name/);
 });
 
 Deno.test("checkDevices() allows one root disk at most", () => {
@@ -44,5 +70,6 @@ Deno.test("deviceReference() lists each type with its keys, and what is not supp
   const text = deviceReference();
   assert.match(text, /### `disk`/);
   assert.match(text, /\| `path` \| yes \| no \|/);
-  assert.match(text, /Not supported yet \(refused by name\): `nic`, `proxy`/);
+  assert.match(text, /### `nic`/);
+  assert.match(text, /Not supported yet \(refused by name\): `proxy`/);
 });

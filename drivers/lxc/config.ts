@@ -2,6 +2,7 @@
 import { isTrue } from "../../contract/units.ts";
 import { type CgroupLayout, limitConfigLines, limitsFromConfig } from "./cgroups.ts";
 import { type IdMap, idmapLines } from "./idmap.ts";
+import type { NicPlan } from "../driver.ts";
 
 export interface LxcConfigInput {
   name: string;
@@ -14,6 +15,8 @@ export interface LxcConfigInput {
   /** The seccomp profile to apply, if the host has one. */
   seccompProfile?: string;
   host?: { cpus: number; memory: number };
+  /** Network interfaces: a veth pair each, its host side on a bridge. */
+  nics?: readonly NicPlan[];
 }
 
 const DEVICES_ALLOWED = [
@@ -61,6 +64,17 @@ export function lxcConfig(input: LxcConfigInput): string {
     lines.push(...idmapLines(input.idmap));
   }
   lines.push(...limitConfigLines(input.layout, limitsFromConfig(config, input.host)));
+  for (const [i, nic] of (input.nics ?? []).entries()) {
+    lines.push(
+      `lxc.net.${i}.type = veth`,
+      `lxc.net.${i}.link = ${nic.bridge}`,
+      `lxc.net.${i}.name = ${nic.name}`,
+      `lxc.net.${i}.hwaddr = ${nic.hwaddr}`,
+      `lxc.net.${i}.veth.pair = ${nic.hostName}`,
+      `lxc.net.${i}.flags = up`,
+    );
+    if (nic.mtu) lines.push(`lxc.net.${i}.mtu = ${nic.mtu}`);
+  }
   for (const [key, value] of Object.entries(config)) {
     if (key.startsWith("environment.")) {
       // The API refuses what this format cannot carry; a record stored before that rule is

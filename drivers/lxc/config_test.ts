@@ -164,3 +164,43 @@ Deno.test("checkLine() refuses control characters and empty values", () => {
   assert.throws(() => checkLine("lxc.uts.name = a\u0000"));
   checkLine("lxc.environment = A=b c");
 });
+
+Deno.test("lxcConfig() gives each planned nic a veth pair on its bridge, and none without", () => {
+  assert.doesNotMatch(lxcConfig(input({})), /lxc\.net\./);
+  const text = lxcConfig({
+    ...input({}),
+    nics: [
+      {
+        device: "eth0",
+        name: "eth0",
+        hwaddr: "10:66:6a:00:00:01",
+        hostName: "veth01",
+        bridge: "br0",
+      },
+      {
+        device: "lan",
+        name: "lan0",
+        hwaddr: "10:66:6a:00:00:02",
+        hostName: "veth02",
+        bridge: "br1",
+        mtu: 1400,
+      },
+    ],
+  });
+  const net = text.split("\n").filter((l) => l.startsWith("lxc.net."));
+  assert.deepEqual(net, [
+    "lxc.net.0.type = veth",
+    "lxc.net.0.link = br0",
+    "lxc.net.0.name = eth0",
+    "lxc.net.0.hwaddr = 10:66:6a:00:00:01",
+    "lxc.net.0.veth.pair = veth01",
+    "lxc.net.0.flags = up",
+    "lxc.net.1.type = veth",
+    "lxc.net.1.link = br1",
+    "lxc.net.1.name = lan0",
+    "lxc.net.1.hwaddr = 10:66:6a:00:00:02",
+    "lxc.net.1.veth.pair = veth02",
+    "lxc.net.1.flags = up",
+    "lxc.net.1.mtu = 1400",
+  ]);
+});

@@ -236,6 +236,7 @@ export class LxcDriver implements Driver {
       layout: await hostLayout(this.runner),
       seccompProfile: SECCOMP_PROFILES.find((p) => existsSync(p)),
       host: { cpus: availableParallelism(), memory: totalmem() },
+      nics: inst.nics,
     });
     await Deno.writeTextFile(join(this.dir(inst.name), "config"), text);
   }

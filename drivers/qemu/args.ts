@@ -38,7 +38,8 @@ export interface VmSpec {
   diskCache?: "none" | "writeback" | "writethrough" | "directsync" | "unsafe";
   boot: KernelBoot | UefiBoot;
   /** A tap device the network driver made, and the guest's MAC address. */
-  nic?: { tap: string; mac: string };
+  /** Network interfaces: taps QEMU makes (and removes as it exits), each a virtio-net. */
+  nics?: { tap: string; mac: string }[];
   /** Stay in the foreground instead of `-daemonize` (tests, supervisors). */
   foreground?: boolean;
   /** Start with the vCPUs stopped (`-S`): QMP `cont` runs the guest. */
@@ -87,8 +88,13 @@ function check(spec: VmSpec) {
   if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 16) {
     throw new Error(`VM "${spec.name}" needs at least 16 MiB of memory, not ${spec.memoryMiB}`);
   }
-  if (spec.nic && !MAC.test(spec.nic.mac)) {
-    throw new Error(`VM "${spec.name}" has an invalid MAC address "${spec.nic.mac}"`);
+  for (const nic of spec.nics ?? []) {
+    if (!MAC.test(nic.mac)) {
+      throw new Error(`VM "${spec.name}" has an invalid MAC address "${nic.mac}"`);
+    }
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(nic.tap)) {
+      throw new Error(`VM "${spec.name}" has an invalid tap name "${nic.tap}"`);
+    }
   }
   for (const [what, path] of [["directory", spec.dir], ["disk", spec.disk]]) {
     if (!path.startsWith("/")) {
@@ -179,12 +185,12 @@ export function qemuArgs(spec: VmSpec): string[] {
       : "virtio-blk-pci,drive=root",
   );
   argv.push("-device", "virtio-rng-pci");
-  if (spec.nic) {
+  for (const [i, nic] of (spec.nics ?? []).entries()) {
     argv.push(
       "-netdev",
-      opts("tap", { id: "net0", ifname: spec.nic.tap, script: "no", downscript: "no" }),
+      opts("tap", { id: `net${i}`, ifname: nic.tap, script: "no", downscript: "no" }),
       "-device",
-      `virtio-net-pci,netdev=net0,mac=${spec.nic.mac.toLowerCase()}`,
+      `virtio-net-pci,netdev=net${i},mac=${nic.mac.toLowerCase()}`,
     );
   }
   const boot = spec.boot;

@@ -111,7 +111,7 @@ Deno.test("qemuArgs() boots UEFI from read-only OVMF code and the VM's own vars"
 
 Deno.test("qemuArgs() adds a virtio-net NIC on a tap when given one", () => {
   assert.deepEqual(values(qemuArgs(base), "-netdev"), []);
-  const argv = qemuArgs({ ...base, nic: { tap: "tap-web1", mac: "00:16:3E:AA:BB:CC" } });
+  const argv = qemuArgs({ ...base, nics: [{ tap: "tap-web1", mac: "00:16:3E:AA:BB:CC" }] });
   assert.deepEqual(values(argv, "-netdev"), [
     "tap,id=net0,ifname=tap-web1,script=no,downscript=no",
   ]);
@@ -144,7 +144,7 @@ Deno.test("qemuArgs() refuses a spec that cannot make a VM", () => {
   assert.throws(() => qemuArgs({ ...base, name: "bad,name" }), /not a valid instance name/);
   assert.throws(() => qemuArgs({ ...base, dir: "relative" }), /directory must be an absolute path/);
   assert.throws(
-    () => qemuArgs({ ...base, nic: { tap: "t", mac: "zz:00:00:00:00:00" } }),
+    () => qemuArgs({ ...base, nics: [{ tap: "t", mac: "zz:00:00:00:00:00" }] }),
     /invalid MAC address/,
   );
 });

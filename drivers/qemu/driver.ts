@@ -266,6 +266,7 @@ export class QemuDriver implements ProbedDriver {
       cpus: Math.min(cpus, availableParallelism() * 4),
       memoryMiB: Math.max(64, memoryMiB),
       disk: join(dir, "disk.qcow2"),
+      nics: (inst.nics ?? []).map((n) => ({ tap: n.hostName, mac: n.hwaddr })),
       boot: boot.kind === "kernel"
         ? {
           kind: "kernel" as const,
@@ -299,6 +300,15 @@ export class QemuDriver implements ProbedDriver {
     }
     const qmp = await this.#client(inst.name);
     if (!qmp) throw new Error(`QEMU started VM "${inst.name}" but its QMP socket does not answer`);
+    // QEMU made the taps (they go when it exits); they join their bridges before the guest boots
+    // far enough to ask for an address.
+    for (const nic of inst.nics ?? []) {
+      await this.#runner.run(["ip", "link", "set", "dev", nic.hostName, "master", nic.bridge]);
+      if (nic.mtu) {
+        await this.#runner.run(["ip", "link", "set", "dev", nic.hostName, "mtu", String(nic.mtu)]);
+      }
+      await this.#runner.run(["ip", "link", "set", "dev", nic.hostName, "up"]);
+    }
     return { "volatile.vm.accel": accel };
   }
 

@@ -1,0 +1,267 @@
+/**
+ * Managed networks end to end: a real bridge, nftables table and dnsmasq made by a real daemon,
+ * real containers on it getting DHCP addresses and resolving each other by name. Each test makes
+ * its own bridge (a unique name, a free subnet) and leaves the host as it found it: bridge, rules,
+ * dnsmasq and the ip_forward setting.
+ */
+import assert from "node:assert/strict";
+import { HAS_LXC, HAS_QEMU, StockLxc, TestDaemon, uniqueName, waitUntil } from "./helpers.ts";
+
+const decoder = new TextDecoder();
+
+async function sh(...argv: string[]): Promise<{ code: number; stdout: string }> {
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout) };
+}
+
+interface Listed {
+  name: string;
+  state: { network: Record<string, { addresses: { family: string; address: string }[] }> };
+}
+
+/** The IPv4 address of `eth0` in a running container, as `outpost list` shows it. */
+async function ipv4Of(d: TestDaemon, name: string): Promise<string | undefined> {
+  const all: Listed[] = JSON.parse(await d.ok("list", "--format", "json"));
+  return all.find((i) => i.name === name)?.state.network?.eth0?.addresses
+    .find((a) => a.family === "inet")?.address;
+}
+
+/** A bridge name of the form a network takes (lower case, at most 15 characters). */
+function bridgeName(): string {
+  return `ot${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** What a network leaves on the host: its bridge, its nftables table, its dnsmasq. */
+async function leftovers(bridge: string): Promise<string[]> {
+  const left: string[] = [];
+  if ((await sh("ip", "link", "show", "dev", bridge)).code === 0) left.push("bridge");
+  const table = `outpost_${bridge.replaceAll("-", "_")}`;
+  if ((await sh("nft", "list", "table", "ip", table)).code === 0) left.push("nft table");
+  const procs = await sh("pgrep", "-af", `networks/${bridge}/`);
+  if (procs.stdout.split("\n").some((l) => l.includes("dnsmasq"))) left.push("dnsmasq");
+  return left;
+}
+
+/** Removes whatever a failed test left of a network. */
+async function scrub(bridge: string): Promise<void> {
+  await sh("pkill", "-f", `networks/${bridge}/dnsmasq`);
+  await sh("nft", "delete", "table", "ip", `outpost_${bridge.replaceAll("-", "_")}`);
+  await sh("ip", "link", "del", "dev", bridge);
+}
+
+const forwarding = () => Deno.readTextFile("/proc/sys/net/ipv4/ip_forward");
+
+/**
+ * Runs `fn` with a fresh daemon (the busybox image as "bb") and a bridge name of its own; what the
+ * test leaves of the network and its instances goes, and ip_forward is put back as it was.
+ */
+async function withNetwork(fn: (d: TestDaemon, net: string) => Promise<void>): Promise<void> {
+  const forwardBefore = await forwarding();
+  const d = await TestDaemon.start();
+  const net = bridgeName();
+  try {
+    await d.importBusybox("bb");
+    await fn(d, net);
+  } finally {
+    await d.cleanup();
+    await scrub(net);
+    await Deno.writeTextFile("/proc/sys/net/ipv4/ip_forward", forwardBefore);
+  }
+}
+
+/** A profile that puts an eth0 on `net`; its name. */
+async function nicProfile(d: TestDaemon, net: string): Promise<string> {
+  await d.ok("profile", "create", `p-${net}`);
+  await d.ok("profile", "device", "add", `p-${net}`, "eth0", "nic", `network=${net}`);
+  return `p-${net}`;
+}
+
+Deno.test({
+  name: "two containers on a managed bridge get DHCP addresses, a fixed one sticks, they reach " +
+    "each other by name, and deleting the network leaves no bridge, rule or dnsmasq",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withNetwork(async (d, net) => {
+      const [c1, c2] = [uniqueName("n1"), uniqueName("n2")];
+      const created = await d.cli("network", "create", net, "--description", "test bridge");
+      assert.equal(created.code, 0, created.stderr);
+      const cidr = (await d.ok("network", "get", net, "ipv4.address")).trim();
+      assert.match(cidr, /^10\.\d+\.\d+\.1\/24$/);
+      const prefix = cidr.split(".").slice(0, 3).join(".");
+      // The host side: the bridge has the address, NAT is on, dnsmasq serves it.
+      assert.match((await sh("ip", "-4", "addr", "show", "dev", net)).stdout, new RegExp(cidr));
+      const rules = await sh("nft", "list", "table", "ip", `outpost_${net}`);
+      assert.match(rules.stdout, new RegExp(`ip saddr ${prefix}\\.0/24 .*masquerade`));
+      assert.deepEqual(await leftovers(net), ["bridge", "nft table", "dnsmasq"]);
+
+      const p = await nicProfile(d, net);
+      await d.ok("launch", "bb", c1, "-p", "default", "-p", p);
+      await d.ok("init", "bb", c2, "-p", "default", "-p", p);
+      await d.ok("config", "device", "override", c2, "eth0", `ipv4.address=${prefix}.50`);
+      await d.ok("start", c2);
+
+      let a1: string | undefined;
+      await waitUntil("c1's lease", async () => (a1 = await ipv4Of(d, c1)) !== undefined);
+      await waitUntil("c2's fixed lease", async () => (await ipv4Of(d, c2)) === `${prefix}.50`);
+      assert.ok(a1!.startsWith(`${prefix}.`), a1);
+      // By name, through the network's dnsmasq, and across the bridge.
+      const looked = await d.cli("exec", c1, "--", "nslookup", `${c2}.outpost`);
+      assert.match(looked.stdout, new RegExp(`${prefix}\\.50`), looked.stdout + looked.stderr);
+      const ping = await d.cli("exec", c1, "--", "ping", "-c", "1", "-W", "5", c2);
+      assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+      const back = await d.cli("exec", c2, "--", "ping", "-c", "1", "-W", "5", c1);
+      assert.equal(back.code, 0, back.stdout + back.stderr);
+
+      const leases = await d.ok("network", "list-leases", net, "--format", "csv");
+      assert.match(leases, new RegExp(`^${c2},10:66:6a:[0-9a-f:]+,${prefix}\\.50,STATIC$`, "m"));
+      assert.match(leases, new RegExp(`^${c1},10:66:6a:[0-9a-f:]+,${a1},DYNAMIC$`, "m"));
+      if (HAS_LXC) {
+        const lxc = await StockLxc.for(d);
+        assert.match(
+          await lxc.ok("list", c2, "--format", "csv", "-c", "n4"),
+          new RegExp(`${prefix}\\.50 \\(eth0\\)`),
+        );
+        assert.match(
+          await lxc.ok("network", "list"),
+          new RegExp(`\\| ${net} +\\| bridge +\\| YES`),
+        );
+      }
+      // In use: not deleted.
+      const inUse = await d.cli("network", "delete", net);
+      assert.equal(inUse.code, 1);
+      assert.match(inUse.stderr, /is in use by/);
+
+      // A daemon restart brings dnsmasq back if it died, and keeps the containers' network.
+      await sh("pkill", "-f", `networks/${net}/dnsmasq`);
+      await d.stop();
+      await d.spawn();
+      await waitUntil("dnsmasq back", async () => (await leftovers(net)).includes("dnsmasq"));
+      const again = await d.cli("exec", c1, "--", "nslookup", `${c2}.outpost`);
+      assert.match(again.stdout, new RegExp(`${prefix}\\.50`));
+
+      await d.ok("delete", c1, c2, "--force");
+      await d.ok("profile", "delete", p);
+      await d.ok("network", "delete", net);
+      assert.deepEqual(await leftovers(net), []);
+    }),
+});
+
+Deno.test("bad network requests are refused with a clear error and make nothing", async () => {
+  const d = await TestDaemon.start();
+  const net = bridgeName();
+  try {
+    const bad: [string[], RegExp][] = [
+      [["network", "create", "Bad_Name"], /Invalid network name/],
+      [["network", "create", "a".repeat(16)], /Invalid network name/],
+      [["network", "create", "lo"], /already has an interface named "lo"/],
+      [["network", "create", net, "ipv4.address=10.0.0.0/24"], /ipv4\.address/],
+      [["network", "create", net, "ipv4.address=300.1.1.1/24"], /ipv4\.address/],
+      [["network", "create", net, "ipv6.address=auto"], /not supported yet/],
+      [["network", "create", net, "dns.domain=a b"], /dns\.domain/],
+      [["network", "create", net, "bogus.key=1"], /Unknown network config key "bogus\.key"/],
+      [["network", "create", net, "--type", "macvlan"], /not supported/],
+      [["network", "show", "nope"], /Network "nope" not found/],
+      [
+        ["profile", "device", "add", "default", "eth9", "nic", "network=nope"],
+        /network "nope" does not exist/,
+      ],
+    ];
+    for (const [args, why] of bad) {
+      const r = await d.cli(...args);
+      assert.equal(r.code, 1, args.join(" "));
+      assert.match(r.stderr, why, args.join(" "));
+      assert.equal(r.stderr.split("\n").filter((l) => l).length, 1, r.stderr);
+    }
+    assert.deepEqual(await d.api.get<string[]>("/1.0/networks"), []);
+    assert.deepEqual(await leftovers(net), []);
+  } finally {
+    await d.cleanup();
+    await scrub(net);
+  }
+});
+
+Deno.test({
+  name: "the first start makes outpostbr0 and an eth0 on it in the default profile: a container " +
+    "launched with no options gets an address (in a namespace of its own)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const ns = `op-dn-${crypto.randomUUID().slice(0, 6)}`;
+    assert.equal((await sh("ip", "netns", "add", ns)).code, 0);
+    const d = await TestDaemon.start(undefined, { netns: ns, network: true });
+    const name = uniqueName("dn");
+    try {
+      await d.importBusybox("bb");
+      const nets = await d.api.get<{ name: string; config: Record<string, string> }[]>(
+        "/1.0/networks?recursion=1",
+      );
+      assert.deepEqual(nets.map((n) => n.name), ["outpostbr0"]);
+      assert.match(nets[0].config["ipv4.address"], /^10\.\d+\.\d+\.1\/24$/);
+      const prof = await d.api.get<{ devices: Record<string, Record<string, string>> }>(
+        "/1.0/profiles/default",
+      );
+      assert.deepEqual(prof.devices.eth0, { type: "nic", network: "outpostbr0", name: "eth0" });
+      await d.ok("launch", "bb", name);
+      const prefix = nets[0].config["ipv4.address"].split(".").slice(0, 3).join(".");
+      await waitUntil(
+        "a lease on outpostbr0",
+        async () => (await ipv4Of(d, name))?.startsWith(`${prefix}.`) ?? false,
+      );
+      // A restart is not a first start: nothing is made twice.
+      await d.stop();
+      await d.spawn();
+      assert.deepEqual(await d.api.get<string[]>("/1.0/networks"), ["/1.0/networks/outpostbr0"]);
+    } finally {
+      await d.cli("delete", name, "--force");
+      await d.cleanup();
+      await sh("pkill", "-f", `${d.dir}/networks/`);
+      await sh("ip", "netns", "del", ns);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a VM on a managed bridge gets an address by DHCP on a tap, and a container reaches it by name",
+  ignore: !HAS_QEMU,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withNetwork(async (d, net) => {
+      const [vm, c1] = [uniqueName("nv"), uniqueName("nc")];
+      await d.importVmImage("vm");
+      await d.ok("network", "create", net, "ipv4.nat=false");
+      const p = await nicProfile(d, net);
+      await d.ok("launch", "vm", vm, "--vm", "-p", "default", "-p", p);
+      await d.ok("launch", "bb", c1, "-p", "default", "-p", p);
+      // The tap QEMU made is on the bridge, named as the volatile key says.
+      const cfg = await d.api.get<{ config: Record<string, string> }>(`/1.0/instances/${vm}`);
+      const tap = cfg.config["volatile.eth0.host_name"];
+      assert.match(tap, /^tap[0-9a-f]{8}$/);
+      assert.match(
+        (await sh("ip", "link", "show", "dev", tap)).stdout,
+        new RegExp(`master ${net}`),
+      );
+      let address: string | undefined;
+      await waitUntil(
+        "the VM's lease",
+        async () => (address = await ipv4Of(d, vm)) !== undefined,
+        90_000,
+      );
+      const ping = await d.cli("exec", c1, "--", "ping", "-c", "1", "-W", "5", vm);
+      assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+      assert.match(ping.stdout, new RegExp(address!.replaceAll(".", "\\.")));
+      // The tap goes with QEMU.
+      await d.ok("stop", vm, "--force");
+      assert.notEqual((await sh("ip", "link", "show", "dev", tap)).code, 0);
+      await d.ok("delete", vm, c1, "--force");
+      await d.ok("profile", "delete", p);
+      await d.ok("network", "delete", net);
+      assert.deepEqual(await leftovers(net), []);
+    }),
+});
