@@ -15,6 +15,7 @@ import { InstanceConsole } from "./instance_console.ts";
 import { InstanceLogs } from "./instance_logs.ts";
 import { InstanceSftp } from "./instance_sftp.ts";
 import { InstanceManager } from "./instances.ts";
+import { InstanceCopier } from "./instance_copy.ts";
 import { ProfileManager } from "./profiles.ts";
 import { DEFAULT_NETWORK, NetworkManager } from "./networks.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
@@ -51,6 +52,7 @@ export class Agent {
   readonly images: ImageStore;
   readonly drivers: DriverRegistry;
   readonly instances: InstanceManager;
+  readonly copies: InstanceCopier;
   readonly profiles: ProfileManager;
   readonly networks: NetworkManager;
   readonly snapshots: SnapshotManager;
@@ -117,6 +119,7 @@ export class Agent {
       this.profiles,
     );
     this.instances.nics = this.networks;
+    this.copies = new InstanceCopier(this.store, this.instances, this.drivers, this.events);
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
     this.consoles = new InstanceConsole(this.instances, this.drivers, this.events);
     this.sftp = new InstanceSftp(this.instances, this.drivers);

@@ -125,6 +125,29 @@ export class InstanceManager {
     };
   }
 
+  /**
+   * Reserves a new instance's name for a create or copy under way (Conflict if it is taken);
+   * answers the release.
+   */
+  claimName(name: string): () => void {
+    if (this.store.getInstance(name) || this.#creating.has(name)) {
+      throw new Conflict(`Instance "${name}" already exists`);
+    }
+    this.#creating.add(name);
+    return () => this.#creating.delete(name);
+  }
+
+  /**
+   * Checks a new instance's own config and devices and its profiles (throws BadRequest or
+   * NotFound).
+   */
+  checkNew(
+    type: InstanceType,
+    req: { config: Record<string, string>; devices: Record<string, Device>; profiles: string[] },
+  ): void {
+    this.#checkFields(type, req);
+  }
+
   /** What a driver is told of an instance: its record with its profiles applied. */
   spec(inst: InstanceRecord): InstanceSpec {
     const e = this.profiles.expand(inst);

@@ -114,14 +114,23 @@ Deno.test("POST /1.0/instances refuses an unknown field, naming it, and unsuppor
       400,
       '"colour"',
     );
-    // `source` takes the many fields copy/migration sources carry; their types are refused by name.
+    // `source` takes the many fields migration sources carry; their types are refused by name.
     assertError(
       await call(app, "POST", "/1.0/instances", {
         name: "c1",
-        source: { type: "copy", source: "c0", "base-image": "x", live: false },
+        source: { type: "migration", mode: "pull", operation: "x", "base-image": "x", live: false },
       }),
       400,
-      'source type "copy" is not supported yet',
+      'source type "migration" is not supported yet',
+    );
+    // A copy from another server is refused, saying so.
+    assertError(
+      await call(app, "POST", "/1.0/instances", {
+        name: "c1",
+        source: { type: "copy", source: "c0", server: "https://elsewhere:8443" },
+      }),
+      400,
+      "another server",
     );
   }));
 

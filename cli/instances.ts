@@ -236,12 +236,46 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
       });
 
   const rename = new Command("rename")
-    .description("Rename a stopped instance (its snapshots follow)")
+    .alias("move")
+    .alias("mv")
+    .description("Rename a stopped instance (its snapshots follow); move is rename on one host")
     .argument("<name>", "Current name")
     .argument("<new-name>", "New name")
     .action(async (name, newName) => {
       await ctx.client.run("POST", instanceUrl(name), {
         body: { name: newName },
+      });
+    });
+
+  const copy = new Command("copy")
+    .alias("cp")
+    .description(
+      "Copy an instance, or one of its snapshots (NAME/SNAP), to a new instance (stopped), with " +
+        "its snapshots unless --instance-only",
+    )
+    .argument("<source>", "Instance or instance/snapshot to copy")
+    .argument("<name>", "The new instance's name")
+    .option("--instance-only", "Copy the instance without its snapshots")
+    .option(
+      "-c, --config <key=value>",
+      "Config key/value to set on the copy (repeatable)",
+      collect,
+    )
+    .option("-p, --profile <name>", "Profile for the copy, in order (repeatable)", collect)
+    .option("--no-profiles", "Give the copy no profile at all")
+    .option("-e, --ephemeral", "Make the copy ephemeral")
+    .option("-s, --start", "Start the copy")
+    .action(async (source, name, opts) => {
+      await ctx.client.run("POST", "/1.0/instances", {
+        body: {
+          name,
+          source: { type: "copy", source, instance_only: opts.instanceOnly ?? false },
+          config: parseKeyValues(opts.config ?? []),
+          devices: {},
+          profiles: opts.profiles === false ? [] : opts.profile ?? null,
+          ephemeral: opts.ephemeral ?? false,
+          start: opts.start ?? false,
+        },
       });
     });
 
@@ -274,6 +308,7 @@ export function instanceCommands(ctx: CliContext): CommandUnknownOpts[] {
     stateCommand("pause", "freeze", "Pause (freeze) instances"),
     stateCommand("resume", "unfreeze", "Resume (unfreeze) paused instances"),
     rename,
+    copy,
     remove,
   ];
 }

@@ -200,4 +200,13 @@ export interface Driver {
   readonly files?: FileAccess;
   /** Snapshots of the instance's storage, where the driver offers them. */
   readonly snapshots?: SnapshotAccess;
+  /**
+   * Makes `target`'s storage a copy of `source`'s (or of its snapshot `from`), with the snapshots
+   * named in `snapshots` copied too. `source` is stopped or frozen; a failed copy leaves nothing.
+   */
+  copy?(
+    source: InstanceSpec,
+    target: InstanceSpec,
+    opts: { from?: string; snapshots: string[] },
+  ): Promise<VolatileChanges>;
 }

@@ -18,6 +18,7 @@ import { TrustTokens } from "../agent/trust_tokens.ts";
 import { FleetMembershipManager } from "../agent/fleet.ts";
 import { Upgrader } from "../agent/upgrade.ts";
 import { NetworkManager } from "../agent/networks.ts";
+import { InstanceCopier } from "../agent/instance_copy.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
 import { join } from "node:path";
 import { httpsAddresses } from "../server/addresses.ts";
@@ -41,6 +42,7 @@ export async function withApp(
       images: core.images,
       drivers: core.drivers,
       instances: core.instances,
+      copies: new InstanceCopier(core.store, core.instances, core.drivers, core.events),
       profiles: core.instances.profiles,
       // Networks make real bridges: the API unit tests never create one (tests/networks_test.ts does).
       networks: new NetworkManager({

@@ -217,6 +217,29 @@ export class MemoryDriver implements ProbedDriver {
     return Promise.resolve();
   }
 
+  /** Copies the files (of the instance, or of snapshot `from`) and the snapshots named. */
+  copy(
+    source: InstanceSpec,
+    target: InstanceSpec,
+    opts: { from?: string; snapshots: string[] },
+  ): Promise<VolatileChanges> {
+    this.record("copy", source.name, target.name, opts);
+    const s = this.#storage(source.name);
+    if (this.storage.has(target.name)) {
+      throw new Conflict(`Storage for "${target.name}" already exists (memory driver)`);
+    }
+    const files = opts.from ? s.snapshots.get(opts.from) : s.files;
+    if (!files) throw new NotFound(`No snapshot "${opts.from}" (memory driver)`);
+    this.storage.set(target.name, {
+      power: "Stopped",
+      files: new Map(files),
+      snapshots: new Map(opts.snapshots.map((n) => [n, new Map(s.snapshots.get(n))])),
+      image: s.image,
+      limits: {},
+    });
+    return Promise.resolve({});
+  }
+
   storageNames(): Promise<string[]> {
     this.record("storageNames", "");
     return Promise.resolve([...this.storage.keys()].sort());

@@ -9,6 +9,7 @@ import {
   InstancePatchSchema,
   InstancePostSchema,
   InstancePutSchema,
+  type InstancesPost,
   InstancesPostSchema,
   InstanceStatePutSchema,
 } from "../../contract/schemas.ts";
@@ -67,6 +68,7 @@ export function instanceRoutes(agent: Agent): Route[] {
 
   const create: Handler = async (c, family) => {
     const body = await parseBody(c, InstancesPostSchema);
+    if (body.source.type === "copy") return copy(c, body);
     if (body.source.type !== "image") {
       throw new BadRequest(
         `Instance source type "${body.source.type}" is not supported yet: use "image"`,
@@ -87,8 +89,17 @@ export function instanceRoutes(agent: Agent): Route[] {
       description: body.description,
       ephemeral: body.ephemeral,
     });
-    const op = operations.start({
-      description: "Creating instance",
+    return async(c, makeOperation("Creating instance", body, work));
+  };
+
+  /** The operation that makes a new instance, then starts it if the request says `start`. */
+  const makeOperation = (
+    description: string,
+    body: InstancesPost,
+    work: () => Promise<unknown>,
+  ) =>
+    operations.start({
+      description,
       resources: resources(body.name),
       run: async () => {
         await work();
@@ -101,7 +112,28 @@ export function instanceRoutes(agent: Agent): Route[] {
         }
       },
     });
-    return async(c, op);
+
+  /** A copy of an instance or snapshot of this host, as an operation. */
+  const copy = (c: Parameters<Handler>[0], body: InstancesPost) => {
+    const src = body.source;
+    if (src.server || src.secret || src.operation) {
+      throw new BadRequest("Copies from another server are not supported yet: copy on one host");
+    }
+    if (src.refresh) throw new BadRequest("Refreshing a copy is not supported yet");
+    // `live` (the stock client sets it for a running source) is what a local copy does anyway:
+    // the container is frozen while its rootfs is copied.
+    if (!src.source) throw new BadRequest("A copy needs source.source: the instance to copy");
+    const work = agent.copies.prepareCopy({
+      name: body.name,
+      source: src.source,
+      instanceOnly: src.instance_only === true || src.container_only === true,
+      config: body.config,
+      devices: body.devices,
+      profiles: body.profiles,
+      description: body.description || undefined,
+      ephemeral: body.ephemeral,
+    });
+    return async(c, makeOperation("Copying instance", body, work));
   };
 
   const get: Handler = async (c) => {

@@ -318,6 +318,47 @@ export class LxcDriver implements Driver {
     await this.#writeHostname(renamed);
   }
 
+  async copy(
+    source: InstanceSpec,
+    target: InstanceSpec,
+    opts: { from?: string; snapshots: string[] },
+  ): Promise<VolatileChanges> {
+    const dir = this.dir(target.name);
+    if (existsSync(dir)) {
+      throw new Conflict(
+        `Storage for "${target.name}" already exists in ${this.lxcPath}: remove it first`,
+      );
+    }
+    const from = opts.from
+      ? join(this.snapshots.path(source.name, opts.from), "rootfs")
+      : this.rootfs(source.name);
+    if (!existsSync(from)) {
+      throw new NotFound(
+        `Storage of "${source.name}${opts.from ? `/${opts.from}` : ""}" is missing`,
+      );
+    }
+    await Deno.mkdir(dir, { mode: 0o711 });
+    try {
+      // The copy keeps the source's shifted ownership: the target records the same id map.
+      const cp = (a: string, b: string) =>
+        this.runner.run(["cp", "-a", "--reflink=auto", "--", a, b]);
+      await cp(from, this.rootfs(target.name));
+      if (opts.snapshots.length > 0) {
+        await Deno.mkdir(this.snapshots.root(target.name), { mode: 0o700 });
+        for (const snap of opts.snapshots) {
+          await cp(this.snapshots.path(source.name, snap), this.snapshots.path(target.name, snap));
+        }
+      }
+      await this.#writeHostname(target);
+      await this.#writeConfig(target);
+      await this.#recordInit(target.name, STOPPED);
+      return {};
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw err;
+    }
+  }
+
   async storageNames(): Promise<string[]> {
     return await subdirs(this.lxcPath);
   }

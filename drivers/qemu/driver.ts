@@ -372,6 +372,38 @@ export class QemuDriver implements ProbedDriver {
     await qmp.execute("cont");
   }
 
+  /** A stopped VM's disk (its backing image shared), boot files and UEFI variables, copied. */
+  async copy(
+    source: InstanceSpec,
+    target: InstanceSpec,
+    opts: { from?: string; snapshots: string[] },
+  ): Promise<VolatileChanges> {
+    if (opts.from || opts.snapshots.length > 0) {
+      throw new BadRequest(
+        "VM snapshots are not supported yet: copy the VM itself (--instance-only)",
+      );
+    }
+    if ((await this.status(source)) !== "Stopped") {
+      throw new InvalidState(`VM "${source.name}" is running: stop it before copying it`);
+    }
+    const from = this.dir(source.name);
+    const dir = this.dir(target.name);
+    if (existsSync(dir)) {
+      throw new InvalidState(`Storage for VM "${target.name}" already exists: ${dir}`);
+    }
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    try {
+      for (const f of ["disk.qcow2", "kernel", "initrd", "boot.json", "OVMF_VARS.fd"]) {
+        if (!existsSync(join(from, f))) continue;
+        await this.#runner.run(["cp", "--reflink=auto", "--", join(from, f), join(dir, f)]);
+      }
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw err;
+    }
+    return {};
+  }
+
   async delete(inst: InstanceSpec): Promise<void> {
     if ((await this.status(inst)) !== "Stopped") await this.stop(inst, { force: true, timeout: 0 });
     await Deno.remove(this.dir(inst.name), { recursive: true }).catch((err) => {

@@ -1,0 +1,88 @@
+/**
+ * Copies and moves end to end on real containers: outpost's CLI and the stock lxc client. A copy
+ * has the source's files (or a snapshot's), its snapshots unless --instance-only, and runs on its
+ * own.
+ */
+import assert from "node:assert/strict";
+import { HAS_LXC, sharedDaemon, StockLxc, type TestDaemon, uniqueName } from "./helpers.ts";
+
+const daemon = sharedDaemon((d) => d.importBusybox("bb"));
+
+async function sh(d: TestDaemon, name: string, script: string): Promise<string> {
+  return await d.ok("exec", name, "--", "sh", "-c", script);
+}
+
+interface Shown {
+  config: Record<string, string>;
+  profiles: string[];
+}
+
+Deno.test("outpost copy copies a running container, a snapshot of it, with or without its snapshots", async () => {
+  const d = await daemon();
+  const [a, b, c] = [uniqueName("ca"), uniqueName("cb"), uniqueName("cc")];
+  try {
+    await d.ok("launch", "bb", a, "-c", "user.role=web");
+    await sh(d, a, "echo then > /root/data");
+    await d.ok("snapshot", "create", a, "s0");
+    await sh(d, a, "echo now > /root/data");
+
+    await d.ok("copy", a, b);
+    assert.equal(await d.status(b), "Stopped");
+    assert.equal(await d.status(a), "Running", "the source runs on");
+    await d.ok("start", b);
+    assert.equal(await sh(d, b, "cat /root/data"), "now\n");
+    assert.equal(await sh(d, b, "hostname"), `${b}\n`);
+    const shown = await d.api.get<Shown>(`/1.0/instances/${b}`);
+    const src = await d.api.get<Shown>(`/1.0/instances/${a}`);
+    assert.equal(shown.config["user.role"], "web");
+    assert.notEqual(shown.config["volatile.uuid"], src.config["volatile.uuid"]);
+    assert.match(await d.ok("snapshot", "list", b), /\| s0 /);
+    // Independent: a change in the copy does not reach the source.
+    await sh(d, b, "echo copy > /root/data");
+    assert.equal(await sh(d, a, "cat /root/data"), "now\n");
+
+    await d.ok("copy", `${a}/s0`, c, "--instance-only");
+    await d.ok("start", c);
+    assert.equal(await sh(d, c, "cat /root/data"), "then\n");
+    assert.doesNotMatch(await d.ok("snapshot", "list", c), /s0/);
+
+    for (
+      const [args, why] of [
+        [["copy", a, b], /already exists/],
+        [["copy", "nope", uniqueName("x")], /Instance "nope" not found/],
+        [["copy", `${a}/nope`, uniqueName("x")], /Snapshot "nope" of instance/],
+        [["copy", a, "bad_name"], /Invalid instance name/],
+      ] as const
+    ) {
+      const r = await d.cli(...args);
+      assert.equal(r.code, 1, args.join(" "));
+      assert.match(r.stderr, why);
+    }
+  } finally {
+    await d.cli("delete", a, b, c, "--force");
+  }
+});
+
+Deno.test({
+  name: "the stock lxc client copies and moves (renames) a container",
+  ignore: !HAS_LXC,
+  async fn() {
+    const d = await daemon();
+    const lxc = await StockLxc.for(d);
+    const [a, b, m] = [uniqueName("la"), uniqueName("lb"), uniqueName("lm")];
+    try {
+      await lxc.ok("launch", "bb", a);
+      await sh(d, a, "echo stock > /root/data");
+      await lxc.ok("copy", a, b);
+      await lxc.ok("start", b);
+      assert.equal(await sh(d, b, "cat /root/data"), "stock\n");
+      await lxc.ok("stop", b, "--force");
+      await lxc.ok("move", b, m);
+      assert.equal(await d.status(b), undefined);
+      await lxc.ok("start", m);
+      assert.equal(await sh(d, m, "cat /root/data"), "stock\n");
+    } finally {
+      await d.cli("delete", a, b, m, "--force");
+    }
+  },
+});
