@@ -16,6 +16,7 @@ import { InstanceLogs } from "./instance_logs.ts";
 import { InstanceSftp } from "./instance_sftp.ts";
 import { InstanceManager } from "./instances.ts";
 import { InstanceCopier } from "./instance_copy.ts";
+import { Publisher } from "./publish.ts";
 import { ProfileManager } from "./profiles.ts";
 import { DEFAULT_NETWORK, NetworkManager } from "./networks.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
@@ -53,6 +54,7 @@ export class Agent {
   readonly drivers: DriverRegistry;
   readonly instances: InstanceManager;
   readonly copies: InstanceCopier;
+  readonly publisher: Publisher;
   readonly profiles: ProfileManager;
   readonly networks: NetworkManager;
   readonly snapshots: SnapshotManager;
@@ -120,6 +122,13 @@ export class Agent {
     );
     this.instances.nics = this.networks;
     this.copies = new InstanceCopier(this.store, this.instances, this.drivers, this.events);
+    this.publisher = new Publisher(
+      this.store,
+      this.instances,
+      this.images,
+      this.drivers,
+      this.paths,
+    );
     this.snapshots = new SnapshotManager(this.store, this.instances, this.drivers, this.events);
     this.consoles = new InstanceConsole(this.instances, this.drivers, this.events);
     this.sftp = new InstanceSftp(this.instances, this.drivers);

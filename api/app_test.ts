@@ -411,11 +411,13 @@ Deno.test("stateful stop/start is refused as not supported", () =>
 Deno.test("a JSON POST /1.0/images is checked, then refused by what it asks", () =>
   withApp(async (app) => {
     const post = (body: unknown) => call(app, "POST", "/1.0/images", body);
+    // Publishing: the instance must exist, and aliases be valid names.
     assertError(
       await post({ source: { type: "instance", name: "c1" }, public: false, aliases: [] }),
-      400,
-      "Publishing an instance",
+      404,
+      'Instance "c1" not found',
     );
+    assertError(await post({ source: { type: "instance" } }), 400, "source.name");
     assertError(
       await post({ source: { type: "url", url: "https://example.com/x" } }),
       400,

@@ -3,7 +3,7 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { basename, join } from "node:path";
 import type { Image, ImageAliasesEntry, Operation } from "../contract/responses.ts";
 import { imageAliasUrl, imageUrl } from "../contract/urls.ts";
-import { type CliContext, UsageError } from "./context.ts";
+import { type CliContext, parseKeyValues, UsageError } from "./context.ts";
 import { type Column, FORMAT_OPTION, formatBytes, parseFormat, printList } from "./format.ts";
 
 const COLUMNS: Column<Image>[] = [
@@ -124,6 +124,23 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
       console.log(`Image imported with fingerprint: ${fp}`);
     });
 
+  image.command("export")
+    .description("Write an image's tarball to a file (default: FINGERPRINT.tar.gz here)")
+    .argument("<image>", "Alias or fingerprint")
+    .argument("[file]", "Where to write it")
+    .action(async (ref, target) => {
+      const fp = await resolve(ctx, ref);
+      const res = await ctx.client.fetch("GET", `${imageUrl(fp)}/export`);
+      if (!res.ok || !res.body) {
+        const env = await res.json().catch(() => ({}));
+        throw new UsageError(env.error ?? `HTTP ${res.status}`);
+      }
+      const path = target ?? `${fp}.tar.gz`;
+      const out = await Deno.open(path, { write: true, create: true, truncate: true });
+      await res.body.pipeTo(out.writable);
+      console.log(`Image exported to ${path}`);
+    });
+
   image.command("list")
     .alias("ls")
     .description("List images")
@@ -174,4 +191,31 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
     });
 
   return image;
+}
+
+/** `outpost publish NAME[/SNAP]`: a stopped instance or a snapshot made an image. */
+export function publishCommand(ctx: CliContext): CommandUnknownOpts {
+  return new Command("publish")
+    .description(
+      "Make an image from a stopped instance or a snapshot (NAME/SNAP), with aliases and properties",
+    )
+    .argument("<source>", "Instance or instance/snapshot")
+    .argument("[key=value...]", "Image properties")
+    .option(
+      "--alias <name>",
+      "Alias for the new image (repeatable)",
+      (v: string, p: string[] = []) => [...p, v],
+    )
+    .option("--public", "Make the image public")
+    .action(async (source, pairs, opts) => {
+      const op = await ctx.client.run("POST", "/1.0/images", {
+        body: {
+          source: { type: source.includes("/") ? "snapshot" : "instance", name: source },
+          aliases: (opts.alias ?? []).map((name) => ({ name })),
+          properties: parseKeyValues(pairs, "property"),
+          public: opts.public ?? false,
+        },
+      }) as Operation;
+      console.log(`Instance published with fingerprint: ${op.metadata?.fingerprint}`);
+    });
 }

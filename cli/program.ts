@@ -76,7 +76,13 @@ export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
       return [m.enrollCommand(ctx), m.fleetCommand(ctx)];
     },
   },
-  { names: ["image"], load: async (ctx) => [(await import("./images.ts")).imageCommand(ctx)] },
+  {
+    names: ["image", "publish"],
+    load: async (ctx) => {
+      const m = await import("./images.ts");
+      return [m.imageCommand(ctx), m.publishCommand(ctx)];
+    },
+  },
   {
     names: ["monitor"],
     load: async (ctx) => [(await import("./monitor.ts")).monitorCommand(ctx)],

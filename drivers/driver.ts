@@ -201,6 +201,14 @@ export interface Driver {
   /** Snapshots of the instance's storage, where the driver offers them. */
   readonly snapshots?: SnapshotAccess;
   /**
+   * Writes a unified image tarball (`metadata.yaml` + `rootfs/`) of a stopped instance, or of its
+   * snapshot `from`, to `out`, its files owned by the instance's own ids (not the host's).
+   */
+  publish?(
+    inst: InstanceSpec,
+    opts: { from?: string; metadata: Record<string, unknown>; out: string },
+  ): Promise<void>;
+  /**
    * Makes `target`'s storage a copy of `source`'s (or of its snapshot `from`), with the snapshots
    * named in `snapshots` copied too. `source` is stopped or frozen; a failed copy leaves nothing.
    */

@@ -19,6 +19,7 @@ import { FleetMembershipManager } from "../agent/fleet.ts";
 import { Upgrader } from "../agent/upgrade.ts";
 import { NetworkManager } from "../agent/networks.ts";
 import { InstanceCopier } from "../agent/instance_copy.ts";
+import { Publisher } from "../agent/publish.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
 import { join } from "node:path";
 import { httpsAddresses } from "../server/addresses.ts";
@@ -43,6 +44,7 @@ export async function withApp(
       drivers: core.drivers,
       instances: core.instances,
       copies: new InstanceCopier(core.store, core.instances, core.drivers, core.events),
+      publisher: new Publisher(core.store, core.instances, core.images, core.drivers, core.paths),
       profiles: core.instances.profiles,
       // Networks make real bridges: the API unit tests never create one (tests/networks_test.ts does).
       networks: new NetworkManager({

@@ -86,3 +86,62 @@ Deno.test({
     }
   },
 });
+
+Deno.test("outpost publish makes an image of a stopped container or a snapshot; it launches, and exports byte for byte", async () => {
+  const d = await daemon();
+  const [a, b, c] = [uniqueName("pa"), uniqueName("pb"), uniqueName("pc")];
+  const [img, snapImg] = [uniqueName("img"), uniqueName("simg")];
+  const out = await Deno.makeTempFile({ prefix: "outpost-export-", suffix: ".tar.gz" });
+  try {
+    await d.ok("launch", "bb", a);
+    await sh(d, a, "echo published > /root/data && chown 33:33 /root/data");
+    await d.ok("snapshot", "create", a, "s0");
+    const running = await d.cli("publish", a, "--alias", img);
+    assert.equal(running.code, 1);
+    assert.match(running.stderr, /is running: stop it first/);
+    // A snapshot publishes while the instance runs.
+    assert.match(await d.ok("publish", `${a}/s0`, "--alias", snapImg), /fingerprint: [0-9a-f]{64}/);
+    await d.ok("stop", a, "--force");
+    const published = await d.ok("publish", a, "--alias", img, "description=test image");
+    const fp = /fingerprint: ([0-9a-f]{64})/.exec(published)![1];
+
+    for (const [image, name] of [[img, b], [snapImg, c]]) {
+      await d.ok("launch", image, name);
+      assert.equal(await sh(d, name, "cat /root/data"), "published\n");
+      // The image holds the ids the container saw: the new container sees them again.
+      assert.equal(await sh(d, name, "stat -c %u:%g /root/data"), "33:33\n");
+    }
+    const shown = await d.api.get<{ properties: Record<string, string> }>(`/1.0/images/${fp}`);
+    assert.equal(shown.properties.description, "test image");
+
+    await d.ok("image", "export", img, out);
+    const sum = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(out)));
+    assert.equal([...sum].map((x) => x.toString(16).padStart(2, "0")).join(""), fp);
+  } finally {
+    await d.cli("delete", a, b, c, "--force");
+    await d.cli("image", "delete", img, snapImg);
+    await Deno.remove(out).catch(() => {});
+  }
+});
+
+Deno.test({
+  name: "the stock lxc client publishes a stopped container as an image it can launch",
+  ignore: !HAS_LXC,
+  async fn() {
+    const d = await daemon();
+    const lxc = await StockLxc.for(d);
+    const [a, b, alias] = [uniqueName("sa"), uniqueName("sb"), uniqueName("simg")];
+    try {
+      await lxc.ok("launch", "bb", a);
+      await sh(d, a, "echo lxc > /root/data");
+      await lxc.ok("stop", a, "--force");
+      assert.match(await lxc.ok("publish", a, "--alias", alias), /fingerprint/);
+      assert.match(await lxc.ok("image", "list"), new RegExp(alias));
+      await lxc.ok("launch", alias, b);
+      assert.equal(await sh(d, b, "cat /root/data"), "lxc\n");
+    } finally {
+      await d.cli("delete", a, b, "--force");
+      await d.cli("image", "delete", alias);
+    }
+  },
+});

@@ -13,20 +13,40 @@ import {
 } from "../../contract/schemas.ts";
 import { type Handler, type Route, table } from "../route_table.ts";
 import { imageAliasView, imageView } from "../views.ts";
-import { imageAliasUrl, imageUrl } from "../../contract/urls.ts";
+import { imageAliasUrl, imageUrl, instanceUrl } from "../../contract/urls.ts";
 
 const header = (c: Context, name: string) =>
   c.req.header(`x-incus-${name}`) ?? c.req.header(`x-lxd-${name}`);
 
 /**
- * A JSON `POST /1.0/images` asks for an image made elsewhere (published from an instance, copied
- * from a server, fetched from a URL); the body is checked, then refused by what it asks.
+ * A JSON `POST /1.0/images` asks for an image made from an instance or a snapshot (published, an
+ * operation), or from elsewhere (a server, a URL: refused by what it asks).
  */
-async function refuseImagesPost(c: Context): Promise<never> {
+async function publishOrRefuse(c: Context, agent: Agent): Promise<Response> {
   const body = await parseBody(c, ImagesPostSchema);
   const type = body.source?.type ?? "";
   if (["instance", "container", "virtual-machine", "snapshot"].includes(type)) {
-    throw new BadRequest("Publishing an instance as an image is not supported yet");
+    const work = await agent.publisher.preparePublish({
+      source: body.source?.name ?? "",
+      aliases: (body.aliases ?? []).map((a) => ({
+        name: a.name,
+        description: a.description ?? "",
+      })),
+      properties: body.properties ?? {},
+      public: body.public ?? false,
+      filename: body.filename || undefined,
+    });
+    return async(
+      c,
+      agent.operations.start({
+        description: "Publishing instance",
+        resources: { instances: [instanceUrl((body.source?.name ?? "").split("/")[0])] },
+        run: async () => {
+          const image = await work();
+          return { fingerprint: image.fingerprint, size: image.size };
+        },
+      }),
+    );
   }
   if (type === "image" || type === "url") {
     throw new BadRequest(
@@ -50,7 +70,7 @@ export function imageRoutes(agent: Agent): Route[] {
 
   const upload: Handler = async (c) => {
     const type = c.req.header("content-type") ?? "";
-    if (type.startsWith("application/json")) return await refuseImagesPost(c);
+    if (type.startsWith("application/json")) return await publishOrRefuse(c, agent);
     if (type.startsWith("multipart/")) {
       throw new BadRequest(
         "Split images (metadata + rootfs) are not supported yet: use a unified tarball",

@@ -359,6 +359,44 @@ export class LxcDriver implements Driver {
     }
   }
 
+  async publish(
+    inst: InstanceSpec,
+    opts: { from?: string; metadata: Record<string, unknown>; out: string },
+  ): Promise<void> {
+    const parent = opts.from ? this.snapshots.path(inst.name, opts.from) : this.dir(inst.name);
+    if (!existsSync(join(parent, "rootfs"))) {
+      throw new NotFound(`Storage of "${inst.name}${opts.from ? `/${opts.from}` : ""}" is missing`);
+    }
+    const tmp = join(this.dir(inst.name), `.publish-${crypto.randomUUID()}`);
+    await Deno.mkdir(tmp, { mode: 0o700 });
+    try {
+      // JSON is YAML: every value is escaped for the format by construction.
+      await Deno.writeTextFile(join(tmp, "metadata.yaml"), JSON.stringify(opts.metadata) + "\n");
+      // The rootfs is shifted into the host's id range: tar writes it back at the ids the
+      // container sees (what an image holds), one map line an id.
+      const args = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*"];
+      const map = JSON.parse(inst.config["volatile.last_state.idmap"] ?? "[]") as {
+        Isuid: boolean;
+        Hostid: number;
+        Nsid: number;
+        Maprange: number;
+      }[];
+      for (const [uid, flag] of [[true, "--owner-map"], [false, "--group-map"]] as const) {
+        const e = map.find((m) => m.Isuid === uid);
+        if (!e || e.Hostid === e.Nsid) continue;
+        const file = join(tmp, uid ? "uid.map" : "gid.map");
+        const lines: string[] = [];
+        for (let i = 0; i < e.Maprange; i++) lines.push(`+${e.Hostid + i} +${e.Nsid + i}`);
+        await Deno.writeTextFile(file, lines.join("\n") + "\n");
+        args.push(`${flag}=${file}`);
+      }
+      args.push("-czf", opts.out, "-C", tmp, "metadata.yaml", "-C", parent, "rootfs");
+      await this.runner.run(args);
+    } finally {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    }
+  }
+
   async storageNames(): Promise<string[]> {
     return await subdirs(this.lxcPath);
   }

@@ -130,7 +130,7 @@ async function removeTree(path: string): Promise<void> {
 /**
  * Start-up: a container dir's temp dirs left by a kill. A restore killed between moving the old
  * rootfs aside and moving the copy in is finished (the copy is whole by then); a restore killed
- * before is simply dropped, as are half snapshot copies and a half-unpacked image.
+ * before is simply dropped, as are half snapshot copies, a half-unpacked image and a publish.
  */
 export async function recoverTemp(dir: string): Promise<string[]> {
   const actions: string[] = [];
@@ -142,7 +142,7 @@ export async function recoverTemp(dir: string): Promise<string[]> {
     if (err instanceof Deno.errors.NotFound) return actions;
     throw err;
   }
-  entries = entries.filter((e) => /^\.(restore|snapshot)-|^\.unpack$/.test(e)).sort();
+  entries = entries.filter((e) => /^\.(restore|snapshot|publish)-|^\.unpack$/.test(e)).sort();
   for (const e of entries) {
     const tmp = join(dir, e);
     if (e.startsWith(".restore-") && !existsSync(rootfs)) {
