@@ -5,7 +5,7 @@
  * top. Its identity is new: a new `volatile.uuid`, new MACs at its first start. A running container
  * is frozen while its rootfs is copied, as a snapshot is.
  */
-import { BadRequest, NotFound } from "../contract/errors.ts";
+import { BadRequest } from "../contract/errors.ts";
 import { checkInstanceName } from "../contract/names.ts";
 import { instanceUrl } from "../contract/urls.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
@@ -53,15 +53,9 @@ export class InstanceCopier {
   /** Checks a copy synchronously (400, 404, 409 before any work) and returns the work. */
   prepareCopy(req: CopyRequest): () => Promise<InstanceRecord> {
     checkInstanceName(req.name);
-    const slash = req.source.indexOf("/");
-    const srcName = slash < 0 ? req.source : req.source.slice(0, slash);
-    const snap = slash < 0 ? undefined : req.source.slice(slash + 1);
-    if (srcName === "") throw new BadRequest("A copy needs a source instance");
-    const src = this.instances.get(srcName);
-    const snapRec = snap === undefined ? undefined : this.store.getSnapshot(srcName, snap);
-    if (snap !== undefined && !snapRec) {
-      throw new NotFound(`Snapshot "${snap}" of instance "${srcName}" not found`);
-    }
+    const { inst: src, snap: snapRec } = this.instances.resolveRef(req.source, "A copy");
+    const srcName = src.name;
+    const snap = snapRec?.name;
     const base = snapRec ?? src;
     const userConfig = Object.fromEntries(
       Object.entries(req.config).filter(([k]) => !k.startsWith("volatile.")),

@@ -19,7 +19,7 @@ import type { ImageStore } from "./images.ts";
 import { KeyedLock } from "./locks.ts";
 import { DELETING, RENAMING_TO, RESUME } from "./recovery.ts";
 import { checkInstanceName } from "../contract/names.ts";
-import type { Device, InstanceRecord, Store } from "./store.ts";
+import type { Device, InstanceRecord, SnapshotRecord, Store } from "./store.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
 import type { FileAccess } from "../drivers/files.ts";
 import type { FileContent, FileInfo, FileWrite } from "../contract/files.ts";
@@ -146,6 +146,25 @@ export class InstanceManager {
     req: { config: Record<string, string>; devices: Record<string, Device>; profiles: string[] },
   ): void {
     this.#checkFields(type, req);
+  }
+
+  /**
+   * `NAME` or `NAME/SNAPSHOT` (a copy's or a publish's source): the instance and the snapshot, if
+   * one is named (NotFound for either; BadRequest naming `what` for an empty name).
+   */
+  resolveRef(ref: string, what: string): {
+    inst: InstanceRecord;
+    snap?: SnapshotRecord;
+  } {
+    const slash = ref.indexOf("/");
+    const name = slash < 0 ? ref : ref.slice(0, slash);
+    if (name === "") throw new BadRequest(`${what} needs the name of an instance`);
+    const inst = this.get(name);
+    if (slash < 0) return { inst };
+    const snapName = ref.slice(slash + 1);
+    const snap = this.store.getSnapshot(name, snapName);
+    if (!snap) throw new NotFound(`Snapshot "${snapName}" of instance "${name}" not found`);
+    return { inst, snap };
   }
 
   /** What a driver is told of an instance: its record with its profiles applied. */

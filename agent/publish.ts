@@ -5,7 +5,7 @@
  * an upload (fingerprint, metadata checks), and the aliases asked for are made.
  */
 import { join } from "node:path";
-import { BadRequest, Conflict, InvalidState, NotFound } from "../contract/errors.ts";
+import { BadRequest, Conflict, InvalidState } from "../contract/errors.ts";
 import { checkAliasName } from "../contract/names.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
 import type { ImageStore } from "./images.ts";
@@ -34,15 +34,12 @@ export class Publisher {
 
   /** Checks a publish synchronously (400, 404, 409) and returns the work. */
   async preparePublish(req: PublishRequest): Promise<() => Promise<ImageRecord>> {
-    const slash = req.source.indexOf("/");
-    const name = slash < 0 ? req.source : req.source.slice(0, slash);
-    const snap = slash < 0 ? undefined : req.source.slice(slash + 1);
-    if (name === "") throw new BadRequest("Publishing needs source.name: the instance");
-    const inst = this.instances.get(name);
-    const snapRec = snap === undefined ? undefined : this.store.getSnapshot(name, snap);
-    if (snap !== undefined && !snapRec) {
-      throw new NotFound(`Snapshot "${snap}" of instance "${name}" not found`);
-    }
+    const { inst, snap: snapRec } = this.instances.resolveRef(
+      req.source,
+      "Publishing (source.name)",
+    );
+    const name = inst.name;
+    const snap = snapRec?.name;
     for (const a of req.aliases) {
       checkAliasName(a.name);
       if (this.store.getAlias(a.name)) throw new Conflict(`Alias "${a.name}" already exists`);
