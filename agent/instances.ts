@@ -26,7 +26,7 @@ import type { FileContent, FileInfo, FileWrite } from "../contract/files.ts";
 import type { ExecOptions, ExecProcess, ExecRequest } from "../drivers/driver.ts";
 import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
 import { instanceUrl } from "../contract/urls.ts";
-import { checkDevices } from "../drivers/device/device.ts";
+import { checkDevices, mountsOf } from "../drivers/device/device.ts";
 import type { InstanceSpec, NicPlan } from "../drivers/driver.ts";
 import { DEFAULT_PROFILE, expand, type Expanded, ProfileManager } from "./profiles.ts";
 
@@ -365,7 +365,16 @@ export class InstanceManager {
       Object.assign(inst.config, plan.volatile);
       nics = plan.nics;
     }
-    Object.assign(inst.config, await driver.start({ ...this.spec(inst), nics }));
+    const mounts = mountsOf(spec.devices);
+    for (const m of mounts) {
+      const st = await Deno.stat(m.source).catch(() => undefined);
+      if (!st?.isDirectory) {
+        throw new BadRequest(
+          `Device "${m.device}": source ${m.source} is not a directory on the host`,
+        );
+      }
+    }
+    Object.assign(inst.config, await driver.start({ ...this.spec(inst), nics, mounts }));
     inst.last_used_at = new Date().toISOString();
     if (this.bootId) inst.config[BOOT_ID] = this.bootId;
     this.#setPower(inst, "RUNNING");

@@ -17,6 +17,20 @@ export interface InstanceSpec {
   readonly devices: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** At a start: the network interfaces to give the instance, planned by the core. */
   readonly nics?: readonly NicPlan[];
+  /** At a start: host directories to bind-mount into a container. */
+  readonly mounts?: readonly MountPlan[];
+}
+
+/** A host directory bind-mounted into a container. */
+export interface MountPlan {
+  device: string;
+  /** The host directory (absolute, checked to exist). */
+  source: string;
+  /** Where it shows in the container (absolute). */
+  path: string;
+  readonly: boolean;
+  /** Through an idmapped mount: the host's ids shown as the container's own. */
+  shift: boolean;
 }
 
 /** One network interface on a bridge: a veth pair for a container, a tap for a VM. */

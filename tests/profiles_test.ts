@@ -133,3 +133,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a disk device shows a host directory in an unprivileged container: read-only, and its owners shifted or not", async () => {
+  const d = await daemon();
+  const name = uniqueName("dk");
+  const dir = await Deno.makeTempDir({ prefix: "outpost-disk-" });
+  try {
+    await Deno.writeTextFile(`${dir}/f`, "host\n");
+    await Deno.chmod(dir, 0o755);
+    await d.ok("init", "bb", name);
+    await d.ok(
+      "config",
+      "device",
+      "add",
+      name,
+      "data",
+      "disk",
+      `source=${dir}`,
+      "path=/mnt/data",
+      "readonly=true",
+      "shift=true",
+    );
+    await d.ok(
+      "config",
+      "device",
+      "add",
+      name,
+      "plain",
+      "disk",
+      `source=${dir}`,
+      "path=/mnt/plain",
+    );
+    await d.ok("start", name);
+    const sh = (script: string) => d.cli("exec", name, "--", "sh", "-c", script);
+    assert.equal((await sh("cat /mnt/data/f")).stdout, "host\n");
+    // Shifted: host root's file is the container root's; not shifted: nobody's.
+    assert.equal((await sh("stat -c %u:%g /mnt/data/f")).stdout, "0:0\n");
+    assert.equal((await sh("stat -c %u /mnt/plain/f")).stdout, "65534\n");
+    const write = await sh("echo x > /mnt/data/new");
+    assert.notEqual(write.code, 0);
+    assert.match(write.stderr, /Read-only file system/);
+    assert.equal(await Deno.stat(`${dir}/new`).catch(() => undefined), undefined);
+    // Devices are refused while it runs; a source that is not there is refused at start.
+    const live = await d.cli("config", "device", "remove", name, "plain");
+    assert.equal(live.code, 1);
+    assert.match(live.stderr, /cannot be changed while it is running/);
+    await d.ok("stop", name, "--force");
+    await d.ok("config", "device", "set", name, "plain", "source", `${dir}/missing`);
+    const missing = await d.cli("start", name);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /source .*missing is not a directory on the host/);
+    const bad = await d.cli("config", "device", "add", name, "x", "disk", "source=/a b", "path=/x");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /invalid "source"/);
+  } finally {
+    await d.cli("delete", name, "--force");
+    await Deno.remove(dir, { recursive: true });
+  }
+});

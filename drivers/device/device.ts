@@ -8,6 +8,7 @@ import { z } from "zod";
 import { BadRequest } from "../../contract/errors.ts";
 import type { InstanceType } from "../../contract/schemas.ts";
 import { isHostAddress, parseCidr, parseIpv4 } from "../network/ipv4.ts";
+import type { MountPlan } from "../driver.ts";
 
 /** A device as the API carries it: string keys to string values, `type` among them. */
 export type Device = Readonly<Record<string, string>>;
@@ -28,7 +29,7 @@ export interface DeviceType {
   keys: DeviceKey[];
   doc: string;
   /** Checks the device as a whole once each key passed (throws BadRequest). */
-  check?(name: string, dev: Device): void;
+  check?(name: string, dev: Device, ctx: DeviceContext): void;
 }
 
 /** What a device is checked against beyond its own keys. */
@@ -44,12 +45,18 @@ export interface DeviceContext {
 /** Device names: letters, digits and `._-`, as they become interface names and file names. */
 const DEVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-/** An absolute path without `..`, NUL or control characters. */
+/**
+ * An absolute path without `..`, white space, `\\`, `,` or control characters: it is written into
+ * an fstab-format LXC mount entry, which has no escaping for them.
+ */
 const absolutePath = z.string().refine(
-  // deno-lint-ignore no-control-regex
-  (v) => v.startsWith("/") && !v.split("/").includes("..") && !/[\u0000-\u001f\u007f]/.test(v),
-  { error: 'expected an absolute path without ".." or control characters' },
+  (v) =>
+    v.startsWith("/") && v.length <= 4096 && !v.split("/").includes("..") &&
+    // deno-lint-ignore no-control-regex
+    !/[\s\\,\u0000-\u001f\u007f]/.test(v),
+  { error: 'expected an absolute path without "..", spaces, commas or backslashes' },
 );
+const bool = z.enum(["true", "false"], { error: "expected true or false" });
 const poolName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
   error: 'expected a pool name (letters, digits and "._-")',
 });
@@ -125,16 +132,50 @@ const DISK: DeviceType = {
       live: false,
       doc: "Where it shows in the instance (`/` for the root disk)",
     },
-    { key: "pool", schema: poolName, live: false, doc: "The storage pool it is on" },
+    {
+      key: "pool",
+      schema: poolName,
+      live: false,
+      doc: "The storage pool it is on (the root disk)",
+    },
+    {
+      key: "source",
+      schema: absolutePath,
+      live: false,
+      doc: "A host directory to bind-mount at `path` (containers)",
+    },
+    { key: "readonly", schema: bool, live: false, doc: "Mount it read-only" },
+    {
+      key: "shift",
+      schema: bool,
+      live: false,
+      doc:
+        "Show the host's ids as the container's own through an idmapped mount (host root's files as the container root's: give it with care, with `readonly` where it can be)",
+    },
   ],
-  doc: "A disk: the root disk (`path=/` on a pool)",
-  check(name, dev) {
-    if (dev.path !== "/") {
+  doc:
+    "A disk: the root disk (`path=/` on a pool), or a host directory bind-mounted into a container (`source`, `path`)",
+  check(name, dev, ctx) {
+    if (dev.path === "/") {
+      if (!dev.pool) throw new BadRequest(`Device "${name}": the root disk needs a pool`);
+      if (dev.source) {
+        throw new BadRequest(`Device "${name}": the root disk is on a pool, not a host path`);
+      }
+      return;
+    }
+    if (!dev.source) {
       throw new BadRequest(
-        `Device "${name}": only the root disk (path=/) is supported yet; host directories and custom volumes are not`,
+        `Device "${name}": a disk other than the root needs a host directory as source (custom volumes are not supported yet)`,
       );
     }
-    if (!dev.pool) throw new BadRequest(`Device "${name}": the root disk needs a pool`);
+    if (dev.pool) {
+      throw new BadRequest(
+        `Device "${name}": custom volumes on a pool are not supported yet: give a host directory as source`,
+      );
+    }
+    if (ctx.instanceType === "virtual-machine") {
+      throw new BadRequest(`Device "${name}": host directories for VMs are not supported yet`);
+    }
   },
 };
 
@@ -200,7 +241,7 @@ export function checkDevice(name: string, dev: Device, ctx: DeviceContext): Devi
       throw new BadRequest(`Device "${name}": a ${dev.type} device needs "${k.key}"`);
     }
   }
-  decl.check?.(name, dev);
+  decl.check?.(name, dev, ctx);
   if (dev.pool !== undefined && !ctx.pools.has(dev.pool)) {
     throw new BadRequest(`Device "${name}": storage pool "${shown(dev.pool)}" does not exist`);
   }
@@ -242,6 +283,20 @@ export function checkDevices(
       root = name;
     }
   }
+}
+
+/** The host directories an instance's (expanded) disk devices bind-mount, by device name order. */
+export function mountsOf(devices: Readonly<Record<string, Device>>): MountPlan[] {
+  return Object.entries(devices)
+    .filter(([, d]) => d.type === "disk" && d.source !== undefined && d.path !== "/")
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([device, d]) => ({
+      device,
+      source: d.source,
+      path: d.path,
+      readonly: d.readonly === "true",
+      shift: d.shift === "true",
+    }));
 }
 
 export function isRootDisk(dev: Device): boolean {

@@ -35,7 +35,7 @@ Deno.test("checkDevice() refuses bad names, types, keys and values, naming them"
   refuses(() => checkDevice("d", { type: "disk", pool: "default" }, ctx), /needs "path"/);
   refuses(() => checkDevice("d", { ...ROOT, path: "rel" }, ctx), /invalid "path"/);
   refuses(() => checkDevice("d", { ...ROOT, path: "/a/../b" }, ctx), /invalid "path"/);
-  refuses(() => checkDevice("d", { ...ROOT, path: "/srv" }, ctx), /only the root disk/);
+  refuses(() => checkDevice("d", { ...ROOT, path: "/srv" }, ctx), /custom volumes/);
   refuses(() => checkDevice("d", { type: "disk", path: "/" }, ctx), /needs a pool/);
   refuses(() => checkDevice("d", { ...ROOT, pool: "x y" }, ctx), /invalid "pool"/);
   refuses(() => checkDevice("d", { ...ROOT, pool: "fast" }, ctx), /pool "fast" does not exist/);
@@ -59,6 +59,20 @@ Deno.test("a nic is on a network that exists, with a fixed address inside its su
   refuses(() => checkDevice("e", { ...nic, hwaddr: "01:00:00:00:00:01" }, ctx), /unicast/);
   refuses(() => checkDevice("e", { ...nic, name: "a".repeat(16) }, ctx), /interface name/);
   refuses(() => checkDevice("e", { ...nic, host_name: "a b" }, ctx), /interface name/);
+});
+
+Deno.test("a disk from a host directory: containers only, paths an mount entry can carry", () => {
+  const dir = { type: "disk", source: "/srv/data", path: "/data" };
+  checkDevice("d", { ...dir, readonly: "true", shift: "true" }, ctx);
+  checkDevice("d", dir, { ...ctx, instanceType: "container" });
+  refuses(() => checkDevice("d", dir, { ...ctx, instanceType: "virtual-machine" }), /for VMs/);
+  for (const bad of ["/a b", "/a,b", "/a\\b", "rel", "/a/../b", "/a\tb"]) {
+    refuses(() => checkDevice("d", { ...dir, source: bad }, ctx), /invalid "source"/);
+    refuses(() => checkDevice("d", { ...dir, path: bad }, ctx), /invalid "path"/);
+  }
+  refuses(() => checkDevice("d", { ...dir, readonly: "yes" }, ctx), /invalid "readonly"/);
+  refuses(() => checkDevice("d", { ...ROOT, source: "/srv" }, ctx), /not a host path/);
+  refuses(() => checkDevice("d", { ...dir, pool: "default" }, ctx), /custom volumes/);
 });
 
 Deno.test("checkDevices() allows one root disk at most", () => {

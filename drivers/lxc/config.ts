@@ -2,7 +2,7 @@
 import { isTrue } from "../../contract/units.ts";
 import { type CgroupLayout, limitConfigLines, limitsFromConfig } from "./cgroups.ts";
 import { type IdMap, idmapLines } from "./idmap.ts";
-import type { NicPlan } from "../driver.ts";
+import type { MountPlan, NicPlan } from "../driver.ts";
 
 export interface LxcConfigInput {
   name: string;
@@ -17,6 +17,8 @@ export interface LxcConfigInput {
   host?: { cpus: number; memory: number };
   /** Network interfaces: a veth pair each, its host side on a bridge. */
   nics?: readonly NicPlan[];
+  /** Host directories bind-mounted in. */
+  mounts?: readonly MountPlan[];
 }
 
 const DEVICES_ALLOWED = [
@@ -74,6 +76,15 @@ export function lxcConfig(input: LxcConfigInput): string {
       `lxc.net.${i}.flags = up`,
     );
     if (nic.mtu) lines.push(`lxc.net.${i}.mtu = ${nic.mtu}`);
+  }
+  for (const m of input.mounts ?? []) {
+    // fstab format: the device tables refuse white space, `\\` and `,` in either path.
+    const opts = ["bind", "create=dir"];
+    if (m.readonly) opts.push("ro");
+    if (m.shift && !privileged) opts.push("idmap=container");
+    lines.push(
+      `lxc.mount.entry = ${m.source} ${m.path.replace(/^\/+/, "")} none ${opts.join(",")} 0 0`,
+    );
   }
   for (const [key, value] of Object.entries(config)) {
     if (key.startsWith("environment.")) {

@@ -204,3 +204,23 @@ Deno.test("lxcConfig() gives each planned nic a veth pair on its bridge, and non
     "lxc.net.1.mtu = 1400",
   ]);
 });
+
+Deno.test("lxcConfig() bind-mounts host directories: read-only and idmapped when asked", () => {
+  const mounts = [
+    { device: "a", source: "/srv/a", path: "/mnt/a", readonly: true, shift: true },
+    { device: "b", source: "/srv/b", path: "/b", readonly: false, shift: false },
+  ];
+  const entries = (config: Record<string, string>) =>
+    lxcConfig({ ...input(config), mounts }).split("\n").filter((l) =>
+      l.startsWith("lxc.mount.entry = /srv")
+    );
+  assert.deepEqual(entries({}), [
+    "lxc.mount.entry = /srv/a mnt/a none bind,create=dir,ro,idmap=container 0 0",
+    "lxc.mount.entry = /srv/b b none bind,create=dir 0 0",
+  ]);
+  // A privileged container sees the host's ids as they are: nothing to shift.
+  assert.deepEqual(
+    entries({ "security.privileged": "true" })[0],
+    "lxc.mount.entry = /srv/a mnt/a none bind,create=dir,ro 0 0",
+  );
+});

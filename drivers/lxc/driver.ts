@@ -237,6 +237,7 @@ export class LxcDriver implements Driver {
       seccompProfile: SECCOMP_PROFILES.find((p) => existsSync(p)),
       host: { cpus: availableParallelism(), memory: totalmem() },
       nics: inst.nics,
+      mounts: inst.mounts,
     });
     await Deno.writeTextFile(join(this.dir(inst.name), "config"), text);
   }
