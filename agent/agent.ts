@@ -20,6 +20,7 @@ import { Publisher } from "./publish.ts";
 import { ProfileManager } from "./profiles.ts";
 import { DEFAULT_NETWORK, NetworkManager } from "./networks.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
+import { ProxyForwarder } from "../drivers/device/proxy.ts";
 import { Metrics } from "./metrics.ts";
 import { Operations } from "./operations.ts";
 import { SnapshotManager } from "./snapshots.ts";
@@ -121,6 +122,7 @@ export class Agent {
       this.profiles,
     );
     this.instances.nics = this.networks;
+    this.instances.proxies = new ProxyForwarder(this.runner, log);
     this.copies = new InstanceCopier(this.store, this.instances, this.drivers, this.events);
     this.publisher = new Publisher(
       this.store,

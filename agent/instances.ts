@@ -27,6 +27,7 @@ import type { ExecOptions, ExecProcess, ExecRequest } from "../drivers/driver.ts
 import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts";
 import { instanceUrl } from "../contract/urls.ts";
 import { checkDevices, mountsOf } from "../drivers/device/device.ts";
+import { parseProxyAddress, type ProxyForwarder } from "../drivers/device/proxy.ts";
 import type { InstanceSpec, NicPlan } from "../drivers/driver.ts";
 import { DEFAULT_PROFILE, expand, type Expanded, ProfileManager } from "./profiles.ts";
 
@@ -109,6 +110,8 @@ export class InstanceManager {
   bootId?: string;
   /** Plans nics at start (the agent wires the network manager). */
   nics?: NicPlanner;
+  /** Forwards proxy devices' ports while their instance runs (the agent wires it). */
+  proxies?: ProxyForwarder;
 
   constructor(
     private store: Store,
@@ -315,6 +318,7 @@ export class InstanceManager {
             break;
           case "stop":
             await driver.stop(cur, { force: req.force, timeout });
+            this.proxies?.stopAll(`${name}/`);
             this.#setPower(cur, "STOPPED");
             this.events.lifecycle(req.force ? "instance-stopped" : "instance-shutdown", source);
             if (cur.ephemeral) await this.#deleteNow(cur);
@@ -322,6 +326,7 @@ export class InstanceManager {
           case "restart":
             await this.whileResuming(cur, async () => {
               await driver.stop(cur, { force: req.force, timeout });
+              this.proxies?.stopAll(`${name}/`);
               await this.#start(cur, false);
             });
             this.events.lifecycle("instance-restarted", source);
@@ -374,11 +379,43 @@ export class InstanceManager {
         );
       }
     }
-    Object.assign(inst.config, await driver.start({ ...this.spec(inst), nics, mounts }));
+    // The proxies listen first: a port the host cannot give fails the start before it happens.
+    this.#startProxies(inst);
+    try {
+      Object.assign(inst.config, await driver.start({ ...this.spec(inst), nics, mounts }));
+    } catch (err) {
+      this.proxies?.stopAll(`${inst.name}/`);
+      throw err;
+    }
     inst.last_used_at = new Date().toISOString();
     if (this.bootId) inst.config[BOOT_ID] = this.bootId;
     this.#setPower(inst, "RUNNING");
     if (announce) this.events.lifecycle("instance-started", instanceUrl(inst.name));
+  }
+
+  /** Listens for the instance's proxy devices (a 400 naming the device if a port is taken). */
+  #startProxies(inst: InstanceRecord): void {
+    const proxies = Object.entries(this.spec(inst).devices).filter(([, d]) => d.type === "proxy");
+    if (proxies.length === 0) return;
+    if (!this.proxies) throw new BadRequest("This daemon does not forward proxy devices");
+    const driver = this.drivers.get(inst.type);
+    const pid = async () => {
+      const cur = this.store.getInstance(inst.name);
+      return cur ? (await driver.state(this.spec(cur)).catch(() => ({ pid: -1 }))).pid : -1;
+    };
+    for (const [dev, d] of proxies) {
+      try {
+        this.proxies.start(
+          `${inst.name}/${dev}`,
+          parseProxyAddress(d.listen)!,
+          parseProxyAddress(d.connect)!,
+          pid,
+        );
+      } catch (err) {
+        this.proxies.stopAll(`${inst.name}/`);
+        throw new BadRequest(`Device "${dev}": cannot listen on ${d.listen}: ${messageOf(err)}`);
+      }
+    }
   }
 
   /** Starts an instance for a caller that holds its lock (a restore that brings it back). */
@@ -597,6 +634,7 @@ export class InstanceManager {
     // Its exec logs and DHCP host entries go with it: a new instance of the name must not see them.
     await Deno.remove(this.logsDir(inst.name), { recursive: true }).catch(() => {});
     await this.nics?.forget(inst.name).catch(() => {});
+    this.proxies?.stopAll(`${inst.name}/`);
     this.events.lifecycle("instance-deleted", instanceUrl(inst.name));
   }
 
@@ -729,6 +767,13 @@ export class InstanceManager {
         }
       } else {
         this.log(`instance ${inst.name}: ${status.toLowerCase()}`);
+        if (status === "Running" || status === "Frozen") {
+          try {
+            this.#startProxies(inst);
+          } catch (err) {
+            this.log(`instance ${inst.name}: ${messageOf(err)}`);
+          }
+        }
       }
     }
   }

@@ -116,7 +116,7 @@ Deno.test("profile create and update check names, keys and devices, and say what
       BadRequest,
     );
     assert.throws(
-      () => profiles.create({ ...base, name: "p", devices: { px: { type: "proxy" } } }),
+      () => profiles.create({ ...base, name: "p", devices: { px: { type: "usb" } } }),
       (err: Error) => err instanceof BadRequest && /not supported yet/.test(err.message),
     );
     assert.throws(

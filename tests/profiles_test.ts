@@ -6,12 +6,17 @@
 import assert from "node:assert/strict";
 import { readCgroupFile } from "../drivers/lxc/cgroups.ts";
 import { Runner } from "../drivers/runner.ts";
-import { HAS_LXC, sharedDaemon, StockLxc, uniqueName } from "./helpers.ts";
+import { HAS_LXC, sharedDaemon, StockLxc, type TestDaemon, uniqueName } from "./helpers.ts";
 
 const runner = new Runner();
 const memoryLimit = (pid: number) =>
   readCgroupFile(runner, pid, "memory", "memory.limit_in_bytes", "memory.max");
 const daemon = sharedDaemon((d) => d.importBusybox("bb"));
+
+/** `outpost config device add NAME DEVICE TYPE key=value...`. */
+async function addDevice(d: TestDaemon, name: string, dev: string, ...rest: string[]) {
+  await d.ok("config", "device", "add", name, dev, ...rest);
+}
 
 interface ShownInstance {
   profiles: string[];
@@ -142,10 +147,8 @@ Deno.test("a disk device shows a host directory in an unprivileged container: re
     await Deno.writeTextFile(`${dir}/f`, "host\n");
     await Deno.chmod(dir, 0o755);
     await d.ok("init", "bb", name);
-    await d.ok(
-      "config",
-      "device",
-      "add",
+    await addDevice(
+      d,
       name,
       "data",
       "disk",
@@ -189,5 +192,54 @@ Deno.test("a disk device shows a host directory in an unprivileged container: re
   } finally {
     await d.cli("delete", name, "--force");
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a proxy device forwards a TCP port of the host into the container's own loopback", async () => {
+  const d = await daemon();
+  const name = uniqueName("px");
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const get = async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/`);
+    return await res.text();
+  };
+  try {
+    await d.ok("init", "bb", name);
+    await addDevice(
+      d,
+      name,
+      "web",
+      "proxy",
+      `listen=tcp:127.0.0.1:${port}`,
+      "connect=tcp:127.0.0.1:80",
+    );
+    await d.ok("start", name);
+    // A server on the container's loopback only: reached from the host through the proxy alone.
+    await d.ok(
+      "exec",
+      name,
+      "--",
+      "sh",
+      "-c",
+      "mkdir -p /www && echo hello > /www/index.html && httpd -p 127.0.0.1:80 -h /www",
+    );
+    assert.equal(await get(), "hello\n");
+    const many = await Promise.all(Array.from({ length: 20 }, get));
+    assert.deepEqual(new Set(many), new Set(["hello\n"]));
+    // Stopped: the port is let go.
+    await d.ok("stop", name, "--force");
+    await assert.rejects(get());
+    // A port the host cannot give refuses the start, naming the device.
+    const taken = Deno.listen({ hostname: "127.0.0.1", port });
+    try {
+      const r = await d.cli("start", name);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /Device "web": cannot listen on tcp:127\.0\.0\.1:\d+/);
+    } finally {
+      taken.close();
+    }
+    assert.equal(await d.status(name), "Stopped");
+  } finally {
+    await d.cli("delete", name, "--force");
   }
 });

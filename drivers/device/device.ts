@@ -9,6 +9,7 @@ import { BadRequest } from "../../contract/errors.ts";
 import type { InstanceType } from "../../contract/schemas.ts";
 import { isHostAddress, parseCidr, parseIpv4 } from "../network/ipv4.ts";
 import type { MountPlan } from "../driver.ts";
+import { parseProxyAddress } from "./proxy.ts";
 
 /** A device as the API carries it: string keys to string values, `type` among them. */
 export type Device = Readonly<Record<string, string>>;
@@ -114,6 +115,38 @@ const NIC: DeviceType = {
   doc: "A network interface on a managed bridge (a veth pair for a container, a tap for a VM)",
 };
 
+const proxyAddress = z.string().refine((v) => parseProxyAddress(v) !== undefined, {
+  error: "expected tcp:ADDRESS:PORT with an IPv4 address, such as tcp:127.0.0.1:80",
+});
+
+const PROXY: DeviceType = {
+  type: "proxy",
+  fits: ["container"],
+  keys: [
+    {
+      key: "listen",
+      schema: proxyAddress,
+      required: true,
+      live: false,
+      doc: "Where the host listens (`tcp:0.0.0.0:8080`)",
+    },
+    {
+      key: "connect",
+      schema: proxyAddress,
+      required: true,
+      live: false,
+      doc: "Where each connection goes inside the container (`tcp:127.0.0.1:80`)",
+    },
+    {
+      key: "bind",
+      schema: z.literal("host", { error: 'only "host" is supported yet' }),
+      live: false,
+      doc: "Which side listens: `host` only yet",
+    },
+  ],
+  doc: "A TCP port of the host forwarded into the container (UDP is not supported yet)",
+};
+
 const NONE: DeviceType = {
   type: "none",
   fits: ["container", "virtual-machine"],
@@ -180,11 +213,10 @@ const DISK: DeviceType = {
 };
 
 /** Every device type outpost has, by name. */
-export const DEVICE_TYPES: readonly DeviceType[] = [NONE, DISK, NIC];
+export const DEVICE_TYPES: readonly DeviceType[] = [NONE, DISK, NIC, PROXY];
 
 /** Types Incus has that outpost does not yet: refused by name. */
 const NOT_YET = new Set([
-  "proxy",
   "unix-char",
   "unix-block",
   "usb",

@@ -28,8 +28,8 @@ Deno.test("checkDevice() refuses bad names, types, keys and values, naming them"
   refuses(() => checkDevice("d", { path: "/" }, ctx), /has no type/);
   refuses(() => checkDevice("d", { type: "bogus" }, ctx), /unknown device type "bogus"/);
   refuses(
-    () => checkDevice("d", { type: "proxy", listen: "x" }, ctx),
-    /"proxy" is not supported yet/,
+    () => checkDevice("d", { type: "usb", vendorid: "x" }, ctx),
+    /"usb" is not supported yet/,
   );
   refuses(() => checkDevice("d", { type: "none", k: "v" }, ctx), /unknown key "k"/);
   refuses(() => checkDevice("d", { type: "disk", pool: "default" }, ctx), /needs "path"/);
@@ -75,6 +75,21 @@ Deno.test("a disk from a host directory: containers only, paths an mount entry c
   refuses(() => checkDevice("d", { ...dir, pool: "default" }, ctx), /custom volumes/);
 });
 
+Deno.test("a proxy forwards tcp:ADDRESS:PORT into a container, from the host", () => {
+  const px = { type: "proxy", listen: "tcp:0.0.0.0:8080", connect: "tcp:127.0.0.1:80" };
+  checkDevice("web", px, { ...ctx, instanceType: "container" });
+  checkDevice("web", { ...px, bind: "host" }, ctx);
+  refuses(
+    () => checkDevice("web", px, { ...ctx, instanceType: "virtual-machine" }),
+    /does not fit/,
+  );
+  for (const bad of ["udp:0.0.0.0:53", "tcp:0.0.0.0:0", "tcp:0.0.0.0:70000", "tcp:host:80", "80"]) {
+    refuses(() => checkDevice("web", { ...px, listen: bad }, ctx), /invalid "listen"/);
+  }
+  refuses(() => checkDevice("web", { ...px, bind: "instance" }, ctx), /invalid "bind"/);
+  refuses(() => checkDevice("web", { type: "proxy", listen: px.listen }, ctx), /needs "connect"/);
+});
+
 Deno.test("checkDevices() allows one root disk at most", () => {
   checkDevices({ root: ROOT, hide: { type: "none" } }, ctx);
   refuses(() => checkDevices({ a: ROOT, b: ROOT }, ctx), /"a" and "b" are both a root disk/);
@@ -85,5 +100,6 @@ Deno.test("deviceReference() lists each type with its keys, and what is not supp
   assert.match(text, /### `disk`/);
   assert.match(text, /\| `path` \| yes \| no \|/);
   assert.match(text, /### `nic`/);
-  assert.match(text, /Not supported yet \(refused by name\): `proxy`/);
+  assert.match(text, /### `proxy`/);
+  assert.match(text, /Not supported yet \(refused by name\): `unix-char`/);
 });
