@@ -17,6 +17,7 @@ import { InstanceSftp } from "./instance_sftp.ts";
 import { InstanceManager } from "./instances.ts";
 import { InstanceCopier } from "./instance_copy.ts";
 import { Publisher } from "./publish.ts";
+import { StorageManager } from "./storage.ts";
 import { ProfileManager } from "./profiles.ts";
 import { DEFAULT_NETWORK, NetworkManager } from "./networks.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
@@ -56,6 +57,7 @@ export class Agent {
   readonly instances: InstanceManager;
   readonly copies: InstanceCopier;
   readonly publisher: Publisher;
+  readonly storage: StorageManager;
   readonly profiles: ProfileManager;
   readonly networks: NetworkManager;
   readonly snapshots: SnapshotManager;
@@ -124,6 +126,7 @@ export class Agent {
     this.instances.nics = this.networks;
     this.instances.proxies = new ProxyForwarder(this.runner, log);
     this.copies = new InstanceCopier(this.store, this.instances, this.drivers, this.events);
+    this.storage = new StorageManager(this.store, stateDir, this.profiles);
     this.publisher = new Publisher(
       this.store,
       this.instances,

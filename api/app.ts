@@ -16,6 +16,7 @@ import { instanceRoutes } from "./routes/instances.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { networkRoutes } from "./routes/networks.ts";
 import { operationRoutes } from "./routes/operations.ts";
+import { storageRoutes } from "./routes/storage.ts";
 import { profileRoutes } from "./routes/profiles.ts";
 import { serverRoutes } from "./routes/server.ts";
 import { sftpRoutes } from "./routes/sftp.ts";
@@ -35,6 +36,7 @@ const TABLES: ((agent: Agent) => Route[])[] = [
   imageRoutes,
   profileRoutes,
   networkRoutes,
+  storageRoutes,
   metricsRoutes,
   certificateRoutes,
   fleetRoutes,

@@ -315,6 +315,41 @@ export const NetworkLeaseSchema = z.strictObject({
 });
 export type NetworkLease = z.infer<typeof NetworkLeaseSchema>;
 
+// --- Storage ---
+
+/** `GET /1.0/storage-pools/{name}`. */
+export const StoragePoolSchema = z.strictObject({
+  name: z.string(),
+  description: z.string(),
+  driver: z.string(),
+  status: z.string(),
+  config: stringMap,
+  used_by: z.array(z.string()),
+  locations: z.array(z.string()),
+});
+export type StoragePool = z.infer<typeof StoragePoolSchema>;
+
+/** `GET /1.0/storage-pools/{name}/resources`: bytes and inodes of the pool's filesystem. */
+export const StoragePoolResourcesSchema = z.strictObject({
+  space: z.strictObject({ used: z.number(), total: z.number() }),
+  inodes: z.strictObject({ used: z.number(), total: z.number() }),
+});
+export type StoragePoolResources = z.infer<typeof StoragePoolResourcesSchema>;
+
+/** `GET /1.0/storage-pools/{name}/volumes/{type}/{volume}`. */
+export const StorageVolumeSchema = z.strictObject({
+  name: z.string(),
+  type: z.string(),
+  content_type: z.string(),
+  description: z.string(),
+  config: stringMap,
+  used_by: z.array(z.string()),
+  location: z.string(),
+  project: z.string(),
+  created_at: z.string(),
+});
+export type StorageVolume = z.infer<typeof StorageVolumeSchema>;
+
 // --- The trust store ---
 
 /** `GET /1.0/certificates/{fingerprint}`: a trusted certificate. */

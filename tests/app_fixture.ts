@@ -20,6 +20,7 @@ import { Upgrader } from "../agent/upgrade.ts";
 import { NetworkManager } from "../agent/networks.ts";
 import { InstanceCopier } from "../agent/instance_copy.ts";
 import { Publisher } from "../agent/publish.ts";
+import { StorageManager } from "../agent/storage.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
 import { join } from "node:path";
 import { httpsAddresses } from "../server/addresses.ts";
@@ -45,6 +46,7 @@ export async function withApp(
       instances: core.instances,
       copies: new InstanceCopier(core.store, core.instances, core.drivers, core.events),
       publisher: new Publisher(core.store, core.instances, core.images, core.drivers, core.paths),
+      storage: new StorageManager(core.store, core.paths.root, core.instances.profiles),
       profiles: core.instances.profiles,
       // Networks make real bridges: the API unit tests never create one (tests/networks_test.ts does).
       networks: new NetworkManager({

@@ -113,6 +113,12 @@ Deno.test({
       assert.equal(await memoryLimit(pid), String(80 * 2 ** 20));
       assert.match(await lxc.ok("config", "show", name, "--expanded"), /limits\.memory: 80MiB/);
       assert.match(await lxc.ok("profile", "show", "web"), new RegExp(`/1.0/instances/${name}`));
+      // The pool the root disk is on, and the instance among its volumes.
+      assert.match(await lxc.ok("storage", "list"), /\| default +\| dir +\|/);
+      assert.match(
+        await lxc.ok("storage", "volume", "list", "default"),
+        new RegExp(`\\| container +\\| ${name} +\\|`),
+      );
       await lxc.ok("profile", "add", name, "web3");
       await lxc.ok("profile", "assign", name, "default");
       assert.deepEqual((await d.api.get<ShownInstance>(`/1.0/instances/${name}`)).profiles, [

@@ -47,6 +47,8 @@ export const API_EXTENSIONS = [
   "network",
   "network_leases",
   "instance_nic_network",
+  // /1.0/storage-pools: the default dir pool, its resources and volumes (read only yet).
+  "storage",
 ];
 
 export function serverRoutes(agent: Agent): Route[] {
