@@ -123,6 +123,14 @@ Deno.test("POST /1.0/instances refuses an unknown field, naming it, and unsuppor
       400,
       'source type "migration" is not supported yet',
     );
+    assertError(
+      await call(app, "POST", "/1.0/instances", {
+        name: "c1",
+        source: { type: "copy", source: "c0", refresh: true },
+      }),
+      400,
+      "Refreshing a copy is not supported yet",
+    );
     // A copy from another server is refused, saying so.
     assertError(
       await call(app, "POST", "/1.0/instances", {

@@ -385,19 +385,6 @@ lxcTest("lxc start starts a stopped container", async () => {
   assert.equal((await d.lxcState(NAME)).state, "RUNNING");
 });
 
-lxcTest("lxc copy is refused by name as not supported", async () => {
-  const d = await running();
-  const copy = uniqueName("z");
-  try {
-    const r = await (await stockLxc()).run(["copy", NAME, copy]);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /source type "copy" is not supported yet/);
-    assert.equal(await d.status(copy), undefined);
-  } finally {
-    if (await d.status(copy) !== undefined) await d.ok("delete", "--force", copy);
-  }
-});
-
 lxcTest("lxc delete -f deletes a running container, from LXC and from lxc list", async () => {
   const d = await running();
   const lxc = await stockLxc();
