@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { BadRequest } from "../contract/errors.ts";
 import { addExpiry, parseByteSize, parseCpuSet } from "../contract/units.ts";
+import { parseSchedule } from "./schedule.ts";
 import { parseListenAddress } from "../contract/listen_address.ts";
 import type { InstanceType } from "../contract/schemas.ts";
 
@@ -139,6 +140,38 @@ export const INSTANCE_KEYS: ConfigKey[] = [
     live: false,
     default: "false",
     doc: "Allow nested containers (mounts /proc and /sys read-write for the container)",
+  },
+  {
+    key: "snapshots.schedule",
+    schema: z.string().refine((v) => parseSchedule(v) !== undefined, {
+      error: 'expected five cron fields (UTC) such as "0 3 * * *", or @hourly, @daily, @weekly...',
+    }),
+    scope: "any",
+    live: true,
+    doc:
+      "When to take a snapshot (`snapN`): cron fields in UTC or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`",
+  },
+  {
+    key: "snapshots.schedule.stopped",
+    schema: bool,
+    scope: "any",
+    live: true,
+    default: "false",
+    doc: "Whether scheduled snapshots are also taken of a stopped instance",
+  },
+  {
+    key: "snapshots.expiry",
+    schema: z.string().refine((v) => {
+      try {
+        addExpiry(new Date(0), v);
+        return true;
+      } catch {
+        return false;
+      }
+    }, { error: 'expected a duration such as "1d", "2w" or "12H" (units S M H d w m y)' }),
+    scope: "any",
+    live: true,
+    doc: "How long a snapshot taken without an expiry is kept (`2d`, `1w`), then deleted",
   },
 ];
 

@@ -12,6 +12,8 @@ import type { EventBus } from "./events.ts";
 import type { InstanceManager } from "./instances.ts";
 import type { InstanceRecord, SnapshotRecord, Store } from "./store.ts";
 import { RESUME } from "./recovery.ts";
+import { dueBetween, parseSchedule } from "./schedule.ts";
+import { addExpiry } from "../contract/units.ts";
 
 /** Go's zero time: what Incus reports for "never" (no expiry, never used). */
 export const NEVER = "0001-01-01T00:00:00Z";
@@ -22,7 +24,10 @@ const STORAGE_KEYS = ["volatile.last_state.idmap"];
 export interface SnapshotCreateRequest {
   /** Empty: the next free `snapN`, as Incus names them. */
   name: string;
-  /** An RFC 3339 time, or null/absent/zero time for no expiry. */
+  /**
+   * An RFC 3339 time; the zero time for no expiry; null or absent for the instance's
+   * `snapshots.expiry` (none if it has none), as Incus reads them.
+   */
   expires_at?: string | null;
   stateful?: boolean;
 }
@@ -140,7 +145,11 @@ export class SnapshotManager {
     if (this.store.getSnapshot(instance, name) || this.#creating.has(key)) {
       throw new Conflict(`Snapshot "${name}" of instance "${instance}" already exists`);
     }
-    const expiresAt = parseExpiry(req.expires_at);
+    // No expiry asked for: the instance's `snapshots.expiry`, if it has one.
+    const expiry = this.instances.spec(inst).config["snapshots.expiry"];
+    const expiresAt = (req.expires_at === undefined || req.expires_at === null) && expiry
+      ? addExpiry(new Date(), expiry).toISOString()
+      : parseExpiry(req.expires_at);
     const { driver, access } = this.#driver(inst);
     this.#creating.add(key);
     return () =>
@@ -326,6 +335,37 @@ export class SnapshotManager {
       }
     }
     return { pruned, failed };
+  }
+
+  /** When `takeScheduled` last looked (the minutes after it are checked next time). */
+  #scheduleCheckedAt = new Date();
+
+  /**
+   * Takes the snapshots `snapshots.schedule` says are due since the last call (call it every
+   * minute): of running instances, and of stopped ones with `snapshots.schedule.stopped=true`.
+   * Returns the `instance/snap` names taken and the failures.
+   */
+  async takeScheduled(now = new Date()): Promise<{ taken: string[]; failed: string[] }> {
+    const from = this.#scheduleCheckedAt;
+    this.#scheduleCheckedAt = now;
+    const taken: string[] = [];
+    const failed: string[] = [];
+    for (const inst of this.instances.list()) {
+      const config = this.instances.spec(inst).config;
+      const schedule = config["snapshots.schedule"]
+        ? parseSchedule(config["snapshots.schedule"])
+        : undefined;
+      if (!schedule || !dueBetween(schedule, from, now)) continue;
+      try {
+        const status = await this.instances.status(inst);
+        if (status !== "Running" && config["snapshots.schedule.stopped"] !== "true") continue;
+        const snap = await this.prepareCreate(inst.name, { name: "" })();
+        taken.push(`${inst.name}/${snap.name}`);
+      } catch (err) {
+        failed.push(`${inst.name}: ${messageOf(err)}`);
+      }
+    }
+    return { taken, failed };
   }
 
   #nextName(instance: string): string {

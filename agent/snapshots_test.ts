@@ -452,3 +452,34 @@ Deno.test("snapshots of an instance whose driver has no snapshot storage are a B
     const manager = new SnapshotManager(core.store, core.instances, drivers, core.events);
     assert.throws(() => manager.prepareCreate("c1", { name: "s0" }), BadRequest);
   }));
+
+Deno.test("snapshots.expiry dates a snapshot taken without an expiry; the zero time keeps it", () =>
+  withCore(async (core) => {
+    await core.create("c1", { config: { "snapshots.expiry": "2d" } });
+    const m = new SnapshotManager(core.store, core.instances, core.drivers, core.events);
+    const before = Date.now();
+    const dated = await m.prepareCreate("c1", { name: "s0" })();
+    const in2d = Date.parse(dated.expires_at) - before;
+    assert.ok(in2d > 2 * 86_400_000 - 60_000 && in2d <= 2 * 86_400_000 + 60_000, dated.expires_at);
+    const kept = await m.prepareCreate("c1", { name: "s1", expires_at: NEVER })();
+    assert.equal(kept.expires_at, NEVER);
+  }));
+
+Deno.test("takeScheduled() snapshots running instances whose schedule came due, stopped ones only when asked", () =>
+  withCore(async (core) => {
+    await core.createRunning("run", { config: { "snapshots.schedule": "0 * * * *" } });
+    await core.create("stop", { config: { "snapshots.schedule": "0 * * * *" } });
+    await core.create("stop2", {
+      config: { "snapshots.schedule": "@hourly", "snapshots.schedule.stopped": "true" },
+    });
+    await core.createRunning("never");
+    const m = new SnapshotManager(core.store, core.instances, core.drivers, core.events);
+    const take = async (iso: string) => (await m.takeScheduled(new Date(iso))).taken.sort();
+    assert.deepEqual(await take("2030-01-01T09:00:30Z"), ["run/snap0", "stop2/snap0"]);
+    assert.deepEqual(await take("2030-01-01T09:58:30Z"), []);
+    assert.deepEqual(await take("2030-01-01T10:00:20Z"), ["run/snap1", "stop2/snap1"]);
+    assert.deepEqual(core.store.listSnapshots("stop"), []);
+    assert.deepEqual(core.store.listSnapshots("never"), []);
+    // The same minute again: nothing more.
+    assert.deepEqual((await m.takeScheduled(new Date("2030-01-01T10:00:50Z"))).taken, []);
+  }));
