@@ -18,6 +18,7 @@ import { InstanceManager } from "./instances.ts";
 import { InstanceCopier } from "./instance_copy.ts";
 import { Publisher } from "./publish.ts";
 import { StorageManager } from "./storage.ts";
+import { BackupManager } from "./backups.ts";
 import { ProfileManager } from "./profiles.ts";
 import { DEFAULT_NETWORK, NetworkManager } from "./networks.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
@@ -58,6 +59,7 @@ export class Agent {
   readonly copies: InstanceCopier;
   readonly publisher: Publisher;
   readonly storage: StorageManager;
+  readonly backups: BackupManager;
   readonly profiles: ProfileManager;
   readonly networks: NetworkManager;
   readonly snapshots: SnapshotManager;
@@ -127,6 +129,15 @@ export class Agent {
     this.instances.proxies = new ProxyForwarder(this.runner, log);
     this.copies = new InstanceCopier(this.store, this.instances, this.drivers, this.events);
     this.storage = new StorageManager(this.store, stateDir, this.profiles);
+    this.backups = new BackupManager({
+      store: this.store,
+      instances: this.instances,
+      drivers: this.drivers,
+      events: this.events,
+      runner: this.runner,
+      dir: (name) => this.paths.backups(name),
+    });
+    this.instances.backups = this.backups;
     this.publisher = new Publisher(
       this.store,
       this.instances,

@@ -112,6 +112,11 @@ export class InstanceManager {
   nics?: NicPlanner;
   /** Forwards proxy devices' ports while their instance runs (the agent wires it). */
   proxies?: ProxyForwarder;
+  /** An instance's backups, which go with it (the agent wires them). */
+  backups?: {
+    forget(instance: string): Promise<void>;
+    rename(from: string, to: string): Promise<void>;
+  };
 
   constructor(
     private store: Store,
@@ -385,6 +390,7 @@ export class InstanceManager {
       Object.assign(inst.config, await driver.start({ ...this.spec(inst), nics, mounts }));
     } catch (err) {
       this.proxies?.stopAll(`${inst.name}/`);
+      await this.backups?.forget(inst.name);
       throw err;
     }
     inst.last_used_at = new Date().toISOString();
@@ -611,6 +617,7 @@ export class InstanceManager {
           await Deno.rename(this.logsDir(name), this.logsDir(newName)).catch(() => {});
           // The entries under the old name go; the next start writes them under the new one.
           await this.nics?.forget(name).catch(() => {});
+          await this.backups?.rename(name, newName).catch(() => {});
           this.events.lifecycle("instance-renamed", instanceUrl(newName), {
             old_name: name,
           });

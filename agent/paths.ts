@@ -22,6 +22,10 @@ export class Paths {
   network(name: string): string {
     return join(this.root, "networks", name);
   }
+  /** An instance's backups (`backups("")`: where uploads are checked before an import). */
+  backups(instance: string): string {
+    return join(this.root, "backups", instance);
+  }
   /** The cached result of the KVM usability probe. */
   get kvmProbe(): string {
     return join(this.root, "kvm-probe.json");

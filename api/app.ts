@@ -5,6 +5,7 @@ import { accessGuard, afterRequest } from "./access.ts";
 import { json, toHttpError } from "../server/envelope.ts";
 import { errorBody } from "../contract/responses.ts";
 import { instanceAlias, type InstanceFamily, register, type Route } from "./route_table.ts";
+import { backupRoutes } from "./routes/backups.ts";
 import { certificateRoutes } from "./routes/certificates.ts";
 import { consoleRoutes } from "./routes/console.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -31,6 +32,7 @@ const TABLES: ((agent: Agent) => Route[])[] = [
   fileRoutes,
   sftpRoutes,
   snapshotRoutes,
+  backupRoutes,
   operationRoutes,
   eventRoutes,
   imageRoutes,

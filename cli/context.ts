@@ -134,6 +134,17 @@ export function parseKeyValues(items: string[], what = "config"): Record<string,
   return out;
 }
 
+/** Writes the body of `GET path` (a file download) to `file`; an error answer is a UsageError. */
+export async function download(ctx: CliContext, path: string, file: string): Promise<void> {
+  const res = await ctx.client.fetch("GET", path);
+  if (!res.ok || !res.body) {
+    const env = await res.json().catch(() => ({}));
+    throw new UsageError(env.error ?? `HTTP ${res.status}`);
+  }
+  const out = await Deno.open(file, { write: true, create: true, truncate: true });
+  await res.body.pipeTo(out.writable);
+}
+
 /** The values of a `set` command: `key value` (one pair) or `key=value...`. */
 export function setArgs(args: string[], what = "config"): Record<string, string> {
   if (args.length === 2 && !args[0].includes("=")) return { [args[0]]: args[1] };

@@ -3,7 +3,7 @@ import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { basename, join } from "node:path";
 import type { Image, ImageAliasesEntry, Operation } from "../contract/responses.ts";
 import { imageAliasUrl, imageUrl } from "../contract/urls.ts";
-import { type CliContext, parseKeyValues, UsageError } from "./context.ts";
+import { type CliContext, download, parseKeyValues, UsageError } from "./context.ts";
 import { type Column, FORMAT_OPTION, formatBytes, parseFormat, printList } from "./format.ts";
 
 const COLUMNS: Column<Image>[] = [
@@ -130,14 +130,8 @@ export function imageCommand(ctx: CliContext): CommandUnknownOpts {
     .argument("[file]", "Where to write it")
     .action(async (ref, target) => {
       const fp = await resolve(ctx, ref);
-      const res = await ctx.client.fetch("GET", `${imageUrl(fp)}/export`);
-      if (!res.ok || !res.body) {
-        const env = await res.json().catch(() => ({}));
-        throw new UsageError(env.error ?? `HTTP ${res.status}`);
-      }
       const path = target ?? `${fp}.tar.gz`;
-      const out = await Deno.open(path, { write: true, create: true, truncate: true });
-      await res.body.pipeTo(out.writable);
+      await download(ctx, `${imageUrl(fp)}/export`, path);
       console.log(`Image exported to ${path}`);
     });
 

@@ -53,6 +53,10 @@ export const COMMAND_GROUPS: { names: readonly string[]; load: Load }[] = [
   },
   { names: ["config"], load: async (ctx) => [(await import("./config.ts")).configCommand(ctx)] },
   {
+    names: ["export", "import"],
+    load: async (ctx) => (await import("./backups.ts")).backupCommands(ctx),
+  },
+  {
     names: ["storage"],
     load: async (ctx) => [(await import("./storage.ts")).storageCommand(ctx)],
   },

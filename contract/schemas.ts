@@ -459,3 +459,21 @@ export const NetworkPatchSchema = z.object({
   description: text.max(4096).optional(),
   ...NETWORK_READ_ONLY,
 }).strict();
+
+// --- Backups ---
+
+/** `POST /1.0/instances/{name}/backups` (`InstanceBackupsPost`). */
+export const InstanceBackupsPostSchema = z.object({
+  name: z.string().default(""),
+  expires_at: z.string().nullish(),
+  instance_only: z.boolean().default(false),
+  container_only: z.boolean().default(false),
+  optimized_storage: notTrue(
+    "Optimized backups are not supported: the dir pool has no format of its own",
+  ),
+  compression_algorithm: onlyDefault(
+    z.string(),
+    (v) => v === "" || v === "gzip",
+    "Only gzip backups are supported",
+  ),
+}).strict();

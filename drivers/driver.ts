@@ -222,6 +222,16 @@ export interface Driver {
     inst: InstanceSpec,
     opts: { from?: string; metadata: Record<string, unknown>; out: string },
   ): Promise<void>;
+  /** Writes a backup tarball (Incus's layout) of a stopped or frozen instance to `out`. */
+  backup?(
+    inst: InstanceSpec,
+    opts: { snapshots: string[]; index: Record<string, unknown>; out: string },
+  ): Promise<void>;
+  /** Makes `target`'s storage from a checked backup file, with the snapshots named. */
+  restoreBackup?(
+    target: InstanceSpec,
+    opts: { file: string; snapshots: string[] },
+  ): Promise<VolatileChanges>;
   /**
    * Makes `target`'s storage a copy of `source`'s (or of its snapshot `from`), with the snapshots
    * named in `snapshots` copied too. `source` is stopped or frozen; a failed copy leaves nothing.

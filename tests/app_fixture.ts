@@ -21,6 +21,7 @@ import { NetworkManager } from "../agent/networks.ts";
 import { InstanceCopier } from "../agent/instance_copy.ts";
 import { Publisher } from "../agent/publish.ts";
 import { StorageManager } from "../agent/storage.ts";
+import { BackupManager } from "../agent/backups.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
 import { join } from "node:path";
 import { httpsAddresses } from "../server/addresses.ts";
@@ -47,6 +48,14 @@ export async function withApp(
       copies: new InstanceCopier(core.store, core.instances, core.drivers, core.events),
       publisher: new Publisher(core.store, core.instances, core.images, core.drivers, core.paths),
       storage: new StorageManager(core.store, core.paths.root, core.instances.profiles),
+      backups: new BackupManager({
+        store: core.store,
+        instances: core.instances,
+        drivers: core.drivers,
+        events: core.events,
+        runner: new Runner(),
+        dir: (name) => core.paths.backups(name),
+      }),
       profiles: core.instances.profiles,
       // Networks make real bridges: the API unit tests never create one (tests/networks_test.ts does).
       networks: new NetworkManager({

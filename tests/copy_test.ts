@@ -145,3 +145,72 @@ Deno.test({
     }
   },
 });
+
+async function sha256(d: TestDaemon, name: string, path: string): Promise<string> {
+  return (await d.ok("exec", name, "--", "sha256sum", path)).split(" ")[0];
+}
+
+Deno.test("export, delete, import gives back the same files, owners and snapshots; a truncated backup makes nothing", async () => {
+  const d = await daemon();
+  const name = uniqueName("ex");
+  const dir = await Deno.makeTempDir({ prefix: "outpost-backup-" });
+  try {
+    await d.ok("launch", "bb", name, "-c", "user.k=v");
+    await sh(d, name, "head -c 300000 /dev/urandom > /root/blob && chown 33:33 /root/blob");
+    await sh(d, name, "echo then > /root/data");
+    await d.ok("snapshot", "create", name, "s0");
+    await sh(d, name, "echo now > /root/data");
+    const blob = await sha256(d, name, "/root/blob");
+    const file = `${dir}/b.tar.gz`;
+    assert.match(await d.ok("export", name, file), /exported/);
+    assert.deepEqual(await d.api.get<string[]>(`/1.0/instances/${name}/backups`), []);
+    await d.ok("delete", name, "--force");
+
+    // Truncated: refused, nothing made.
+    const bytes = await Deno.readFile(file);
+    await Deno.writeFile(`${dir}/cut.tar.gz`, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const cut = await d.cli("import", `${dir}/cut.tar.gz`);
+    assert.equal(cut.code, 1);
+    assert.match(cut.stderr, /corrupt or truncated/);
+    assert.equal(await d.status(name), undefined);
+
+    await d.ok("import", file);
+    await d.ok("start", name);
+    assert.equal(await sha256(d, name, "/root/blob"), blob);
+    assert.equal(await sh(d, name, "stat -c %u:%g /root/blob"), "33:33\n");
+    assert.equal(await sh(d, name, "cat /root/data"), "now\n");
+    const shown = await d.api.get<{ config: Record<string, string> }>(`/1.0/instances/${name}`);
+    assert.equal(shown.config["user.k"], "v");
+    await d.ok("snapshot", "restore", name, "s0");
+    assert.equal(await sh(d, name, "cat /root/data"), "then\n");
+    // Under another name, beside it.
+    await d.ok("import", file, `${name}b`);
+    assert.equal(await d.status(`${name}b`), "Stopped");
+  } finally {
+    await d.cli("delete", name, `${name}b`, "--force");
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "the stock lxc client exports and imports a container",
+  ignore: !HAS_LXC,
+  async fn() {
+    const d = await daemon();
+    const lxc = await StockLxc.for(d);
+    const name = uniqueName("lx");
+    const dir = await Deno.makeTempDir({ prefix: "outpost-backup-" });
+    try {
+      await lxc.ok("launch", "bb", name);
+      await sh(d, name, "echo stock > /root/data");
+      await lxc.ok("export", name, `${dir}/b.tar.gz`);
+      await lxc.ok("delete", name, "--force");
+      await lxc.ok("import", `${dir}/b.tar.gz`);
+      await lxc.ok("start", name);
+      assert.equal(await sh(d, name, "cat /root/data"), "stock\n");
+    } finally {
+      await d.cli("delete", name, "--force");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

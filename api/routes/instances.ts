@@ -67,6 +67,9 @@ export function instanceRoutes(agent: Agent): Route[] {
   };
 
   const create: Handler = async (c, family) => {
+    if ((c.req.header("content-type") ?? "").startsWith("application/octet-stream")) {
+      return importBackup(c);
+    }
     const body = await parseBody(c, InstancesPostSchema);
     if (body.source.type === "copy") return copy(c, body);
     if (body.source.type !== "image") {
@@ -112,6 +115,25 @@ export function instanceRoutes(agent: Agent): Route[] {
         }
       },
     });
+
+  /**
+   * A backup uploaded as the body (`lxc import`): read whole and checked while the request is
+   * open, so a bad one is a 400; the operation reports the new instance.
+   */
+  const importBackup = async (c: Parameters<Handler>[0]) => {
+    const body = c.req.raw.body;
+    if (!body) throw new BadRequest("Empty backup upload");
+    const name = c.req.header("x-incus-name") ?? c.req.header("x-lxd-name") ?? undefined;
+    const rec = await agent.backups.import(body, name || undefined);
+    return async(
+      c,
+      operations.start({
+        description: "Restoring backup",
+        resources: resources(rec.name),
+        run: () => Promise.resolve(),
+      }),
+    );
+  };
 
   /** A copy of an instance or snapshot of this host, as an operation. */
   const copy = (c: Parameters<Handler>[0], body: InstancesPost) => {
@@ -220,17 +242,6 @@ export function instanceRoutes(agent: Agent): Route[] {
     );
   };
 
-  // Backups are listed (there are none yet) so clients that read them, such as `lxc info`, work;
-  // creating one is refused until the backup capability lands.
-  const listBackups: Handler = (c) => {
-    instances.get(c.req.param("name")!);
-    return sync(c, []);
-  };
-  const createBackup: Handler = (c) => {
-    instances.get(c.req.param("name")!);
-    throw new BadRequest("Instance backups are not supported yet");
-  };
-
   const listLogs: Handler = async (c) => {
     const name = c.req.param("name")!;
     const files = await agent.instanceLogs.list(name);
@@ -260,8 +271,6 @@ export function instanceRoutes(agent: Agent): Route[] {
     ["DELETE", "/1.0/instances/:name", "trusted", remove],
     ["GET", "/1.0/instances/:name/state", "trusted", getState],
     ["PUT", "/1.0/instances/:name/state", "trusted", putState],
-    ["GET", "/1.0/instances/:name/backups", "trusted", listBackups],
-    ["POST", "/1.0/instances/:name/backups", "trusted", createBackup],
     ["GET", "/1.0/instances/:name/logs", "trusted", listLogs],
     ["GET", "/1.0/instances/:name/logs/:file", "trusted", getLog],
     ["DELETE", "/1.0/instances/:name/logs/:file", "trusted", deleteLog],

@@ -195,9 +195,7 @@ export class LxcDriver implements Driver {
       await Deno.remove(unpack, { recursive: true });
       const changes = { "volatile.last_state.idmap": "[]", ...this.#shiftForConfig(inst) };
       inst = withConfig(inst, changes);
-      await this.#writeHostname(inst);
-      await this.#writeConfig(inst);
-      await this.#recordInit(inst.name, STOPPED);
+      await this.#finishStorage(inst);
       return changes;
     } catch (err) {
       // A failed create leaves nothing behind.
@@ -225,6 +223,13 @@ export class LxcDriver implements Driver {
       );
     }
     return { "volatile.last_state.idmap": wantJson, "volatile.idmap.current": wantJson };
+  }
+
+  /** A new container's storage, made: its hostname, its LXC config, and stopped. */
+  async #finishStorage(inst: InstanceSpec): Promise<void> {
+    await this.#writeHostname(inst);
+    await this.#writeConfig(inst);
+    await this.#recordInit(inst.name, STOPPED);
   }
 
   async #writeConfig(inst: InstanceSpec): Promise<void> {
@@ -350,9 +355,7 @@ export class LxcDriver implements Driver {
           await cp(this.snapshots.path(source.name, snap), this.snapshots.path(target.name, snap));
         }
       }
-      await this.#writeHostname(target);
-      await this.#writeConfig(target);
-      await this.#recordInit(target.name, STOPPED);
+      await this.#finishStorage(target);
       return {};
     } catch (err) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -373,28 +376,111 @@ export class LxcDriver implements Driver {
     try {
       // JSON is YAML: every value is escaped for the format by construction.
       await Deno.writeTextFile(join(tmp, "metadata.yaml"), JSON.stringify(opts.metadata) + "\n");
-      // The rootfs is shifted into the host's id range: tar writes it back at the ids the
-      // container sees (what an image holds), one map line an id.
-      const args = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*"];
-      const map = JSON.parse(inst.config["volatile.last_state.idmap"] ?? "[]") as {
-        Isuid: boolean;
-        Hostid: number;
-        Nsid: number;
-        Maprange: number;
-      }[];
-      for (const [uid, flag] of [[true, "--owner-map"], [false, "--group-map"]] as const) {
-        const e = map.find((m) => m.Isuid === uid);
-        if (!e || e.Hostid === e.Nsid) continue;
-        const file = join(tmp, uid ? "uid.map" : "gid.map");
-        const lines: string[] = [];
-        for (let i = 0; i < e.Maprange; i++) lines.push(`+${e.Hostid + i} +${e.Nsid + i}`);
-        await Deno.writeTextFile(file, lines.join("\n") + "\n");
-        args.push(`${flag}=${file}`);
-      }
+      const args = ["tar", ...await unshiftArgs(inst, tmp)];
       args.push("-czf", opts.out, "-C", tmp, "metadata.yaml", "-C", parent, "rootfs");
       await this.runner.run(args);
     } finally {
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    }
+  }
+
+  /**
+   * Writes a backup of a stopped or frozen container to `out`: Incus's layout (`backup/index.yaml`,
+   * `backup/container/rootfs/`, `backup/snapshots/NAME/rootfs/`), its files at the ids the
+   * container sees.
+   */
+  async backup(
+    inst: InstanceSpec,
+    opts: { snapshots: string[]; index: Record<string, unknown>; out: string },
+  ): Promise<void> {
+    const dir = this.dir(inst.name);
+    const tmp = join(dir, `.backup-${crypto.randomUUID()}`);
+    await Deno.mkdir(join(tmp, "backup"), { recursive: true, mode: 0o700 });
+    try {
+      await Deno.writeTextFile(
+        join(tmp, "backup", "index.yaml"),
+        JSON.stringify(opts.index) + "\n",
+      );
+      const args = ["tar", ...await unshiftArgs(inst, tmp)];
+      // S: symlink targets are the container's own paths, never renamed.
+      args.push(
+        "--transform=s,^rootfs,backup/container/rootfs,S",
+        "--transform=s,^snapshots/,backup/snapshots/,S",
+        "-czf",
+        opts.out,
+        "-C",
+        tmp,
+        "backup/index.yaml",
+        "-C",
+        dir,
+        "rootfs",
+        ...opts.snapshots.map((s) => `snapshots/${s}/rootfs`),
+      );
+      await this.runner.run(args);
+    } finally {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    }
+  }
+
+  /**
+   * Makes `target`'s storage from a checked backup file (rootfs and snapshots at the container's
+   * own ids, shifted here into the host's range); a failure leaves nothing.
+   */
+  async restoreBackup(
+    target: InstanceSpec,
+    opts: { file: string; snapshots: string[] },
+  ): Promise<VolatileChanges> {
+    const dir = this.dir(target.name);
+    if (existsSync(dir)) {
+      throw new Conflict(
+        `Storage for "${target.name}" already exists in ${this.lxcPath}: remove it first`,
+      );
+    }
+    await Deno.mkdir(dir, { mode: 0o711 });
+    try {
+      const tmp = join(dir, ".unpack");
+      await Deno.mkdir(tmp, { mode: 0o700 });
+      await this.runner.run([
+        "tar",
+        "-xzf",
+        opts.file,
+        "-C",
+        tmp,
+        "--numeric-owner",
+        "-p",
+        "--xattrs-include=*",
+      ]);
+      await Deno.rename(join(tmp, "backup", "container", "rootfs"), this.rootfs(target.name));
+      if (opts.snapshots.length > 0) {
+        await Deno.mkdir(this.snapshots.root(target.name), { mode: 0o700 });
+        for (const s of opts.snapshots) {
+          await Deno.mkdir(this.snapshots.path(target.name, s), { mode: 0o700 });
+          await Deno.rename(
+            join(tmp, "backup", "snapshots", s, "rootfs"),
+            join(this.snapshots.path(target.name, s), "rootfs"),
+          );
+        }
+      }
+      await Deno.remove(tmp, { recursive: true });
+      const want = isTrue(target.config["security.privileged"]) ? undefined : this.#hostIdMap();
+      if (want) {
+        for (
+          const root of [
+            this.rootfs(target.name),
+            ...opts.snapshots.map((s) => join(this.snapshots.path(target.name, s), "rootfs")),
+          ]
+        ) {
+          shiftTree(root, want.uid.hostBase, want.gid.hostBase);
+        }
+      }
+      const json = want ? idmapJson(want) : "[]";
+      const changes = { "volatile.last_state.idmap": json, "volatile.idmap.current": json };
+      const inst = withConfig(target, changes);
+      await this.#finishStorage(inst);
+      return changes;
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw err;
     }
   }
 
@@ -578,4 +664,28 @@ export class LxcDriver implements Driver {
       }
     }
   }
+}
+
+/**
+ * tar options that write a container's files at the ids it sees: its rootfs is shifted into the
+ * host's range, and the recorded id map gives one map line an id (files in `tmp`).
+ */
+async function unshiftArgs(inst: InstanceSpec, tmp: string): Promise<string[]> {
+  const args = ["--numeric-owner", "--xattrs", "--xattrs-include=*"];
+  const map = JSON.parse(inst.config["volatile.last_state.idmap"] ?? "[]") as {
+    Isuid: boolean;
+    Hostid: number;
+    Nsid: number;
+    Maprange: number;
+  }[];
+  for (const [uid, flag] of [[true, "--owner-map"], [false, "--group-map"]] as const) {
+    const e = map.find((m) => m.Isuid === uid);
+    if (!e || e.Hostid === e.Nsid) continue;
+    const file = join(tmp, uid ? "uid.map" : "gid.map");
+    const lines: string[] = [];
+    for (let i = 0; i < e.Maprange; i++) lines.push(`+${e.Hostid + i} +${e.Nsid + i}`);
+    await Deno.writeTextFile(file, lines.join("\n") + "\n");
+    args.push(`${flag}=${file}`);
+  }
+  return args;
 }

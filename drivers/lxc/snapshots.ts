@@ -142,7 +142,8 @@ export async function recoverTemp(dir: string): Promise<string[]> {
     if (err instanceof Deno.errors.NotFound) return actions;
     throw err;
   }
-  entries = entries.filter((e) => /^\.(restore|snapshot|publish)-|^\.unpack$/.test(e)).sort();
+  entries = entries.filter((e) => /^\.(restore|snapshot|publish|backup)-|^\.unpack$/.test(e))
+    .sort();
   for (const e of entries) {
     const tmp = join(dir, e);
     if (e.startsWith(".restore-") && !existsSync(rootfs)) {
