@@ -174,6 +174,19 @@ export class BackupManager {
     return stream;
   }
 
+  /** Deletes every backup whose expiry has passed (the daemon's minute timer calls it). */
+  async pruneExpired(now = new Date()): Promise<string[]> {
+    const pruned: string[] = [];
+    for (const inst of this.deps.store.listInstances()) {
+      for (const b of await this.list(inst.name)) {
+        if (b.expires_at === NEVER || Date.parse(b.expires_at) > now.getTime()) continue;
+        await this.delete(inst.name, b.name);
+        pruned.push(`${inst.name}/${b.name}`);
+      }
+    }
+    return pruned;
+  }
+
   /** An instance's backups follow its rename. */
   async rename(from: string, to: string): Promise<void> {
     await Deno.rename(this.deps.dir(from), this.deps.dir(to)).catch((err) => {

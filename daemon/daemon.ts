@@ -72,11 +72,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   await Deno.writeTextFile(agent.paths.pidfile, `${Deno.pid}\n`);
   log(`outpost daemon listening on ${agent.paths.socket} (pid ${Deno.pid})`);
   // Once a minute (and once at start-up): the snapshots schedules ask for are taken, expired
-  // ones are removed.
+  // snapshots and backups are removed.
   const prune = async () => {
     const { taken, failed: missed } = await agent.snapshots.takeScheduled();
     for (const t of taken) log(`snapshot ${t} taken on schedule`);
     for (const m of missed) log(`scheduled snapshot failed: ${m}`);
+    for (const b of await agent.backups.pruneExpired()) log(`backup ${b} expired: deleted`);
     const { pruned, failed } = await agent.snapshots.pruneExpired();
     for (const p of pruned) log(`snapshot ${p} expired: deleted`);
     for (const f of failed) log(`snapshot ${f} expired but could not be deleted`);

@@ -130,6 +130,8 @@ Deno.test({
           await lxc.ok("network", "list"),
           new RegExp(`\\| ${net} +\\| bridge +\\| YES`),
         );
+        assert.match(await lxc.ok("network", "list-leases", net), new RegExp(`\\| ${c2} +\\|`));
+        assert.match(await lxc.ok("network", "show", net), new RegExp(`/1.0/instances/${c1}`));
       }
       // In use: not deleted.
       const inUse = await d.cli("network", "delete", net);
