@@ -22,6 +22,8 @@ import type { InstanceRecord, SnapshotRecord, Store } from "./store.ts";
 
 /** Backup uploads larger than this are refused (streamed to disk, never held). */
 export const MAX_BACKUP_BYTES = 16 * 2 ** 30;
+/** The largest `backup/index.yaml` read (an instance and its snapshots take a few KiB). */
+const MAX_INDEX_BYTES = 4 * 2 ** 20;
 /** Ids a backup's files may have: an unprivileged container's range. */
 const ID_RANGE = 65536;
 
@@ -253,6 +255,10 @@ export class BackupManager {
         );
       }
       if (path.startsWith("backup/container/rootfs")) hasRootfs = true;
+      // The index is read into memory: a sender cannot make it large.
+      if (path === "backup/index.yaml" && !(Number(f[2]) <= MAX_INDEX_BYTES)) {
+        throw new BadRequest(`Invalid backup: backup/index.yaml is over ${MAX_INDEX_BYTES} bytes`);
+      }
     }
     if (!hasRootfs) throw new BadRequest("Invalid backup: it has no backup/container/rootfs/");
     const text = await this.deps.runner.run(["tar", "-xzOf", file, "backup/index.yaml"], {

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { BadRequest, Conflict, NotFound, PreconditionFailed } from "../contract/errors.ts";
 import { createHash, randomBytes } from "node:crypto";
-import { networkUrl } from "../contract/urls.ts";
+import { instanceUrl, networkUrl, profileUrl } from "../contract/urls.ts";
 import type { BridgeDriver, BridgeSpec } from "../drivers/network/bridge.ts";
 import { hostEntry, type Lease } from "../drivers/network/dnsmasq.ts";
 import {
@@ -169,7 +169,7 @@ export class NetworkManager {
   /** The networks by name with their IPv4 address, for checking nic devices. */
   subnets(): Map<string, { ipv4?: string }> {
     return new Map(
-      this.list().map((n) => [n.name, { ipv4: ipv4Of(n) && n.config["ipv4.address"] }]),
+      this.list().map((n) => [n.name, { ipv4: ipv4Of(n) ? n.config["ipv4.address"] : undefined }]),
     );
   }
 
@@ -186,8 +186,8 @@ export class NetworkManager {
     const uses = (devices: Devices) =>
       Object.values(devices).some((d) => d.type === "nic" && d.network === name);
     return [
-      ...expanded.profiles.filter(([, d]) => uses(d)).map(([p]) => `/1.0/profiles/${p}`),
-      ...expanded.instances.filter(([, d]) => uses(d)).map(([i]) => `/1.0/instances/${i}`),
+      ...expanded.profiles.filter(([, d]) => uses(d)).map(([p]) => profileUrl(p)),
+      ...expanded.instances.filter(([, d]) => uses(d)).map(([i]) => instanceUrl(i)),
     ];
   }
 

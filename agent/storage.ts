@@ -6,6 +6,7 @@
  */
 import { NotFound } from "../contract/errors.ts";
 import { fsUsage } from "../drivers/statfs.ts";
+import { imageUrl, instanceUrl, profileUrl } from "../contract/urls.ts";
 import { DEFAULT_POOL } from "./profiles.ts";
 import type { Devices, ProfileManager } from "./profiles.ts";
 import type { Store } from "./store.ts";
@@ -55,13 +56,11 @@ export class StorageManager {
     const onPool = (devices: Devices) =>
       Object.values(devices).some((d) => d.type === "disk" && d.pool === name);
     return [
-      ...this.store.listProfiles().filter((p) => onPool(p.devices)).map((p) =>
-        `/1.0/profiles/${encodeURIComponent(p.name)}`
-      ),
+      ...this.store.listProfiles().filter((p) => onPool(p.devices)).map((p) => profileUrl(p.name)),
       ...this.store.listInstances().filter((i) => onPool(this.profiles.expand(i).devices)).map((
         i,
-      ) => `/1.0/instances/${encodeURIComponent(i.name)}`),
-      ...this.store.listImages().map((i) => `/1.0/images/${i.fingerprint}`),
+      ) => instanceUrl(i.name)),
+      ...this.store.listImages().map((i) => imageUrl(i.fingerprint)),
     ];
   }
 
@@ -78,14 +77,14 @@ export class StorageManager {
       name: i.name,
       type: i.type,
       contentType: i.type === "virtual-machine" ? "block" : "filesystem",
-      usedBy: [`/1.0/instances/${encodeURIComponent(i.name)}`],
+      usedBy: [instanceUrl(i.name)],
       createdAt: i.created_at,
     }));
     const images: VolumeInfo[] = this.store.listImages().map((i) => ({
       name: i.fingerprint,
       type: "image",
       contentType: i.type === "virtual-machine" ? "block" : "filesystem",
-      usedBy: [`/1.0/images/${i.fingerprint}`],
+      usedBy: [imageUrl(i.fingerprint)],
       createdAt: i.uploaded_at,
     }));
     return [...instances, ...images];
