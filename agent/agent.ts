@@ -128,7 +128,17 @@ export class Agent {
     this.instances.nics = this.networks;
     this.instances.proxies = new ProxyForwarder(this.runner, log);
     this.copies = new InstanceCopier(this.store, this.instances, this.drivers, this.events);
-    this.storage = new StorageManager(this.store, stateDir, this.profiles);
+    this.storage = new StorageManager({
+      store: this.store,
+      paths: this.paths,
+      runner: this.runner,
+      events: this.events,
+      profiles: this.profiles,
+      log,
+    });
+    this.profiles.storage = this.storage;
+    this.instances.pools = this.storage;
+    this.images.volumes = this.storage;
     this.backups = new BackupManager({
       store: this.store,
       instances: this.instances,
@@ -205,6 +215,7 @@ export class Agent {
     }
     // What a kill -9 left: temp files, half-made or half-deleted instances, running operations.
     await this.images.recover(this.log);
+    await this.storage.restore();
     await this.networks.restore();
     if (this.store.fresh && this.defaultNetwork) {
       await makeDefaultNetwork(this.networks, this.profiles, this.log);

@@ -154,7 +154,8 @@ export class ImageStore {
 
   /** What a driver needs to create an instance from this image. */
   async source(image: ImageRecord): Promise<ImageSource> {
-    if (image.type === "container") return { file: this.file(image.fingerprint) };
+    const file = this.file(image.fingerprint);
+    if (image.type === "container") return { fingerprint: image.fingerprint, file };
     const dir = this.dir(image.fingerprint);
     const meta = MetadataSchema.parse(
       await parseYaml(await Deno.readTextFile(join(dir, "metadata.yaml"))),
@@ -166,7 +167,7 @@ export class ImageStore {
         cmdline: meta.boot.cmdline,
       }
       : undefined;
-    return { file: this.file(image.fingerprint), dir, boot };
+    return { fingerprint: image.fingerprint, file, dir, boot };
   }
 
   /** Imports a unified image tarball from a stream; returns the stored record. */
@@ -307,6 +308,9 @@ export class ImageStore {
     }
   }
 
+  /** The unpacked copies of images kept on storage pools (the agent wires the pools). */
+  volumes?: { forgetImage(fingerprint: string): Promise<void> };
+
   async delete(fingerprint: string): Promise<void> {
     const image = this.get(fingerprint);
     if (image.type === "virtual-machine") {
@@ -328,6 +332,7 @@ export class ImageStore {
     });
     await Deno.remove(this.paths.image(image.fingerprint)).catch(() => {});
     await Deno.remove(this.dir(image.fingerprint), { recursive: true }).catch(() => {});
+    await this.volumes?.forgetImage(image.fingerprint);
     this.events.lifecycle("image-deleted", imageUrl(image.fingerprint));
   }
 

@@ -96,6 +96,7 @@ Deno.test("a container is created from its image's file", () =>
   withCore(async (core) => {
     await core.instances.prepareCreate(createRequest("c1"))();
     assert.deepEqual(core.driver.called("create")[0].args[0], {
+      fingerprint: core.image.fingerprint,
       file: core.images.file(core.image.fingerprint),
     });
   }));
@@ -105,6 +106,7 @@ Deno.test("a VM is created from its image's unpacked directory", () =>
     await core.instances.prepareCreate(createRequest("v1", { type: "virtual-machine" }))();
     const fp = core.vmImage.fingerprint;
     assert.deepEqual(core.vmDriver.called("create")[0].args[0], {
+      fingerprint: fp,
       file: core.images.file(fp),
       dir: core.images.dir(fp),
       boot: undefined,

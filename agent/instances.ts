@@ -28,8 +28,16 @@ import type { InstanceRuntime, PowerState } from "../contract/instance_state.ts"
 import { instanceUrl } from "../contract/urls.ts";
 import { checkDevices, mountsOf } from "../drivers/device/device.ts";
 import { parseProxyAddress, type ProxyForwarder } from "../drivers/device/proxy.ts";
-import type { InstanceSpec, NicPlan } from "../drivers/driver.ts";
-import { DEFAULT_PROFILE, expand, type Expanded, ProfileManager } from "./profiles.ts";
+import type { DiskPlan, InstanceSpec, MountPlan, NicPlan } from "../drivers/driver.ts";
+import type { StorageManager } from "./storage.ts";
+import {
+  checkSameRootPool,
+  DEFAULT_POOL,
+  DEFAULT_PROFILE,
+  expand,
+  type Expanded,
+  ProfileManager,
+} from "./profiles.ts";
 
 export interface CreateRequest {
   name: string;
@@ -112,6 +120,8 @@ export class InstanceManager {
   nics?: NicPlanner;
   /** Forwards proxy devices' ports while their instance runs (the agent wires it). */
   proxies?: ProxyForwarder;
+  /** The storage pools: where an instance's storage is, its custom volumes (the agent wires them). */
+  pools?: Pick<StorageManager, "plan" | "volumePath">;
   /** An instance's backups, which go with it (the agent wires them). */
   backups?: {
     forget(instance: string): Promise<void>;
@@ -175,10 +185,32 @@ export class InstanceManager {
     return { inst, snap };
   }
 
-  /** What a driver is told of an instance: its record with its profiles applied. */
+  /** What a driver is told of an instance: its record with its profiles applied, its pool. */
   spec(inst: InstanceRecord): InstanceSpec {
     const e = this.profiles.expand(inst);
-    return { ...inst, config: e.config, devices: e.devices };
+    return { ...inst, config: e.config, devices: e.devices, pool: this.pools?.plan(e.devices) };
+  }
+
+  /**
+   * The custom volumes among an instance's disks: filesystem volumes mounted into a container
+   * (shifted to its ids unless it is privileged), block volumes given to a VM.
+   */
+  #volumes(spec: InstanceSpec): { mounts: MountPlan[]; disks: DiskPlan[] } {
+    const mounts: MountPlan[] = [];
+    const disks: DiskPlan[] = [];
+    const entries = Object.entries(spec.devices).sort(([a], [b]) => a.localeCompare(b));
+    for (const [device, d] of entries) {
+      if (d.type !== "disk" || !d.pool || !d.source || d.path === "/") continue;
+      if (!this.pools) throw new BadRequest(`Device "${device}": this daemon has no storage pools`);
+      const v = this.pools.volumePath(d.pool, d.source);
+      const readonly = d.readonly === "true";
+      if (v.file) disks.push({ device, file: v.file, readonly });
+      else {
+        const shift = d.shift ? d.shift === "true" : spec.config["security.privileged"] !== "true";
+        mounts.push({ device, source: v.dir, path: d.path, readonly, shift });
+      }
+    }
+    return { mounts, disks };
   }
 
   /**
@@ -250,7 +282,11 @@ export class InstanceManager {
   prepareCreate(req: CreateRequest): () => Promise<InstanceRecord> {
     checkInstanceName(req.name);
     const profiles = req.profiles ?? [DEFAULT_PROFILE];
-    this.#checkFields(req.type, { ...req, profiles });
+    const expanded = this.#checkFields(req.type, { ...req, profiles });
+    const pool = this.pools?.plan(expanded.devices);
+    if (req.type === "virtual-machine" && pool && pool.name !== DEFAULT_POOL) {
+      throw new BadRequest("VMs on storage pools other than default are not supported yet");
+    }
     if (this.store.getInstance(req.name) || this.#creating.has(req.name)) {
       throw new Conflict(`Instance "${req.name}" already exists`);
     }
@@ -375,7 +411,14 @@ export class InstanceManager {
       Object.assign(inst.config, plan.volatile);
       nics = plan.nics;
     }
-    const mounts = mountsOf(spec.devices);
+    const volumes = this.#volumes(spec);
+    const mounts = [...mountsOf(spec.devices), ...volumes.mounts];
+    const disks = volumes.disks;
+    if (disks.length > 0) {
+      throw new BadRequest(
+        `Block volumes cannot be given to VMs yet (device "${disks[0].device}")`,
+      );
+    }
     for (const m of mounts) {
       const st = await Deno.stat(m.source).catch(() => undefined);
       if (!st?.isDirectory) {
@@ -387,7 +430,10 @@ export class InstanceManager {
     // The proxies listen first: a port the host cannot give fails the start before it happens.
     this.#startProxies(inst);
     try {
-      Object.assign(inst.config, await driver.start({ ...this.spec(inst), nics, mounts }));
+      Object.assign(
+        inst.config,
+        await driver.start({ ...this.spec(inst), nics, mounts, disks }),
+      );
     } catch (err) {
       this.proxies?.stopAll(`${inst.name}/`);
       await this.backups?.forget(inst.name);
@@ -474,6 +520,7 @@ export class InstanceManager {
       const req = compute(cur);
       const before = this.profiles.expand(cur);
       const after = this.#checkFields(cur.type, req);
+      checkSameRootPool(name, before.devices, after.devices);
       const config = { ...stripVolatile(req.config), ...volatileOf(cur.config) };
       const next: InstanceRecord = {
         ...cur,

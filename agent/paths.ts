@@ -18,6 +18,21 @@ export class Paths {
   get vms(): string {
     return join(this.root, "virtual-machines");
   }
+  /** Storage pools without a source of their own: a directory (or mount point) each. */
+  storagePool(name: string): string {
+    return join(this.root, "storage-pools", name);
+  }
+  /** The loop files of btrfs pools the daemon made. */
+  get disks(): string {
+    return join(this.root, "disks");
+  }
+  /** The default pool's unpacked image volumes and custom volumes. */
+  get imageVolumes(): string {
+    return join(this.root, "image-volumes");
+  }
+  get customVolumes(): string {
+    return join(this.root, "custom-volumes");
+  }
   /** Managed networks: one directory each (dnsmasq's pid file, leases and host entries). */
   network(name: string): string {
     return join(this.root, "networks", name);

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { BadRequest, Conflict, NotFound, PreconditionFailed } from "../contract/errors.ts";
 import { profileUrl } from "../contract/urls.ts";
-import { checkDevices, type DeviceContext } from "../drivers/device/device.ts";
+import { checkDevices, type DeviceContext, isRootDisk } from "../drivers/device/device.ts";
 import type { InstanceType } from "../contract/schemas.ts";
 import { checkConfigKey, checkInstanceConfig } from "./config_keys.ts";
 import type { EventBus } from "./events.ts";
@@ -80,6 +80,23 @@ export function expand(
   return out;
 }
 
+/** Refuses a change of the pool an instance's root disk is on: its storage never moves. */
+export function checkSameRootPool(
+  name: string,
+  before: Readonly<Devices>,
+  after: Readonly<Devices>,
+): void {
+  const poolOf = (d: Readonly<Devices>) =>
+    Object.values(d).find((dev) => isRootDisk(dev))?.pool ?? DEFAULT_POOL;
+  if (poolOf(before) !== poolOf(after)) {
+    throw new BadRequest(
+      `The root disk of "${name}" is on pool "${
+        poolOf(before)
+      }": moving an instance's storage to another pool is not supported`,
+    );
+  }
+}
+
 export class ProfileManager {
   users: ProfileUsers = { applyLive: async () => {} };
   readonly #locks = new KeyedLock();
@@ -100,9 +117,20 @@ export class ProfileManager {
   /** The managed networks, for checking nics (wired to the network manager by the agent). */
   networks: () => ReadonlyMap<string, { ipv4?: string }> = () => new Map();
 
-  /** What devices are checked against: the pools and networks that exist. */
+  /** The storage pools and custom volumes, for checking disks (wired to the pools by the agent). */
+  storage: {
+    names(): ReadonlySet<string>;
+    customVolumes(): ReadonlyMap<string, "filesystem" | "block">;
+  } = { names: () => new Set([DEFAULT_POOL]), customVolumes: () => new Map() };
+
+  /** What devices are checked against: the pools, volumes and networks that exist. */
   deviceContext(instanceType?: InstanceType): DeviceContext {
-    return { instanceType, pools: new Set([DEFAULT_POOL]), networks: this.networks() };
+    return {
+      instanceType,
+      pools: this.storage.names(),
+      volumes: this.storage.customVolumes(),
+      networks: this.networks(),
+    };
   }
 
   list(): ProfileRecord[] {
@@ -208,6 +236,7 @@ export class ProfileManager {
       try {
         checkInstanceConfig(stripVolatile(e.config), i.type);
         checkDevices(e.devices, this.deviceContext(i.type));
+        checkSameRootPool(i.name, before[users.indexOf(i)].devices, e.devices);
       } catch (err) {
         throw new BadRequest(
           `Profile "${name}" cannot be changed so: for instance "${i.name}": ${

@@ -94,6 +94,23 @@ const MIGRATIONS: string[] = [
      type TEXT NOT NULL,
      config TEXT NOT NULL
    );`,
+  // 7: storage pools besides the default one, and custom volumes on any pool
+  `CREATE TABLE storage_pools (
+     name TEXT PRIMARY KEY,
+     driver TEXT NOT NULL,
+     description TEXT NOT NULL DEFAULT '',
+     config TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE storage_volumes (
+     pool TEXT NOT NULL,
+     name TEXT NOT NULL,
+     content_type TEXT NOT NULL,
+     description TEXT NOT NULL DEFAULT '',
+     config TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (pool, name)
+   );`,
 ];
 
 const stringMap = z.record(z.string(), z.string());
@@ -139,6 +156,25 @@ const NetworkRowSchema = z.object({
   config: json(stringMap),
 });
 export type NetworkRecord = z.infer<typeof NetworkRowSchema>;
+
+const PoolRowSchema = z.object({
+  name: z.string(),
+  driver: z.enum(["dir", "btrfs"]),
+  description: z.string(),
+  config: json(stringMap),
+  created_at: z.string(),
+});
+export type PoolRecord = z.infer<typeof PoolRowSchema>;
+
+const VolumeRowSchema = z.object({
+  pool: z.string(),
+  name: z.string(),
+  content_type: z.enum(["filesystem", "block"]),
+  description: z.string(),
+  config: json(stringMap),
+  created_at: z.string(),
+});
+export type VolumeRecord = z.infer<typeof VolumeRowSchema>;
 
 const ImageRowSchema = z.object({
   fingerprint: z.string(),
@@ -393,6 +429,72 @@ export class Store {
 
   deleteNetwork(name: string): void {
     this.#run("DELETE FROM networks WHERE name = ?", name);
+  }
+
+  // --- storage pools and custom volumes ---
+
+  listPools(): PoolRecord[] {
+    return this.#all(PoolRowSchema, "SELECT * FROM storage_pools ORDER BY name");
+  }
+
+  getPool(name: string): PoolRecord | undefined {
+    return this.#one(PoolRowSchema, "SELECT * FROM storage_pools WHERE name = ?", name);
+  }
+
+  putPool(r: PoolRecord): void {
+    this.#run(
+      `INSERT INTO storage_pools (name, driver, description, config, created_at)
+       VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT(name) DO UPDATE SET description = excluded.description,
+         config = excluded.config`,
+      r.name,
+      r.driver,
+      r.description,
+      JSON.stringify(r.config),
+      r.created_at,
+    );
+  }
+
+  deletePool(name: string): void {
+    this.#run("DELETE FROM storage_pools WHERE name = ?", name);
+  }
+
+  listVolumes(pool?: string): VolumeRecord[] {
+    return pool === undefined
+      ? this.#all(VolumeRowSchema, "SELECT * FROM storage_volumes ORDER BY pool, name")
+      : this.#all(
+        VolumeRowSchema,
+        "SELECT * FROM storage_volumes WHERE pool = ? ORDER BY name",
+        pool,
+      );
+  }
+
+  getVolume(pool: string, name: string): VolumeRecord | undefined {
+    return this.#one(
+      VolumeRowSchema,
+      "SELECT * FROM storage_volumes WHERE pool = ? AND name = ?",
+      pool,
+      name,
+    );
+  }
+
+  putVolume(r: VolumeRecord): void {
+    this.#run(
+      `INSERT INTO storage_volumes (pool, name, content_type, description, config, created_at)
+       VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT(pool, name) DO UPDATE SET description = excluded.description,
+         config = excluded.config`,
+      r.pool,
+      r.name,
+      r.content_type,
+      r.description,
+      JSON.stringify(r.config),
+      r.created_at,
+    );
+  }
+
+  deleteVolume(pool: string, name: string): void {
+    this.#run("DELETE FROM storage_volumes WHERE pool = ? AND name = ?", pool, name);
   }
 
   // --- snapshots ---

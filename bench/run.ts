@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { TestDaemon, uniqueName } from "../tests/helpers.ts";
 import { cliRows, listRows, median, ROUNDS, sh as run } from "./cli.ts";
 import { fleet } from "./fleet.ts";
+import { launch } from "./launch.ts";
 
 async function time(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
@@ -78,6 +79,7 @@ async function containers(): Promise<void> {
 }
 
 if (!Deno.args.includes("--vm-only")) await containers();
+if (!Deno.args.includes("--vm-only")) await launch();
 
 const MiB = 2 ** 20;
 const RUNNING = Number(Deno.env.get("OUTPOST_BENCH_RUNNING") ?? "50");

@@ -10,7 +10,7 @@ import { renderYaml } from "./yaml.ts";
 /** What a PUT of an instance sends back. */
 type Writable = Pick<Instance, "config" | "devices" | "profiles" | "description">;
 
-async function readInstance(
+export async function readInstance(
   ctx: CliContext,
   name: string,
 ): Promise<{ body: Instance; etag: string }> {
@@ -20,7 +20,7 @@ async function readInstance(
   return { body: env.metadata, etag: res.headers.get("etag") ?? "" };
 }
 
-async function writeInstance(
+export async function writeInstance(
   ctx: CliContext,
   name: string,
   body: Writable,

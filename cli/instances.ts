@@ -49,6 +49,7 @@ async function create(
     config?: string[];
     profile?: string[];
     profiles?: boolean;
+    storage?: string;
     description?: string;
     ephemeral?: boolean;
     vm?: boolean;
@@ -60,7 +61,7 @@ async function create(
     type: opts.vm ? "virtual-machine" : "container",
     source: { type: "image", alias: image },
     config: parseKeyValues(opts.config ?? []),
-    devices: {},
+    devices: opts.storage ? { root: { type: "disk", path: "/", pool: opts.storage } } : {},
     // None given: the server's "default" profile (null); --no-profiles: none at all.
     profiles: opts.profiles === false ? [] : opts.profile ?? null,
     description: opts.description ?? "",
@@ -126,6 +127,7 @@ function createOptions<T extends Command<[string, string]>>(cmd: T) {
       collect,
     )
     .option("--no-profiles", "Create the instance with no profile at all")
+    .option("-s, --storage <pool>", "Storage pool for the root disk (default: the profile's)")
     .option("-d, --description <text>", "Instance description")
     .option("-e, --ephemeral", "Delete the instance when it stops")
     .option("--vm", "Create a virtual machine (QEMU) instead of a container");

@@ -48,6 +48,12 @@ export const LIFECYCLE_ACTIONS = [
   "network-created",
   "network-updated",
   "network-deleted",
+  "storage-pool-created",
+  "storage-pool-updated",
+  "storage-pool-deleted",
+  "storage-volume-created",
+  "storage-volume-updated",
+  "storage-volume-deleted",
 ] as const;
 
 export type LifecycleAction = (typeof LIFECYCLE_ACTIONS)[number];

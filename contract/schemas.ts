@@ -460,6 +460,51 @@ export const NetworkPatchSchema = z.object({
   ...NETWORK_READ_ONLY,
 }).strict();
 
+// --- Storage ---
+
+/** `POST /1.0/storage-pools` (`StoragePoolsPost`). */
+export const StoragePoolsPostSchema = z.object({
+  name: z.string({ error: "a name is required" }),
+  driver: z.string({ error: "a driver is required (dir or btrfs)" }),
+  description: text.max(4096).default(""),
+  config: stringMap.nullish().transform((v) => v ?? {}),
+}).strict();
+
+/** The read-only fields of a full StoragePool or StorageVolume object (ignored when sent back). */
+const STORAGE_READ_ONLY = {
+  name: z.unknown().optional(),
+  driver: z.unknown().optional(),
+  status: z.unknown().optional(),
+  used_by: z.unknown().optional(),
+  locations: z.unknown().optional(),
+  location: z.unknown().optional(),
+  type: z.unknown().optional(),
+  content_type: z.unknown().optional(),
+  project: z.unknown().optional(),
+  created_at: z.unknown().optional(),
+};
+
+/** `PUT` and `PATCH` of a pool or a custom volume: its description (its config cannot change). */
+export const StoragePutSchema = z.object({
+  config: stringMap.nullish().transform((v) => v ?? undefined),
+  description: text.max(4096).optional(),
+  ...STORAGE_READ_ONLY,
+}).strict();
+
+/** `POST /1.0/storage-pools/{pool}/volumes[/custom]` (`StorageVolumesPost`). */
+export const StorageVolumesPostSchema = z.object({
+  name: z.string({ error: "a name is required" }),
+  type: z.string().default("custom"),
+  content_type: z.string().default("filesystem"),
+  description: text.max(4096).default(""),
+  config: stringMap.nullish().transform((v) => v ?? {}),
+  source: z.object({ type: z.string().optional() }).passthrough().optional().refine(
+    (v) => v === undefined || !v.type || v.type === "none",
+    { error: "Copying or migrating volumes is not supported yet" },
+  ),
+  project: project("A volume in another project"),
+}).strict();
+
 // --- Backups ---
 
 /** `POST /1.0/instances/{name}/backups` (`InstanceBackupsPost`). */

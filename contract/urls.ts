@@ -49,3 +49,12 @@ export function certificateUrl(fingerprint: string): string {
 
 /** The fleet hub's API root. */
 export const FLEET_API = "/fleet/v1";
+
+export function storagePoolUrl(name: string): string {
+  return `/1.0/storage-pools/${enc(name)}`;
+}
+
+/** A volume of a pool (`custom/NAME`, `container/NAME`, `image/FINGERPRINT`...). */
+export function storageVolumeUrl(pool: string, type: string, name: string): string {
+  return `${storagePoolUrl(pool)}/volumes/${enc(type)}/${enc(name)}`;
+}

@@ -3,6 +3,7 @@ import type { InstanceType } from "../contract/schemas.ts";
 import type { FileAccess } from "./files.ts";
 import type { SnapshotAccess } from "./snapshots.ts";
 import type { InstanceRuntime, NetworkState, PowerState } from "../contract/instance_state.ts";
+import type { PoolStorage } from "./storage/pool.ts";
 
 /**
  * What a driver is told about an instance: a read-only view of its record. A driver never changes
@@ -19,6 +20,24 @@ export interface InstanceSpec {
   readonly nics?: readonly NicPlan[];
   /** At a start: host directories to bind-mount into a container. */
   readonly mounts?: readonly MountPlan[];
+  /** At a start: extra disks (block volumes) for a VM. */
+  readonly disks?: readonly DiskPlan[];
+  /** The storage pool its root disk is on (absent: the driver's own directory). */
+  readonly pool?: PoolPlan;
+}
+
+/** The pool an instance's storage is made on. */
+export interface PoolPlan {
+  name: string;
+  storage: PoolStorage;
+}
+
+/** A block volume given to a VM as an extra disk. */
+export interface DiskPlan {
+  device: string;
+  /** The volume's qcow2 file. */
+  file: string;
+  readonly: boolean;
 }
 
 /** A host directory bind-mounted into a container. */
@@ -57,6 +76,8 @@ export function withConfig(inst: InstanceSpec, changes: VolatileChanges): Instan
 
 /** An image as a driver creates an instance from it. */
 export interface ImageSource {
+  /** The image's fingerprint (names its unpacked volume on a pool). */
+  fingerprint?: string;
   /** The image file (a unified tarball). */
   file: string;
   /** VM images: the unpacked directory holding `rootfs.img` (and the boot files). */
@@ -108,12 +129,16 @@ export interface RecoveryReport {
   missingSnapshots: string[];
 }
 
-/** The sub-directories of `dir` that do not start with a dot (none when it is missing). */
+/**
+ * The sub-directories of `dir` (and symlinks, to a pool) that do not start with a dot (none when it
+ * is missing).
+ */
 export async function subdirs(dir: string): Promise<string[]> {
   const out: string[] = [];
   try {
     for await (const e of Deno.readDir(dir)) {
-      if (e.isDirectory && !e.name.startsWith(".")) out.push(e.name);
+      // A symlink is the storage of an instance on another pool.
+      if ((e.isDirectory || e.isSymlink) && !e.name.startsWith(".")) out.push(e.name);
     }
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;

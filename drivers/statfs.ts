@@ -51,6 +51,11 @@ function unescape(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
 }
 
+/** Whether a `/proc/self/mountinfo` text has a mount at exactly `path`. */
+export function isMountPoint(mountinfo: string, path: string): boolean {
+  return mountinfo.split("\n").some((line) => unescape(line.split(" ")[4] ?? "") === path);
+}
+
 /**
  * The mount holding `path` in a `/proc/self/mountinfo` text (the longest mount point that
  * contains it; the last mounted wins a tie): its filesystem type and source.

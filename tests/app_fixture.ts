@@ -47,7 +47,14 @@ export async function withApp(
       instances: core.instances,
       copies: new InstanceCopier(core.store, core.instances, core.drivers, core.events),
       publisher: new Publisher(core.store, core.instances, core.images, core.drivers, core.paths),
-      storage: new StorageManager(core.store, core.paths.root, core.instances.profiles),
+      storage: new StorageManager({
+        store: core.store,
+        paths: core.paths,
+        runner: new Runner(),
+        events: core.events,
+        profiles: core.instances.profiles,
+        log: () => {},
+      }),
       backups: new BackupManager({
         store: core.store,
         instances: core.instances,

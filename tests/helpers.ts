@@ -352,6 +352,13 @@ export class TestDaemon {
         }).output();
       }
     }
+    // Storage pools on loop files the test left mounted: unmounted, deepest first.
+    const mountinfo = await Deno.readTextFile("/proc/self/mountinfo").catch(() => "");
+    const mounts = mountinfo.split("\n").map((l) => l.split(" ")[4] ?? "")
+      .filter((at) => at.startsWith(`${this.dir}/`)).sort().reverse();
+    for (const at of mounts) {
+      await new Deno.Command("umount", { args: ["-l", at], stderr: "null" }).output();
+    }
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }

@@ -39,6 +39,8 @@ export interface DeviceContext {
   instanceType?: InstanceType;
   /** The storage pools that exist. */
   pools: ReadonlySet<string>;
+  /** The custom volumes that exist, as `pool/name` → content type. */
+  volumes?: ReadonlyMap<string, "filesystem" | "block">;
   /** The managed networks that exist, with their IPv4 address (`10.1.2.1/24`), if any. */
   networks: ReadonlyMap<string, { ipv4?: string }>;
 }
@@ -161,21 +163,26 @@ const DISK: DeviceType = {
     {
       key: "path",
       schema: absolutePath,
-      required: true,
       live: false,
-      doc: "Where it shows in the instance (`/` for the root disk)",
+      doc: "Where it shows in the instance (`/` for the root disk; none for a VM's block volume)",
     },
     {
       key: "pool",
       schema: poolName,
       live: false,
-      doc: "The storage pool it is on (the root disk)",
+      doc: "The storage pool it is on (the root disk, or a custom volume's pool)",
     },
     {
       key: "source",
-      schema: absolutePath,
+      schema: z.string().refine(
+        (v) => absolutePath.safeParse(v).success || poolName.safeParse(v).success,
+        {
+          error: "expected an absolute host path, or a custom volume's name",
+        },
+      ),
       live: false,
-      doc: "A host directory to bind-mount at `path` (containers)",
+      doc:
+        "A host directory to bind-mount at `path` (containers), or with `pool` the custom volume to attach",
     },
     { key: "readonly", schema: bool, live: false, doc: "Mount it read-only" },
     {
@@ -183,11 +190,11 @@ const DISK: DeviceType = {
       schema: bool,
       live: false,
       doc:
-        "Show the host's ids as the container's own through an idmapped mount (host root's files as the container root's: give it with care, with `readonly` where it can be)",
+        "Show the host's ids as the container's own through an idmapped mount (host root's files as the container root's: give it with care, with `readonly` where it can be); custom volumes of unprivileged containers are shifted unless `shift=false`",
     },
   ],
   doc:
-    "A disk: the root disk (`path=/` on a pool), or a host directory bind-mounted into a container (`source`, `path`)",
+    "A disk: the root disk (`path=/` on a pool), a custom volume (`pool`, `source`: a filesystem volume mounted at `path` in a container, a block volume as an extra disk of a VM), or a host directory bind-mounted into a container (`source`, `path`)",
   check(name, dev, ctx) {
     if (dev.path === "/") {
       if (!dev.pool) throw new BadRequest(`Device "${name}": the root disk needs a pool`);
@@ -198,19 +205,54 @@ const DISK: DeviceType = {
     }
     if (!dev.source) {
       throw new BadRequest(
-        `Device "${name}": a disk other than the root needs a host directory as source (custom volumes are not supported yet)`,
+        `Device "${name}": a disk other than the root needs a source (a host directory, or a custom volume with pool)`,
       );
     }
-    if (dev.pool) {
+    if (dev.pool) return checkVolumeDisk(name, dev, ctx);
+    if (!dev.source.startsWith("/")) {
       throw new BadRequest(
-        `Device "${name}": custom volumes on a pool are not supported yet: give a host directory as source`,
+        `Device "${name}": source "${
+          shown(dev.source)
+        }" is not an absolute host path (give pool for a custom volume)`,
       );
     }
+    if (!dev.path) throw new BadRequest(`Device "${name}": a disk device needs "path"`);
     if (ctx.instanceType === "virtual-machine") {
       throw new BadRequest(`Device "${name}": host directories for VMs are not supported yet`);
     }
   },
 };
+
+/** A custom volume as a disk: it must exist; filesystem volumes go to containers, block ones to VMs. */
+function checkVolumeDisk(name: string, dev: Device, ctx: DeviceContext): void {
+  if (dev.source.startsWith("/")) {
+    throw new BadRequest(
+      `Device "${name}": with pool, source names a custom volume, not a host path`,
+    );
+  }
+  if (!ctx.pools.has(dev.pool)) return; // refused below, naming the pool
+  const content = ctx.volumes?.get(`${dev.pool}/${dev.source}`);
+  if (!content) {
+    throw new BadRequest(
+      `Device "${name}": custom volume "${shown(dev.source)}" does not exist in pool "${dev.pool}"`,
+    );
+  }
+  if (content === "filesystem") {
+    if (!dev.path) throw new BadRequest(`Device "${name}": a filesystem volume needs "path"`);
+    if (ctx.instanceType === "virtual-machine") {
+      throw new BadRequest(
+        `Device "${name}": filesystem volumes for VMs are not supported yet: use a block volume`,
+      );
+    }
+  } else {
+    if (dev.path) throw new BadRequest(`Device "${name}": a block volume takes no "path"`);
+    if (ctx.instanceType === "container") {
+      throw new BadRequest(
+        `Device "${name}": block volumes are for VMs: give a container a filesystem volume`,
+      );
+    }
+  }
+}
 
 /** Every device type outpost has, by name. */
 export const DEVICE_TYPES: readonly DeviceType[] = [NONE, DISK, NIC, PROXY];
@@ -320,7 +362,9 @@ export function checkDevices(
 /** The host directories an instance's (expanded) disk devices bind-mount, by device name order. */
 export function mountsOf(devices: Readonly<Record<string, Device>>): MountPlan[] {
   return Object.entries(devices)
-    .filter(([, d]) => d.type === "disk" && d.source !== undefined && d.path !== "/")
+    .filter(([, d]) =>
+      d.type === "disk" && d.source !== undefined && d.pool === undefined && d.path !== "/"
+    )
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([device, d]) => ({
       device,

@@ -32,10 +32,10 @@ Deno.test("checkDevice() refuses bad names, types, keys and values, naming them"
     /"usb" is not supported yet/,
   );
   refuses(() => checkDevice("d", { type: "none", k: "v" }, ctx), /unknown key "k"/);
-  refuses(() => checkDevice("d", { type: "disk", pool: "default" }, ctx), /needs "path"/);
+  refuses(() => checkDevice("d", { type: "disk", pool: "default" }, ctx), /needs a source/);
   refuses(() => checkDevice("d", { ...ROOT, path: "rel" }, ctx), /invalid "path"/);
   refuses(() => checkDevice("d", { ...ROOT, path: "/a/../b" }, ctx), /invalid "path"/);
-  refuses(() => checkDevice("d", { ...ROOT, path: "/srv" }, ctx), /custom volumes/);
+  refuses(() => checkDevice("d", { ...ROOT, path: "/srv" }, ctx), /needs a source/);
   refuses(() => checkDevice("d", { type: "disk", path: "/" }, ctx), /needs a pool/);
   refuses(() => checkDevice("d", { ...ROOT, pool: "x y" }, ctx), /invalid "pool"/);
   refuses(() => checkDevice("d", { ...ROOT, pool: "fast" }, ctx), /pool "fast" does not exist/);
@@ -66,13 +66,41 @@ Deno.test("a disk from a host directory: containers only, paths an mount entry c
   checkDevice("d", { ...dir, readonly: "true", shift: "true" }, ctx);
   checkDevice("d", dir, { ...ctx, instanceType: "container" });
   refuses(() => checkDevice("d", dir, { ...ctx, instanceType: "virtual-machine" }), /for VMs/);
+  refuses(() => checkDevice("d", { ...dir, source: "rel" }, ctx), /not an absolute host path/);
   for (const bad of ["/a b", "/a,b", "/a\\b", "rel", "/a/../b", "/a\tb"]) {
-    refuses(() => checkDevice("d", { ...dir, source: bad }, ctx), /invalid "source"/);
+    if (bad !== "rel") {
+      refuses(() => checkDevice("d", { ...dir, source: bad }, ctx), /invalid "source"/);
+    }
     refuses(() => checkDevice("d", { ...dir, path: bad }, ctx), /invalid "path"/);
   }
   refuses(() => checkDevice("d", { ...dir, readonly: "yes" }, ctx), /invalid "readonly"/);
   refuses(() => checkDevice("d", { ...ROOT, source: "/srv" }, ctx), /not a host path/);
-  refuses(() => checkDevice("d", { ...dir, pool: "default" }, ctx), /custom volumes/);
+  refuses(() => checkDevice("d", { ...dir, pool: "default" }, ctx), /names a custom volume/);
+});
+
+Deno.test("a custom volume disk: it exists; filesystem ones mount in containers, block ones go to VMs", () => {
+  const vctx = {
+    ...ctx,
+    volumes: new Map([["default/data", "filesystem"], ["default/blk", "block"]] as const),
+  };
+  const fs = { type: "disk", pool: "default", source: "data", path: "/data" };
+  const blk = { type: "disk", pool: "default", source: "blk" };
+  checkDevice("d", fs, { ...vctx, instanceType: "container" });
+  checkDevice("d", { ...fs, readonly: "true" }, vctx);
+  checkDevice("d", blk, { ...vctx, instanceType: "virtual-machine" });
+  refuses(() => checkDevice("d", { ...fs, source: "nope" }, vctx), /"nope" does not exist/);
+  refuses(
+    () => checkDevice("d", { type: "disk", pool: "default", source: "data" }, vctx),
+    /needs "path"/,
+  );
+  refuses(
+    () => checkDevice("d", fs, { ...vctx, instanceType: "virtual-machine" }),
+    /use a block volume/,
+  );
+  refuses(() => checkDevice("d", { ...blk, path: "/x" }, vctx), /takes no "path"/);
+  refuses(() => checkDevice("d", blk, { ...vctx, instanceType: "container" }), /are for VMs/);
+  refuses(() => checkDevice("d", { ...fs, pool: "fast" }, vctx), /pool "fast" does not exist/);
+  refuses(() => checkDevice("d", { ...fs, source: "a b" }, vctx), /invalid "source"/);
 });
 
 Deno.test("a proxy forwards tcp:ADDRESS:PORT into a container, from the host", () => {
@@ -98,7 +126,7 @@ Deno.test("checkDevices() allows one root disk at most", () => {
 Deno.test("deviceReference() lists each type with its keys, and what is not supported yet", () => {
   const text = deviceReference();
   assert.match(text, /### `disk`/);
-  assert.match(text, /\| `path` \| yes \| no \|/);
+  assert.match(text, /\| `path` \| no \| no \|/);
   assert.match(text, /### `nic`/);
   assert.match(text, /### `proxy`/);
   assert.match(text, /Not supported yet \(refused by name\): `unix-char`/);

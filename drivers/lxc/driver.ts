@@ -3,7 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { availableParallelism, totalmem } from "node:os";
 import { isTrue } from "../../contract/units.ts";
-import { Conflict, InvalidState, NotFound } from "../../contract/errors.ts";
+import { BadRequest, Conflict, InvalidState, NotFound } from "../../contract/errors.ts";
 import {
   type Driver,
   type DriverInfo,
@@ -38,6 +38,7 @@ import { idRanges, LxcFileAccess } from "./files.ts";
 import { readMetrics } from "./metrics.ts";
 import { readNetwork } from "./network.ts";
 import { LxcSnapshots, recoverTemp } from "./snapshots.ts";
+import { type PoolStorage, removeInstanceDir, renameInstanceDir } from "../storage/pool.ts";
 
 /**
  * An unprivileged container's root (a high uid on the host) must be able to reach its rootfs:
@@ -71,6 +72,8 @@ export class LxcDriver implements Driver {
   readonly type = "container" as const;
   #info: DriverInfo = { name: "lxc", version: "", available: false, error: "not probed" };
   #idmap?: IdMap;
+  /** Image volumes being made, by directory: concurrent creates wait for one unpack. */
+  #volumes = new Map<string, Promise<string>>();
 
   readonly files: FileAccess;
   readonly snapshots: LxcSnapshots;
@@ -168,20 +171,51 @@ export class LxcDriver implements Driver {
   async create(created: InstanceSpec, image: ImageSource): Promise<VolatileChanges> {
     // A fresh rootfs carries the image's ids: shifting starts from an empty map.
     let inst = withConfig(created, { "volatile.last_state.idmap": "[]" });
+    await this.#makeDir(inst);
+    try {
+      let base = "[]";
+      const pool = inst.pool;
+      if (pool && image.fingerprint) {
+        // Cloned from the image unpacked once on the pool (a snapshot on btrfs).
+        const volume = await this.#imageVolume(pool.storage, image.fingerprint, image.file);
+        await pool.storage.clone(join(volume, "rootfs"), this.rootfs(inst.name));
+        base = await Deno.readTextFile(join(volume, "idmap"));
+      } else {
+        await this.#unpack(image.file, this.dir(inst.name), this.rootfs(inst.name));
+      }
+      inst = withConfig(inst, { "volatile.last_state.idmap": base });
+      const changes = { "volatile.last_state.idmap": base, ...this.#shiftForConfig(inst) };
+      inst = withConfig(inst, changes);
+      await this.#finishStorage(inst);
+      return changes;
+    } catch (err) {
+      // A failed create leaves nothing behind.
+      await removeInstanceDir(this.dir(inst.name)).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Makes a new container's directory (on its pool, if it has one); Conflict if it exists. */
+  async #makeDir(inst: InstanceSpec): Promise<void> {
     const dir = this.dir(inst.name);
-    if (existsSync(dir)) {
+    if (await Deno.lstat(dir).then(() => true, () => false)) {
       throw new Conflict(
         `Storage for "${inst.name}" already exists in ${this.lxcPath}: remove it first`,
       );
     }
-    await Deno.mkdir(dir, { recursive: true, mode: 0o711 });
-    const unpack = join(dir, ".unpack");
+    if (inst.pool) await inst.pool.storage.makeInstanceDir("containers", inst.name, dir, 0o711);
+    else await Deno.mkdir(dir, { recursive: true, mode: 0o711 });
+  }
+
+  /** Unpacks an image tarball's `rootfs/` to `rootfs`, through a temp dir in `workDir`. */
+  async #unpack(file: string, workDir: string, rootfs: string): Promise<void> {
+    const unpack = join(workDir, `.unpack-${crypto.randomUUID()}`);
+    await Deno.mkdir(unpack, { mode: 0o700 });
     try {
-      await Deno.mkdir(unpack);
       await this.runner.run([
         "tar",
         "-xf",
-        image.file,
+        file,
         "-C",
         unpack,
         "--numeric-owner",
@@ -190,18 +224,55 @@ export class LxcDriver implements Driver {
         "--exclude=dev/*",
       ]);
       const unpacked = join(unpack, "rootfs");
-      if (!existsSync(unpacked)) throw new Error("The image has no rootfs/ directory");
-      await Deno.rename(unpacked, this.rootfs(inst.name));
-      await Deno.remove(unpack, { recursive: true });
-      const changes = { "volatile.last_state.idmap": "[]", ...this.#shiftForConfig(inst) };
-      inst = withConfig(inst, changes);
-      await this.#finishStorage(inst);
-      return changes;
-    } catch (err) {
-      // A failed create leaves nothing behind.
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      throw err;
+      if (!existsSync(unpacked)) throw new BadRequest("The image has no rootfs/ directory");
+      await Deno.rename(unpacked, rootfs);
+    } finally {
+      await Deno.remove(unpack, { recursive: true }).catch(() => {});
     }
+  }
+
+  /**
+   * The image unpacked on a pool (`images/FINGERPRINT/rootfs`, shifted to the host's id map,
+   * which `idmap` records), made on first use; containers are cloned from it.
+   */
+  #imageVolume(storage: PoolStorage, fingerprint: string, file: string): Promise<string> {
+    const dir = join(storage.dir("images"), fingerprint);
+    const pending = this.#volumes.get(dir);
+    if (pending) return pending;
+    const making = (async () => {
+      if (existsSync(join(dir, "idmap"))) return dir;
+      await Deno.mkdir(storage.dir("images"), { recursive: true, mode: 0o711 });
+      const tmp = join(storage.dir("images"), `.tmp-${crypto.randomUUID()}`);
+      await Deno.mkdir(tmp, { mode: 0o711 });
+      try {
+        if (storage.layout.driver === "btrfs") {
+          // The rootfs is a subvolume, so each clone is a snapshot of it: unpacked beside it, then
+          // moved in (reflinked: no data is copied).
+          const work = join(tmp, "work");
+          await Deno.mkdir(work, { mode: 0o700 });
+          await this.#unpack(file, work, join(work, "rootfs"));
+          await storage.makeVolume(join(tmp, "rootfs"));
+          await this.runner.run(
+            ["cp", "-a", "--reflink=auto", "--", `${work}/rootfs/.`, join(tmp, "rootfs")],
+          );
+          await Deno.remove(work, { recursive: true });
+        } else {
+          await this.#unpack(file, tmp, join(tmp, "rootfs"));
+        }
+        const map = this.#hostIdMap();
+        shiftTree(join(tmp, "rootfs"), map.uid.hostBase, map.gid.hostBase);
+        await Deno.writeTextFile(join(tmp, "idmap"), idmapJson(map));
+        await storage.removeVolume(dir);
+        await Deno.rename(tmp, dir);
+        return dir;
+      } catch (err) {
+        await storage.removeVolume(tmp).catch(() => {});
+        throw err;
+      }
+    })();
+    this.#volumes.set(dir, making);
+    making.finally(() => this.#volumes.delete(dir)).catch(() => {});
+    return making;
   }
 
   /**
@@ -306,9 +377,7 @@ export class LxcDriver implements Driver {
       await this.runner.run(this.#lxc("lxc-stop", inst.name, "-k"), { allowFailure: true });
     }
     await this.#monitorGone(inst.name);
-    await Deno.remove(this.dir(inst.name), { recursive: true }).catch((err) => {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    });
+    await removeInstanceDir(this.dir(inst.name));
   }
 
   async rename(inst: InstanceSpec, newName: string): Promise<void> {
@@ -317,7 +386,7 @@ export class LxcDriver implements Driver {
         `Storage for "${newName}" already exists in ${this.lxcPath}: remove it first`,
       );
     }
-    await Deno.rename(this.dir(inst.name), this.dir(newName));
+    await renameInstanceDir(this.dir(inst.name), this.dir(newName));
     // The config names its own paths and the UTS name: write it anew for the new name.
     const renamed = { ...inst, name: newName };
     await this.#writeConfig(renamed);
@@ -329,12 +398,6 @@ export class LxcDriver implements Driver {
     target: InstanceSpec,
     opts: { from?: string; snapshots: string[] },
   ): Promise<VolatileChanges> {
-    const dir = this.dir(target.name);
-    if (existsSync(dir)) {
-      throw new Conflict(
-        `Storage for "${target.name}" already exists in ${this.lxcPath}: remove it first`,
-      );
-    }
     const from = opts.from
       ? join(this.snapshots.path(source.name, opts.from), "rootfs")
       : this.rootfs(source.name);
@@ -343,7 +406,7 @@ export class LxcDriver implements Driver {
         `Storage of "${source.name}${opts.from ? `/${opts.from}` : ""}" is missing`,
       );
     }
-    await Deno.mkdir(dir, { mode: 0o711 });
+    await this.#makeDir(target);
     try {
       // The copy keeps the source's shifted ownership: the target records the same id map.
       const cp = (a: string, b: string) =>
@@ -358,7 +421,7 @@ export class LxcDriver implements Driver {
       await this.#finishStorage(target);
       return {};
     } catch (err) {
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await removeInstanceDir(this.dir(target.name)).catch(() => {});
       throw err;
     }
   }
@@ -431,12 +494,7 @@ export class LxcDriver implements Driver {
     opts: { file: string; snapshots: string[] },
   ): Promise<VolatileChanges> {
     const dir = this.dir(target.name);
-    if (existsSync(dir)) {
-      throw new Conflict(
-        `Storage for "${target.name}" already exists in ${this.lxcPath}: remove it first`,
-      );
-    }
-    await Deno.mkdir(dir, { mode: 0o711 });
+    await this.#makeDir(target);
     try {
       const tmp = join(dir, ".unpack");
       await Deno.mkdir(tmp, { mode: 0o700 });
@@ -479,7 +537,7 @@ export class LxcDriver implements Driver {
       await this.#finishStorage(inst);
       return changes;
     } catch (err) {
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await removeInstanceDir(dir).catch(() => {});
       throw err;
     }
   }

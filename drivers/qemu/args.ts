@@ -37,7 +37,8 @@ export interface VmSpec {
   /** The disk cache mode; `none` (O_DIRECT) fails on tmpfs, hence `writeback` by default. */
   diskCache?: "none" | "writeback" | "writethrough" | "directsync" | "unsafe";
   boot: KernelBoot | UefiBoot;
-  /** A tap device the network driver made, and the guest's MAC address. */
+  /** Extra disks (block volumes): qcow2 files, each a virtio disk whose serial is its device name. */
+  disks?: { device: string; file: string; readonly: boolean }[];
   /** Network interfaces: taps QEMU makes (and removes as it exits), each a virtio-net. */
   nics?: { tap: string; mac: string }[];
   /** Stay in the foreground instead of `-daemonize` (tests, supervisors). */
@@ -184,6 +185,21 @@ export function qemuArgs(spec: VmSpec): string[] {
       ? "virtio-blk-pci,drive=root,bootindex=0"
       : "virtio-blk-pci,drive=root",
   );
+  for (const [i, d] of (spec.disks ?? []).entries()) {
+    argv.push(
+      "-drive",
+      opts(`file=${optValue(d.file)}`, {
+        if: "none",
+        id: `disk${i}`,
+        format: "qcow2",
+        cache: spec.diskCache ?? "writeback",
+        "read-only": d.readonly ? "on" : "off",
+      }),
+      "-device",
+      // The serial shows in the guest as /dev/disk/by-id/virtio-DEVICE.
+      `virtio-blk-pci,drive=disk${i},serial=${optValue(d.device.slice(0, 20))}`,
+    );
+  }
   argv.push("-device", "virtio-rng-pci");
   for (const [i, nic] of (spec.nics ?? []).entries()) {
     argv.push(

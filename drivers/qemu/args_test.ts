@@ -219,3 +219,23 @@ async function killFromPidFile(path: string) {
     // no pid file or no process: nothing to clean up
   }
 }
+
+Deno.test("qemuArgs() gives each block volume as a virtio disk with its device name as serial", () => {
+  const argv = qemuArgs({
+    ...base,
+    disks: [
+      { device: "data", file: "/p/custom/data/root.qcow2", readonly: false },
+      { device: "ro,x", file: "/p/a,b/root.qcow2", readonly: true },
+    ],
+  });
+  const drives = values(argv, "-drive");
+  assert.ok(drives.includes(
+    "file=/p/custom/data/root.qcow2,if=none,id=disk0,format=qcow2,cache=writeback,read-only=off",
+  ));
+  assert.ok(drives.includes(
+    "file=/p/a,,b/root.qcow2,if=none,id=disk1,format=qcow2,cache=writeback,read-only=on",
+  ));
+  const devices = values(argv, "-device");
+  assert.ok(devices.includes("virtio-blk-pci,drive=disk0,serial=data"));
+  assert.ok(devices.includes("virtio-blk-pci,drive=disk1,serial=ro,,x"));
+});
