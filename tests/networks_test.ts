@@ -146,6 +146,27 @@ Deno.test({
       const again = await d.cli("exec", c1, "--", "nslookup", `${c2}.outpost`);
       assert.match(again.stdout, new RegExp(`${prefix}\\.50`));
 
+      // A container that takes a MAC of its own and asks DHCP for a name gets an address but not
+      // the name: names come only from the daemon's host entries.
+      const claim = await d.cli(
+        "exec",
+        c1,
+        "--",
+        "sh",
+        "-c",
+        "ip link set eth0 down && ip link set eth0 address 02:00:00:00:42:42 && " +
+          "ip link set eth0 up && udhcpc -i eth0 -n -q -x hostname:phantom",
+      );
+      assert.equal(claim.code, 0, claim.stdout + claim.stderr);
+      await waitUntil("the new lease", async () =>
+        (await d.ok("network", "list-leases", net, "--format", "csv")).includes(
+          "02:00:00:00:42:42",
+        ));
+      const phantom = await d.cli("exec", c2, "--", "nslookup", "phantom.outpost");
+      assert.notEqual(phantom.code, 0, phantom.stdout);
+      assert.match(phantom.stdout, /NXDOMAIN/);
+      assert.doesNotMatch(phantom.stdout, /Name:\s+phantom/);
+
       await d.ok("delete", c1, c2, "--force");
       await d.ok("profile", "delete", p);
       await d.ok("network", "delete", net);

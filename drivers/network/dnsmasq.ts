@@ -41,6 +41,9 @@ export function dnsmasqArgv(s: DnsmasqSpec): string[] {
       "--dhcp-no-override",
       "--dhcp-authoritative",
       "--dhcp-rapid-commit",
+      // Names come only from the host entries the daemon writes (MAC → instance name): a name a
+      // client asks for is ignored, so no instance can claim another's name in DNS.
+      "--dhcp-ignore-names",
       `--dhcp-leasefile=${s.dir}/${LEASES_FILE}`,
       `--dhcp-hostsdir=${s.dir}/${HOSTS_DIR}`,
     );

@@ -23,6 +23,7 @@ Deno.test("dnsmasqArgv() serves DHCP and DNS on the bridge only, reading no host
       "--local=/lan/",
       "--dhcp-range=10.9.8.2,10.9.8.254,1h",
       "--dhcp-hostsdir=/s/networks/br0/dhcp-hosts",
+      "--dhcp-ignore-names",
     ]
   ) assert.ok(argv.includes(a), a);
   const noDhcp = dnsmasqArgv({
