@@ -40,3 +40,111 @@ Deno.test("pruneExpired() deletes the backups whose expiry passed, and only thos
     assert.deepEqual((await m.list("c1")).map((b) => b.name).sort(), ["kept", "new"]);
     assert.equal(await Deno.stat(join(dir, "old.tar.gz")).catch(() => undefined), undefined);
   }));
+
+/** A backup tarball built from `make(root)` in a temp dir (gzip, with tar's `extra` options). */
+async function hostileBackup(
+  make: (root: string) => Promise<unknown>,
+  extra: string[] = [],
+  members = ["backup"],
+): Promise<Uint8Array> {
+  const root = await Deno.makeTempDir({ prefix: "outpost-hostile-backup-" });
+  try {
+    await Deno.mkdir(join(root, "backup", "container", "rootfs", "etc"), { recursive: true });
+    await Deno.writeTextFile(
+      join(root, "backup", "index.yaml"),
+      "name: evil\nbackend: dir\npool: default\nsnapshots: []\nconfig:\n  container:\n" +
+        "    name: evil\n    architecture: x86_64\n    config: {}\n    devices: {}\n" +
+        "    profiles: [default]\n",
+    );
+    await make(root);
+    const out = join(root, "out.tar.gz");
+    await new Runner().run(["tar", "-czf", out, ...extra, "-C", root, ...members]);
+    return await Deno.readFile(out);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("a hostile backup is refused before anything is made: device nodes, fifos, foreign ids, a huge index, members outside backup/", () =>
+  withCore(async (core) => {
+    const m = new BackupManager({
+      store: core.store,
+      instances: core.instances,
+      drivers: core.drivers,
+      events: core.events,
+      runner: new Runner(),
+      dir: (name) => core.paths.backups(name),
+    });
+    const run = (argv: string[]) => new Runner().run(argv);
+    const rootfs = (root: string) => join(root, "backup", "container", "rootfs");
+    const cases: [string, Uint8Array, RegExp][] = [
+      [
+        "device node",
+        await hostileBackup((r) => run(["mknod", join(rootfs(r), "etc", "mem"), "c", "1", "1"])),
+        /"backup\/container\/rootfs\/etc\/mem" is a device node or fifo/,
+      ],
+      [
+        "fifo",
+        await hostileBackup((r) => run(["mkfifo", join(rootfs(r), "etc", "pipe")])),
+        /is a device node or fifo/,
+      ],
+      [
+        "uid outside a container's range",
+        await hostileBackup(async () => {}, ["--owner=70000", "--group=0"]),
+        /is owned by 70000\/0, outside a container's ids/,
+      ],
+      [
+        "gid outside a container's range",
+        await hostileBackup(async () => {}, ["--owner=0", "--group=4294967294"]),
+        /outside a container's ids/,
+      ],
+      [
+        "an index over 4 MiB",
+        await hostileBackup(async (r) => {
+          const f = join(r, "backup", "index.yaml");
+          await Deno.writeTextFile(f, `${await Deno.readTextFile(f)}#${" ".repeat(5 * 2 ** 20)}\n`);
+        }),
+        /index\.yaml is over 4194304 bytes/,
+      ],
+      [
+        "a member outside backup/",
+        await hostileBackup(
+          async (r) => {
+            await Deno.writeTextFile(join(r, "evil"), "x");
+          },
+          [],
+          ["backup", "evil"],
+        ),
+        /"evil" is outside backup\//,
+      ],
+      [
+        "a member with ..",
+        await hostileBackup(async () => {}, ["--transform=s,^backup/container,backup/../x,"]),
+        /is outside backup\//,
+      ],
+      [
+        "no rootfs",
+        await hostileBackup(async (r) => {
+          await Deno.remove(join(r, "backup", "container"), { recursive: true });
+        }),
+        /has no backup\/container\/rootfs/,
+      ],
+      [
+        "an index that is not an instance's",
+        await hostileBackup(async (r) => {
+          await Deno.writeTextFile(join(r, "backup", "index.yaml"), "name: [1, 2]\n");
+        }),
+        /Invalid backup index/,
+      ],
+    ];
+    for (const [what, bytes, why] of cases) {
+      await assert.rejects(
+        m.import(ReadableStream.from([bytes])),
+        (err: Error) => err.name === "BadRequest" && why.test(err.message),
+        what,
+      );
+    }
+    assert.deepEqual(core.store.listInstances(), []);
+    assert.deepEqual(core.driver.called("restoreBackup"), []);
+    assert.deepEqual([...Deno.readDirSync(core.paths.backups(""))], [], "no upload left");
+  }));

@@ -214,3 +214,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a backup that links out of its rootfs writes nothing on the host", async () => {
+  const d = await daemon();
+  const name = uniqueName("esc");
+  const work = await Deno.makeTempDir({ prefix: "outpost-escape-" });
+  const target = await Deno.makeTempDir({ prefix: "outpost-escape-target-" });
+  const run = async (cmd: string, ...args: string[]) => {
+    const r = await new Deno.Command(cmd, { args, stderr: "piped" }).output();
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+  };
+  try {
+    // First a real export, then members added to it: a symlink to a host directory followed by a
+    // file through it.
+    await d.ok("init", "bb", name);
+    await d.ok("export", name, `${work}/b.tar.gz`);
+    await d.ok("delete", name);
+    await run("gunzip", `${work}/b.tar.gz`);
+    const rootfs = "backup/container/rootfs";
+    const one = `${work}/one`;
+    await Deno.mkdir(`${one}/${rootfs}`, { recursive: true });
+    await Deno.symlink(target, `${one}/${rootfs}/evil`);
+    await run("tar", "-rf", `${work}/b.tar`, "-C", one, `${rootfs}/evil`);
+    const two = `${work}/two`;
+    await Deno.mkdir(`${two}/${rootfs}/evil`, { recursive: true });
+    await Deno.writeTextFile(`${two}/${rootfs}/evil/pwned`, "escaped\n");
+    await run("tar", "-rf", `${work}/b.tar`, "-C", two, `${rootfs}/evil/pwned`);
+    await run("gzip", `${work}/b.tar`);
+
+    const r = await d.cli("import", `${work}/b.tar.gz`, name);
+    assert.deepEqual([...Deno.readDirSync(target)], [], "nothing written through the symlink");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Invalid backup: it cannot be unpacked: .*evil\/pwned: Cannot open/);
+    assert.equal(await d.status(name), undefined);
+    assert.deepEqual(
+      [...Deno.readDirSync(d.lxcPath)].filter((e) => e.name === name),
+      [],
+      "no storage left",
+    );
+  } finally {
+    await d.cli("delete", name, "--force");
+    await Deno.remove(work, { recursive: true });
+    await Deno.remove(target, { recursive: true });
+  }
+});

@@ -498,7 +498,9 @@ export class LxcDriver implements Driver {
     try {
       const tmp = join(dir, ".unpack");
       await Deno.mkdir(tmp, { mode: 0o700 });
-      await this.runner.run([
+      // GNU tar makes a link that leads out (absolute, or with "..") last, as a placeholder until
+      // then, so no member is written through one: such a backup fails here, a 400.
+      const r = await this.runner.run([
         "tar",
         "-xzf",
         opts.file,
@@ -507,7 +509,12 @@ export class LxcDriver implements Driver {
         "--numeric-owner",
         "-p",
         "--xattrs-include=*",
-      ]);
+      ], { allowFailure: true });
+      if (r.code !== 0) {
+        throw new BadRequest(
+          `Invalid backup: it cannot be unpacked: ${r.stderr.trim().split("\n")[0].slice(0, 300)}`,
+        );
+      }
       await Deno.rename(join(tmp, "backup", "container", "rootfs"), this.rootfs(target.name));
       if (opts.snapshots.length > 0) {
         await Deno.mkdir(this.snapshots.root(target.name), { mode: 0o700 });
