@@ -20,6 +20,7 @@ import {
   parseCidr,
   parseSubnet,
 } from "../drivers/network/ipv4.ts";
+import { formatCidr6, type Ipv6Cidr, parseCidr6, randomUla } from "../drivers/network/ipv6.ts";
 import type { NicPlan } from "../drivers/driver.ts";
 import type { Runner } from "../drivers/runner.ts";
 import type { EventBus } from "./events.ts";
@@ -79,11 +80,18 @@ export const NETWORK_KEYS: NetworkKey[] = [
   { key: "ipv4.dhcp", schema: bool, default: "true", doc: "Give instances addresses by DHCP" },
   {
     key: "ipv6.address",
-    schema: z.literal("none", {
-      error: 'IPv6 on managed networks is not supported yet: use "none"',
+    schema: z.string().refine((v) => v === "auto" || v === "none" || !!parseCidr6(v), {
+      error: 'expected "auto", "none" or the bridge\'s address in a /64 such as fd42:1:2:3::1/64',
     }),
     default: "none",
-    doc: "IPv6 on the bridge: only `none` yet",
+    doc:
+      "The bridge's IPv6 address and /64 (`fd42:1:2:3::1/64`); `auto` picks a random unique local /64 at create; instances configure themselves from its router advertisements (SLAAC)",
+  },
+  {
+    key: "ipv6.nat",
+    schema: bool,
+    default: "true",
+    doc: "Masquerade the /64's traffic leaving by the host's other interfaces",
   },
   {
     key: "dns.domain",
@@ -227,6 +235,9 @@ export class NetworkManager {
         );
       }
     }
+    if (config["ipv6.address"] === "auto") {
+      config["ipv6.address"] = formatCidr6(randomUla(randomBytes(7)));
+    }
     const rec: NetworkRecord = {
       name: req.name,
       description: req.description,
@@ -272,6 +283,10 @@ export class NetworkManager {
       if (clash) {
         throw new Conflict(`ipv4.address ${config["ipv4.address"]} overlaps ${formatCidr(clash)}`);
       }
+    }
+    if (config["ipv6.address"] === "auto") {
+      const had = cur.config["ipv6.address"];
+      config["ipv6.address"] = had && had !== "none" ? had : formatCidr6(randomUla(randomBytes(7)));
     }
     const next: NetworkRecord = { ...cur, description: req.description, config };
     await this.deps.bridge.up(this.#spec(next));
@@ -378,6 +393,8 @@ export class NetworkManager {
       dir: this.deps.dir(n.name),
       ipv4: ipv4Of(n),
       nat: (n.config["ipv4.nat"] ?? "true") === "true",
+      ipv6: ipv6Of(n),
+      nat6: (n.config["ipv6.nat"] ?? "true") === "true",
       dhcp: (n.config["ipv4.dhcp"] ?? "true") === "true",
       domain: n.config["dns.domain"] ?? "outpost",
       mtu: n.config["bridge.mtu"] ? Number(n.config["bridge.mtu"]) : undefined,
@@ -405,6 +422,11 @@ export class NetworkManager {
     }
     return out;
   }
+}
+
+function ipv6Of(n: NetworkRecord): Ipv6Cidr | undefined {
+  const v = n.config["ipv6.address"];
+  return v && v !== "none" && v !== "auto" ? parseCidr6(v) : undefined;
 }
 
 function ipv4Of(n: NetworkRecord): Ipv4Cidr | undefined {

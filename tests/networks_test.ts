@@ -41,6 +41,7 @@ async function leftovers(bridge: string): Promise<string[]> {
   if ((await sh("ip", "link", "show", "dev", bridge)).code === 0) left.push("bridge");
   const table = `outpost_${bridge.replaceAll("-", "_")}`;
   if ((await sh("nft", "list", "table", "ip", table)).code === 0) left.push("nft table");
+  if ((await sh("nft", "list", "table", "ip6", table)).code === 0) left.push("nft ip6 table");
   const procs = await sh("pgrep", "-af", `networks/${bridge}/`);
   if (procs.stdout.split("\n").some((l) => l.includes("dnsmasq"))) left.push("dnsmasq");
   return left;
@@ -50,6 +51,7 @@ async function leftovers(bridge: string): Promise<string[]> {
 async function scrub(bridge: string): Promise<void> {
   await sh("pkill", "-f", `networks/${bridge}/dnsmasq`);
   await sh("nft", "delete", "table", "ip", `outpost_${bridge.replaceAll("-", "_")}`);
+  await sh("nft", "delete", "table", "ip6", `outpost_${bridge.replaceAll("-", "_")}`);
   await sh("ip", "link", "del", "dev", bridge);
 }
 
@@ -61,6 +63,7 @@ const forwarding = () => Deno.readTextFile("/proc/sys/net/ipv4/ip_forward");
  */
 async function withNetwork(fn: (d: TestDaemon, net: string) => Promise<void>): Promise<void> {
   const forwardBefore = await forwarding();
+  const ipv6Before = await ipv6Settings();
   const d = await TestDaemon.start();
   const net = bridgeName();
   try {
@@ -70,7 +73,21 @@ async function withNetwork(fn: (d: TestDaemon, net: string) => Promise<void>): P
     await d.cleanup();
     await scrub(net);
     await Deno.writeTextFile("/proc/sys/net/ipv4/ip_forward", forwardBefore);
+    for (const [file, value] of ipv6Before) await Deno.writeTextFile(file, value).catch(() => {});
   }
+}
+
+/** IPv6 forwarding and each interface's accept_ra (an IPv6 network with NAT changes them). */
+async function ipv6Settings(): Promise<[string, string][]> {
+  const out: [string, string][] = [];
+  for (const e of Deno.readDirSync("/proc/sys/net/ipv6/conf")) {
+    const f = `/proc/sys/net/ipv6/conf/${e.name}/accept_ra`;
+    out.push([f, await Deno.readTextFile(f).catch(() => "")]);
+  }
+  // Forwarding last: set back before it, accept_ra=1 would be ignored anyway.
+  const fwd = "/proc/sys/net/ipv6/conf/all/forwarding";
+  out.unshift([fwd, await Deno.readTextFile(fwd)]);
+  return out.filter(([, v]) => v !== "");
 }
 
 /** A profile that puts an eth0 on `net`; its name. */
@@ -166,6 +183,62 @@ Deno.test({
       assert.notEqual(phantom.code, 0, phantom.stdout);
       assert.match(phantom.stdout, /NXDOMAIN/);
       assert.doesNotMatch(phantom.stdout, /Name:\s+phantom/);
+
+      await d.ok("delete", c1, c2, "--force");
+      await d.ok("profile", "delete", p);
+      await d.ok("network", "delete", net);
+      assert.deepEqual(await leftovers(net), []);
+    }),
+});
+
+/** The global IPv6 addresses of `eth0` in a running container, from the API's state. */
+async function ipv6Of(d: TestDaemon, name: string, prefix: string): Promise<string | undefined> {
+  const st = await d.api.get<Listed["state"]>(`/1.0/instances/${name}/state`);
+  return st.network?.eth0?.addresses.find((a) =>
+    a.family === "inet6" && a.address.startsWith(prefix)
+  )?.address;
+}
+
+Deno.test({
+  name: "IPv6: a bridge with a unique local /64 gives containers SLAAC addresses they reach " +
+    "each other on; its ip6 table goes with it",
+  ignore: !HAS_LXC,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withNetwork(async (d, net) => {
+      const [c1, c2] = [uniqueName("s1"), uniqueName("s2")];
+      await d.ok("network", "create", net, "ipv6.address=auto");
+      const cidr = (await d.ok("network", "get", net, "ipv6.address")).trim();
+      assert.match(cidr, /^fd[0-9a-f]{2}:[0-9a-f:]+::1\/64$/);
+      const prefix = cidr.replace(/::1\/64$/, ":");
+      assert.match((await sh("ip", "-6", "addr", "show", "dev", net)).stdout, new RegExp(cidr));
+      const table = `outpost_${net.replaceAll("-", "_")}`;
+      assert.match((await sh("nft", "list", "table", "ip6", table)).stdout, /masquerade/);
+      const p = await nicProfile(d, net);
+      await d.ok("launch", "bb", c1, "-p", "default", "-p", p);
+      await d.ok("launch", "bb", c2, "-p", "default", "-p", p);
+      let a2: string | undefined;
+      await waitUntil("c1's SLAAC address", async () => !!(await ipv6Of(d, c1, prefix)));
+      await waitUntil("c2's SLAAC address", async () => !!(a2 = await ipv6Of(d, c2, prefix)));
+      const ping = await d.cli("exec", c1, "--", "ping", "-6", "-c", "1", "-W", "5", a2!);
+      assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+      const gw = await d.cli(
+        "exec",
+        c2,
+        "--",
+        "ping",
+        "-6",
+        "-c",
+        "1",
+        "-W",
+        "5",
+        cidr.split("/")[0],
+      );
+      assert.equal(gw.code, 0, gw.stdout + gw.stderr);
+      const bad = await d.cli("network", "set", net, "ipv6.address=fd00::/64");
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /ipv6\.address/);
 
       await d.ok("delete", c1, c2, "--force");
       await d.ok("profile", "delete", p);

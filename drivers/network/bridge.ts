@@ -16,7 +16,8 @@ import {
   PID_FILE,
 } from "./dnsmasq.ts";
 import { formatCidr, type Ipv4Cidr } from "./ipv4.ts";
-import { deleteScript, natScript } from "./nft.ts";
+import { formatCidr6, type Ipv6Cidr } from "./ipv6.ts";
+import { deleteScript, nat6Script, natScript } from "./nft.ts";
 
 export interface BridgeSpec {
   name: string;
@@ -25,6 +26,9 @@ export interface BridgeSpec {
   /** The bridge's own address and subnet; undefined: no IPv4 (no DHCP, DNS or NAT). */
   ipv4?: Ipv4Cidr;
   nat: boolean;
+  /** The bridge's IPv6 address in its /64; undefined: no IPv6. */
+  ipv6?: Ipv6Cidr;
+  nat6?: boolean;
   dhcp: boolean;
   domain: string;
   mtu?: number;
@@ -51,17 +55,69 @@ export class BridgeDriver {
     if (s.ipv4) {
       await this.runner.run(["ip", "-4", "addr", "add", formatCidr(s.ipv4), "dev", s.name]);
     }
+    await this.runner.run(["ip", "-6", "addr", "flush", "dev", s.name, "scope", "global"]);
+    if (s.ipv6) {
+      await this.runner.run(["sysctl", "-q", "-w", `net.ipv6.conf.${s.name}.disable_ipv6=0`]);
+      // nodad: the bridge's own address is usable at once (dnsmasq binds to it).
+      await this.runner.run([
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        formatCidr6(s.ipv6),
+        "dev",
+        s.name,
+        "nodad",
+      ]);
+    }
     await this.runner.run(["ip", "link", "set", "dev", s.name, "up"]);
     await this.runner.run(["nft", "-f", "-"], { stdin: natScript(s.name, s.ipv4, s.nat) });
+    await this.runner.run(["nft", "-f", "-"], {
+      stdin: nat6Script(s.name, s.ipv6, s.nat6 ?? false),
+    });
     if (s.ipv4 && s.nat) {
       await this.runner.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
     }
+    if (s.ipv6 && s.nat6) await this.#forwardIpv6();
     await this.#stopDnsmasq(s.dir);
-    if (s.ipv4) {
+    if (s.ipv4 || s.ipv6) {
       await this.runner.run(
-        dnsmasqArgv({ bridge: s.name, dir: s.dir, ipv4: s.ipv4, dhcp: s.dhcp, domain: s.domain }),
+        dnsmasqArgv({
+          bridge: s.name,
+          dir: s.dir,
+          ipv4: s.ipv4,
+          ipv6: s.ipv6,
+          dhcp: s.dhcp,
+          domain: s.domain,
+        }),
       );
     }
+  }
+
+  /**
+   * Turns IPv6 forwarding on. A host interface that takes router advertisements (accept_ra=1)
+   * would stop taking them once the host forwards: it is set to 2 (take them anyway) first, so the
+   * host keeps its own IPv6 addresses and routes.
+   */
+  async #forwardIpv6(): Promise<void> {
+    const forwarding = await readHostFile(this.runner, "/proc/sys/net/ipv6/conf/all/forwarding");
+    if (forwarding?.trim() === "1") return;
+    const links = await this.runner.run(["ip", "-j", "link", "show"], { allowFailure: true });
+    let names: string[] = [];
+    try {
+      names = (JSON.parse(links.stdout || "[]") as { ifname: string }[]).map((l) => l.ifname);
+    } catch {
+      // No list: no interface is changed.
+    }
+    for (const name of names) {
+      if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) continue;
+      const ra = await readHostFile(this.runner, `/proc/sys/net/ipv6/conf/${name}/accept_ra`);
+      if (ra?.trim() !== "1") continue;
+      // sysctl names an interface's dots as slashes.
+      const key = `net.ipv6.conf.${name.replaceAll(".", "/")}.accept_ra=2`;
+      await this.runner.run(["sysctl", "-q", "-w", key], { allowFailure: true });
+    }
+    await this.runner.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]);
   }
 
   /** Removes dnsmasq, the rules and the bridge (each whether or not it is still there). */

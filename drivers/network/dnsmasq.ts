@@ -3,12 +3,15 @@
  * and the leases file). One dnsmasq per bridge, reading nothing of the host's own configuration.
  */
 import { dhcpRange, formatIpv4, type Ipv4Cidr } from "./ipv4.ts";
+import { formatIpv6, type Ipv6Cidr } from "./ipv6.ts";
 
 export interface DnsmasqSpec {
   bridge: string;
   /** The network's state directory: pid file, leases, per-instance host entries. */
   dir: string;
-  ipv4: Ipv4Cidr;
+  ipv4?: Ipv4Cidr;
+  /** With IPv6: router advertisements for SLAAC, stateless DHCPv6 for DNS. */
+  ipv6?: Ipv6Cidr;
   dhcp: boolean;
   domain: string;
 }
@@ -19,7 +22,6 @@ export const LEASES_FILE = "dnsmasq.leases";
 export const HOSTS_DIR = "dhcp-hosts";
 
 export function dnsmasqArgv(s: DnsmasqSpec): string[] {
-  const gw = formatIpv4(s.ipv4.address);
   const argv = [
     "dnsmasq",
     "--conf-file=/dev/null",
@@ -29,12 +31,21 @@ export function dnsmasqArgv(s: DnsmasqSpec): string[] {
     "--bind-interfaces",
     "--except-interface=lo",
     `--interface=${s.bridge}`,
-    `--listen-address=${gw}`,
+    ...(s.ipv4 ? [`--listen-address=${formatIpv4(s.ipv4.address)}`] : []),
+    ...(s.ipv6 ? [`--listen-address=${formatIpv6(s.ipv6.address)}`] : []),
     `--pid-file=${s.dir}/${PID_FILE}`,
     `--domain=${s.domain}`,
     `--local=/${s.domain}/`,
   ];
-  if (s.dhcp) {
+  if (s.ipv6) {
+    // SLAAC from dnsmasq's router advertisements; DNS by stateless DHCPv6; names of DHCPv4
+    // clients also under their SLAAC addresses.
+    argv.push(
+      "--enable-ra",
+      `--dhcp-range=::,constructor:${s.bridge},ra-stateless,ra-names`,
+    );
+  }
+  if (s.dhcp && s.ipv4) {
     const { start, end } = dhcpRange(s.ipv4);
     argv.push(
       `--dhcp-range=${start},${end},1h`,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { dnsmasqArgv, hostEntry, parseLeases } from "./dnsmasq.ts";
 import { parseCidr } from "./ipv4.ts";
+import { parseCidr6 } from "./ipv6.ts";
 
 Deno.test("dnsmasqArgv() serves DHCP and DNS on the bridge only, reading no host config", () => {
   const argv = dnsmasqArgv({
@@ -34,6 +35,35 @@ Deno.test("dnsmasqArgv() serves DHCP and DNS on the bridge only, reading no host
     domain: "lan",
   });
   assert.ok(!noDhcp.some((a) => a.startsWith("--dhcp")));
+});
+
+Deno.test("dnsmasqArgv() with IPv6 sends router advertisements for the bridge's /64", () => {
+  const both = dnsmasqArgv({
+    bridge: "br0",
+    dir: "/d",
+    ipv4: parseCidr("10.9.8.1/24")!,
+    ipv6: parseCidr6("fd42:1:2:3::1/64")!,
+    dhcp: true,
+    domain: "lan",
+  });
+  for (
+    const a of [
+      "--listen-address=10.9.8.1",
+      "--listen-address=fd42:1:2:3::1",
+      "--enable-ra",
+      "--dhcp-range=::,constructor:br0,ra-stateless,ra-names",
+      "--dhcp-range=10.9.8.2,10.9.8.254,1h",
+    ]
+  ) assert.ok(both.includes(a), a);
+  const v6only = dnsmasqArgv({
+    bridge: "br0",
+    dir: "/d",
+    ipv6: parseCidr6("fd42:1:2:3::1/64")!,
+    dhcp: true,
+    domain: "lan",
+  });
+  assert.ok(v6only.includes("--enable-ra"));
+  assert.ok(!v6only.some((a) => a.startsWith("--dhcp-range=10.") || a.includes("10.9.8.1")));
 });
 
 Deno.test("hostEntry() and parseLeases() read and write dnsmasq's formats", () => {
