@@ -110,7 +110,9 @@ export class Agent {
     this.networks = new NetworkManager({
       store: this.store,
       events: this.events,
-      bridge: new BridgeDriver(this.runner),
+      bridge: new BridgeDriver(this.runner, {
+        firewall: Deno.env.get("OUTPOST_FIREWALL") || undefined,
+      }),
       runner: this.runner,
       dir: (name) => this.paths.network(name),
       log,

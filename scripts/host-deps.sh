@@ -3,7 +3,7 @@
 # from any other source.
 
 OUTPOST_DENO_VERSION=2.9.6
-OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux procps tar gzip xz-utils ca-certificates qemu-system-x86 qemu-utils qemu-guest-agent ovmf kmod cpio e2fsprogs openssl dnsmasq-base nftables btrfs-progs"
+OUTPOST_APT_PACKAGES="lxc busybox-static uidmap iproute2 util-linux procps tar gzip xz-utils ca-certificates qemu-system-x86 qemu-utils qemu-guest-agent ovmf kmod cpio e2fsprogs openssl dnsmasq-base nftables iptables btrfs-progs"
 # Real clients the compatibility tests drive outpost with (the stock LXD client, pylxd, Ansible),
 # and what the fleet test needs (curl for the served install script,
 # chromium for the dashboard, postgresql for hubs sharing one database).

@@ -49,6 +49,14 @@ async function leftovers(bridge: string): Promise<string[]> {
 
 /** Removes whatever a failed test left of a network. */
 async function scrub(bridge: string): Promise<void> {
+  const tag = `outpost_${bridge.replaceAll("-", "_")}`;
+  for (const tool of ["iptables", "ip6tables"]) {
+    for (const line of (await sh(tool, "-t", "nat", "-S", "POSTROUTING")).stdout.split("\n")) {
+      if (line.includes(`--comment ${tag}`)) {
+        await sh(tool, "-t", "nat", "-D", ...line.trim().split(/\s+/).slice(1));
+      }
+    }
+  }
   await sh("pkill", "-f", `networks/${bridge}/dnsmasq`);
   await sh("nft", "delete", "table", "ip", `outpost_${bridge.replaceAll("-", "_")}`);
   await sh("nft", "delete", "table", "ip6", `outpost_${bridge.replaceAll("-", "_")}`);
@@ -245,6 +253,55 @@ Deno.test({
       await d.ok("network", "delete", net);
       assert.deepEqual(await leftovers(net), []);
     }),
+});
+
+Deno.test({
+  name:
+    "where nftables is missing: NAT through iptables and ip6tables, tagged rules that go with " +
+    "the network",
+  ignore: !HAS_LXC,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // The daemon reads OUTPOST_FIREWALL at start; the daemons of later tests start without it.
+    Deno.env.set("OUTPOST_FIREWALL", "iptables");
+    try {
+      await withNetwork(async (d, net) => {
+        Deno.env.delete("OUTPOST_FIREWALL");
+        const name = uniqueName("ip");
+        await d.ok("network", "create", net, "ipv6.address=auto");
+        const cidr = (await d.ok("network", "get", net, "ipv4.address")).trim();
+        const subnet = `${cidr.split(".").slice(0, 3).join(".")}.0/24`;
+        const tag = `outpost_${net.replaceAll("-", "_")}`;
+        const rules4 = (await sh("iptables", "-t", "nat", "-S", "POSTROUTING")).stdout;
+        assert.match(
+          rules4,
+          new RegExp(`-s ${subnet} ! -d ${subnet} ! -o ${net} .*--comment ${tag} -j MASQUERADE`),
+        );
+        assert.match(
+          (await sh("ip6tables", "-t", "nat", "-S", "POSTROUTING")).stdout,
+          new RegExp(tag),
+        );
+        assert.equal((await sh("nft", "list", "table", "ip", tag)).code, 1, "no nftables table");
+        // A change replaces the rules, never adds a second copy.
+        await d.ok("network", "set", net, "dns.domain=lab");
+        const again = (await sh("iptables", "-t", "nat", "-S", "POSTROUTING")).stdout;
+        assert.equal(again.split(tag).length - 1, 1);
+
+        const p = await nicProfile(d, net);
+        await d.ok("launch", "bb", name, "-p", "default", "-p", p);
+        await waitUntil("a lease", async () => (await ipv4Of(d, name)) !== undefined);
+        await d.ok("delete", name, "--force");
+        await d.ok("profile", "delete", p);
+        await d.ok("network", "delete", net);
+        assert.doesNotMatch((await sh("iptables", "-t", "nat", "-S")).stdout, new RegExp(tag));
+        assert.doesNotMatch((await sh("ip6tables", "-t", "nat", "-S")).stdout, new RegExp(tag));
+        assert.deepEqual(await leftovers(net), []);
+      });
+    } finally {
+      Deno.env.delete("OUTPOST_FIREWALL");
+    }
+  },
 });
 
 Deno.test("bad network requests are refused with a clear error and make nothing", async () => {

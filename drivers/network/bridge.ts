@@ -1,6 +1,6 @@
 /**
- * The host side of a managed bridge: the Linux bridge and its address, its nftables table (NAT to
- * the uplink), and its dnsmasq. `up()` brings all of it to what the spec says (at create, at each
+ * The host side of a managed bridge: the Linux bridge and its addresses, its NAT rules to the
+ * uplink (nftables, or iptables where nftables is missing), and its dnsmasq. `up()` brings all of it to what the spec says (at create, at each
  * daemon start, after a change) and is idempotent; `down()` removes every piece. dnsmasq runs
  * detached, like the instances, so a daemon restart does not take the network away.
  */
@@ -17,7 +17,7 @@ import {
 } from "./dnsmasq.ts";
 import { formatCidr, type Ipv4Cidr } from "./ipv4.ts";
 import { formatCidr6, type Ipv6Cidr } from "./ipv6.ts";
-import { deleteScript, nat6Script, natScript } from "./nft.ts";
+import { type Firewall, IptablesFirewall, NftFirewall, pickFirewall } from "./firewall.ts";
 
 export interface BridgeSpec {
   name: string;
@@ -35,7 +35,16 @@ export interface BridgeSpec {
 }
 
 export class BridgeDriver {
-  constructor(private runner: Runner) {}
+  #firewall?: Promise<Firewall>;
+
+  /** `firewall`: `nftables` or `iptables`; by default nftables where `nft` runs. */
+  constructor(private runner: Runner, private opts: { firewall?: string } = {}) {}
+
+  /** The firewall the NAT rules go through (picked once). */
+  firewall(): Promise<Firewall> {
+    this.#firewall ??= pickFirewall(this.runner, this.opts.firewall);
+    return this.#firewall;
+  }
 
   async exists(name: string): Promise<boolean> {
     const r = await this.runner.run(["ip", "-j", "link", "show", "dev", name], {
@@ -71,9 +80,12 @@ export class BridgeDriver {
       ]);
     }
     await this.runner.run(["ip", "link", "set", "dev", s.name, "up"]);
-    await this.runner.run(["nft", "-f", "-"], { stdin: natScript(s.name, s.ipv4, s.nat) });
-    await this.runner.run(["nft", "-f", "-"], {
-      stdin: nat6Script(s.name, s.ipv6, s.nat6 ?? false),
+    await (await this.firewall()).apply({
+      bridge: s.name,
+      ipv4: s.ipv4,
+      nat4: s.nat,
+      ipv6: s.ipv6,
+      nat6: s.nat6 ?? false,
     });
     if (s.ipv4 && s.nat) {
       await this.runner.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
@@ -123,7 +135,10 @@ export class BridgeDriver {
   /** Removes dnsmasq, the rules and the bridge (each whether or not it is still there). */
   async down(name: string, dir: string): Promise<void> {
     await this.#stopDnsmasq(dir);
-    await this.runner.run(["nft", "-f", "-"], { stdin: deleteScript(name), allowFailure: true });
+    // Both kinds of rule go, whichever the daemon used before (a missing tool is no error).
+    for (const fw of [new NftFirewall(this.runner), new IptablesFirewall(this.runner)]) {
+      await fw.remove(name).catch(() => {});
+    }
     if (await this.exists(name)) await this.runner.run(["ip", "link", "del", "dev", name]);
   }
 
