@@ -168,6 +168,26 @@ export class BackupManager {
     await Deno.remove(join(this.deps.dir(instance), `${name}.tar.gz`)).catch(() => {});
   }
 
+  /** Renames a backup (its record and its file); 400 for a bad name, 409 for a taken one. */
+  async renameBackup(instance: string, from: string, to: string): Promise<void> {
+    await this.deps.instances.locks.run(instance, async () => {
+      const rec = await this.get(instance, from);
+      checkSnapshotName(to);
+      if (
+        (await this.list(instance)).some((b) => b.name === to) ||
+        this.#creating.has(`${instance}/${to}`)
+      ) {
+        throw new Conflict(`Backup "${to}" of instance "${instance}" already exists`);
+      }
+      const dir = this.deps.dir(instance);
+      await Deno.rename(join(dir, `${from}.tar.gz`), join(dir, `${to}.tar.gz`));
+      const tmp = join(dir, `.${to}.json.tmp`);
+      await Deno.writeTextFile(tmp, JSON.stringify({ ...rec, name: to }));
+      await Deno.rename(tmp, join(dir, `${to}.json`));
+      await Deno.remove(join(dir, `${from}.json`));
+    });
+  }
+
   /** The backup's file, streamed (opened by the first read). */
   async export(instance: string, name: string): Promise<FileStream> {
     await this.get(instance, name);

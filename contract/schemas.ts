@@ -507,6 +507,11 @@ export const StorageVolumesPostSchema = z.object({
 
 // --- Backups ---
 
+/** `POST /1.0/instances/{name}/backups/{backup}` (`InstanceBackupPost`): a rename. */
+export const BackupPostSchema = z.object({
+  name: z.string({ error: "the new name is required" }),
+}).strict();
+
 /** `POST /1.0/instances/{name}/backups` (`InstanceBackupsPost`). */
 export const InstanceBackupsPostSchema = z.object({
   name: z.string().default(""),

@@ -258,3 +258,31 @@ Deno.test("a backup that links out of its rootfs writes nothing on the host", as
     await Deno.remove(target, { recursive: true });
   }
 });
+
+Deno.test("a backup is renamed through the API; a taken or bad name is refused", async () => {
+  const d = await daemon();
+  const name = uniqueName("br");
+  const url = `/1.0/instances/${name}/backups`;
+  try {
+    await d.ok("init", "bb", name);
+    await d.api.run("POST", url, { body: { name: "b0" } });
+    await d.api.run("POST", url, { body: { name: "b2" } });
+    await d.api.run("POST", `${url}/b0`, { body: { name: "b1" } });
+    assert.deepEqual((await d.api.get<string[]>(url)).sort(), [`${url}/b1`, `${url}/b2`]);
+    const exported = await d.api.fetch("GET", `${url}/b1/export`);
+    assert.equal(exported.status, 200);
+    await exported.body?.cancel();
+    const taken = await d.api.fetch("POST", `${url}/b1`, { body: { name: "b2" } });
+    assert.equal(taken.status, 202, "an operation, which fails");
+    const op = (await taken.json()).metadata.id;
+    await assert.rejects(d.api.wait(op), /Backup "b2" of instance ".*" already exists/);
+    const bad = await d.api.fetch("POST", `${url}/b1`, { body: { name: 42 } });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+    const missing = await d.api.fetch("POST", `${url}/nope`, { body: { name: "x" } });
+    assert.equal(missing.status, 404);
+    await missing.body?.cancel();
+  } finally {
+    await d.cli("delete", name, "--force");
+  }
+});

@@ -2,7 +2,7 @@
 import type { Agent } from "../../agent/agent.ts";
 import type { BackupRecord } from "../../agent/backups.ts";
 import { parseExpiry } from "../../agent/snapshots.ts";
-import { InstanceBackupsPostSchema } from "../../contract/schemas.ts";
+import { BackupPostSchema, InstanceBackupsPostSchema } from "../../contract/schemas.ts";
 import { instanceUrl } from "../../contract/urls.ts";
 import { parseBody, recursion } from "../../server/body.ts";
 import { async, sync } from "../../server/envelope.ts";
@@ -63,6 +63,23 @@ export function backupRoutes(agent: Agent): Route[] {
     return sync(c, {});
   };
 
+  /** Incus answers a rename with an operation. */
+  const rename: Handler = async (c) => {
+    const { name, backup } = c.req.param();
+    const body = await parseBody(c, BackupPostSchema, { requireBody: true });
+    await backups.get(name, backup);
+    return async(
+      c,
+      operations.start({
+        description: "Renaming instance backup",
+        resources: resources(name),
+        run: async () => {
+          await backups.renameBackup(name, backup, body.name);
+        },
+      }),
+    );
+  };
+
   const exportFile: Handler = async (c) => {
     const { name, backup } = c.req.param();
     const { size, body } = await backups.export(name, backup);
@@ -77,6 +94,7 @@ export function backupRoutes(agent: Agent): Route[] {
     ["GET", "/1.0/instances/:name/backups", "trusted", list],
     ["POST", "/1.0/instances/:name/backups", "trusted", create],
     ["GET", "/1.0/instances/:name/backups/:backup", "trusted", get],
+    ["POST", "/1.0/instances/:name/backups/:backup", "trusted", rename],
     ["DELETE", "/1.0/instances/:name/backups/:backup", "trusted", remove],
     ["GET", "/1.0/instances/:name/backups/:backup/export", "trusted", exportFile],
   ]);
