@@ -157,8 +157,9 @@ export class SnapshotManager {
         try {
           const cur = this.instances.get(instance);
           // Freeze a running container while it is copied, as Incus does for plain directories,
-          // so the copy is consistent.
-          const freeze = (await driver.status(cur)) === "Running";
+          // so the copy is consistent. A VM's snapshot is taken atomically by QEMU, around a
+          // freeze of the guest's filesystems through its agent (drivers/qemu/snapshots.ts).
+          const freeze = cur.type === "container" && (await driver.status(cur)) === "Running";
           if (freeze) await driver.freeze(cur);
           try {
             await access.create(cur, name);

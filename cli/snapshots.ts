@@ -28,7 +28,9 @@ export function snapshotCommand(ctx: CliContext): CommandUnknownOpts {
   const snapshot = new Command("snapshot").description("Manage instance snapshots");
 
   snapshot.command("create")
-    .description("Snapshot an instance (a running one is paused while it is copied)")
+    .description(
+      "Snapshot an instance (a running container is paused while it is copied; a VM is snapshotted live)",
+    )
     .argument("<name>", "Instance name")
     .argument("[snapshot]", "Snapshot name (default: the next free snapN)")
     .option(

@@ -1,8 +1,8 @@
 /**
  * Virtual machines end to end under TCG (forced: nested KVM guests hang on these machines): the
  * test VM image, launch, guest agent exec and files, pause/resume, a daemon restart that finds
- * the VM still running, a clean ACPI stop, delete, and nothing left behind. One VM, booted by the
- * first test that needs it, serves them all.
+ * the VM still running, a live snapshot restored, a clean ACPI stop, delete, and nothing left
+ * behind. One VM, booted by the first test that needs it, serves them all.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -25,6 +25,14 @@ async function processAlive(pid: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Runs a host command and returns its stdout; fails with its stderr. */
+async function sh(cmd: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  if (!out.success) throw new Error(`${cmd} ${args.join(" ")} failed: ${dec.decode(out.stderr)}`);
+  return dec.decode(out.stdout);
 }
 
 async function waitForAgent(d: TestDaemon, name: string): Promise<number> {
@@ -217,6 +225,38 @@ vmTest("restart powers the VM off and boots a new QEMU whose guest agent answers
   assert.equal(await processAlive(pid), false);
   await waitForAgent(d, NAME);
 });
+
+vmTest(
+  "a snapshot of a running VM, restored after a change, brings the guest's file back",
+  async () => {
+    const d = await running();
+    const guest = (script: string) => d.ok("exec", NAME, "--", "sh", "-c", script);
+    const disk = join(vmDir(d), "disk.qcow2");
+    /** The internal snapshots qemu-img lists (-U: QEMU may hold the disk). */
+    const listedTags = () => sh("qemu-img", "snapshot", "-l", "-U", disk);
+    await guest("echo one > /root/f; sync");
+    await d.ok("snapshot", "create", NAME, "s1");
+    // Taken live: the VM runs on, its filesystems thawed (a write would hang otherwise).
+    assert.equal((await listed(d)).status, "Running");
+    await guest("echo two > /root/f; sync");
+    assert.equal(await guest("cat /root/f"), "two\n");
+    const [{ tag }] = JSON.parse(await Deno.readTextFile(join(vmDir(d), "snapshots.json")));
+    assert.match(await listedTags(), new RegExp(tag));
+
+    await d.ok("stop", NAME, "--force");
+    await d.ok("snapshot", "restore", NAME, "s1");
+    assert.equal((await listed(d)).status, "Stopped");
+    await d.ok("start", NAME);
+    await waitForAgent(d, NAME);
+    assert.equal(await guest("cat /root/f"), "one\n");
+    assert.doesNotMatch(await d.log(), /guest filesystems (not frozen|may still be frozen)/);
+
+    // Deleted while the VM runs (through QMP): gone from the disk.
+    await d.ok("snapshot", "delete", NAME, "s1");
+    assert.doesNotMatch(await listedTags(), new RegExp(tag));
+    assert.equal(JSON.parse(await d.ok("snapshot", "list", NAME, "--format", "json")).length, 0);
+  },
+);
 
 vmTest(
   "stop powers the VM off through ACPI: QEMU exits and leaves no sockets or pid file",

@@ -34,6 +34,7 @@ import type { CommandFiles } from "../command_files.ts";
 import { qgaFiles } from "./files.ts";
 import { consoleProcess, guestExecProcess } from "./guest_exec.ts";
 import { guestNetwork } from "./network.ts";
+import { QemuSnapshots } from "./snapshots.ts";
 
 export const QEMU = "qemu-system-x86_64";
 const OVMF_CODE = ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"];
@@ -66,6 +67,7 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
 export class QemuDriver implements ProbedDriver {
   readonly type = "virtual-machine" as const;
   readonly files: CommandFiles;
+  readonly snapshots: QemuSnapshots;
   #info: DriverInfo = { name: "qemu", version: "", available: false, error: "not probed" };
   #accel?: Promise<AccelProbe>;
   #accelResult?: AccelProbe;
@@ -77,6 +79,18 @@ export class QemuDriver implements ProbedDriver {
   constructor(private opts: QemuDriverOptions) {
     this.#runner = opts.runner;
     this.files = qgaFiles((inst) => this.guestAgent(inst));
+    this.snapshots = new QemuSnapshots({
+      dir: (name) => this.dir(name),
+      runner: opts.runner,
+      status: (inst) => this.status(inst),
+      qmp: async (inst, command, args) => {
+        const qmp = await this.#client(inst.name);
+        if (!qmp) throw new InvalidState(`Instance "${inst.name}" is not running`);
+        return await qmp.execute(command, args);
+      },
+      guestAgent: (inst) => this.guestAgent(inst, 1000).catch(() => undefined),
+      log: opts.log,
+    });
   }
 
   async probe(): Promise<DriverInfo> {
@@ -372,17 +386,15 @@ export class QemuDriver implements ProbedDriver {
     await qmp.execute("cont");
   }
 
-  /** A stopped VM's disk (its backing image shared), boot files and UEFI variables, copied. */
+  /**
+   * A stopped VM's disk (its backing image shared, its internal snapshots kept), boot files and
+   * UEFI variables, copied; then set to the snapshot `from`, with only `snapshots` left in it.
+   */
   async copy(
     source: InstanceSpec,
     target: InstanceSpec,
     opts: { from?: string; snapshots: string[] },
   ): Promise<VolatileChanges> {
-    if (opts.from || opts.snapshots.length > 0) {
-      throw new BadRequest(
-        "VM snapshots are not supported yet: copy the VM itself (--instance-only)",
-      );
-    }
     if ((await this.status(source)) !== "Stopped") {
       throw new InvalidState(`VM "${source.name}" is running: stop it before copying it`);
     }
@@ -391,12 +403,14 @@ export class QemuDriver implements ProbedDriver {
     if (existsSync(dir)) {
       throw new InvalidState(`Storage for VM "${target.name}" already exists: ${dir}`);
     }
+    const plan = await this.snapshots.planCopy(source.name, opts);
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     try {
       for (const f of ["disk.qcow2", "kernel", "initrd", "boot.json", "OVMF_VARS.fd"]) {
         if (!existsSync(join(from, f))) continue;
         await this.#runner.run(["cp", "--reflink=auto", "--", join(from, f), join(dir, f)]);
       }
+      await this.snapshots.finishCopy(source.name, target.name, plan);
     } catch (err) {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw err;
@@ -424,9 +438,9 @@ export class QemuDriver implements ProbedDriver {
     return await subdirs(this.opts.path);
   }
 
-  /** VM snapshots live inside the disk image (qemu-img): nothing outside it to recover. */
-  recover(_inst: InstanceSpec, _snapshots: string[]): Promise<RecoveryReport> {
-    return Promise.resolve({ actions: [], missingSnapshots: [] });
+  /** Snapshot storage without a record removed, recorded ones without storage named. */
+  async recover(inst: InstanceSpec, snapshots: string[]): Promise<RecoveryReport> {
+    return await this.snapshots.reconcile(inst, snapshots);
   }
 
   async state(inst: InstanceSpec): Promise<InstanceRuntime> {
