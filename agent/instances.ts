@@ -32,7 +32,6 @@ import type { DiskPlan, InstanceSpec, MountPlan, NicPlan } from "../drivers/driv
 import type { StorageManager } from "./storage.ts";
 import {
   checkSameRootPool,
-  DEFAULT_POOL,
   DEFAULT_PROFILE,
   expand,
   type Expanded,
@@ -282,11 +281,7 @@ export class InstanceManager {
   prepareCreate(req: CreateRequest): () => Promise<InstanceRecord> {
     checkInstanceName(req.name);
     const profiles = req.profiles ?? [DEFAULT_PROFILE];
-    const expanded = this.#checkFields(req.type, { ...req, profiles });
-    const pool = this.pools?.plan(expanded.devices);
-    if (req.type === "virtual-machine" && pool && pool.name !== DEFAULT_POOL) {
-      throw new BadRequest("VMs on storage pools other than default are not supported yet");
-    }
+    this.#checkFields(req.type, { ...req, profiles });
     if (this.store.getInstance(req.name) || this.#creating.has(req.name)) {
       throw new Conflict(`Instance "${req.name}" already exists`);
     }
@@ -414,11 +409,6 @@ export class InstanceManager {
     const volumes = this.#volumes(spec);
     const mounts = [...mountsOf(spec.devices), ...volumes.mounts];
     const disks = volumes.disks;
-    if (disks.length > 0) {
-      throw new BadRequest(
-        `Block volumes cannot be given to VMs yet (device "${disks[0].device}")`,
-      );
-    }
     for (const m of mounts) {
       const st = await Deno.stat(m.source).catch(() => undefined);
       if (!st?.isDirectory) {

@@ -355,18 +355,24 @@ export class NetworkManager {
     const entries = new Map<string, string[]>();
     for (const [dev, d] of Object.entries(devices).sort(([a], [b]) => a.localeCompare(b))) {
       if (d.type !== "nic") continue;
-      const net = this.get(d.network);
       const hwKey = `volatile.${dev}.hwaddr`;
       const hwaddr = d.hwaddr ?? config[hwKey] ?? randomMac();
       if (!d.hwaddr && config[hwKey] !== hwaddr) volatile[hwKey] = hwaddr;
       const hostName = d.host_name ??
         `${type === "container" ? "veth" : "tap"}${randomBytes(4).toString("hex")}`;
       volatile[`volatile.${dev}.host_name`] = hostName;
+      const nic = { device: dev, name: d.name ?? dev, hwaddr, hostName };
+      if (d.network === undefined) {
+        // A host bridge (it must exist and be a bridge), or a point-to-point link.
+        if (d.parent && !(await this.deps.bridge.isBridge(d.parent))) {
+          throw new BadRequest(`Device "${dev}": parent "${d.parent}" is not a bridge on the host`);
+        }
+        nics.push({ ...nic, bridge: d.parent });
+        continue;
+      }
+      const net = this.get(d.network);
       nics.push({
-        device: dev,
-        name: d.name ?? dev,
-        hwaddr,
-        hostName,
+        ...nic,
         bridge: net.name,
         mtu: net.config["bridge.mtu"] ? Number(net.config["bridge.mtu"]) : undefined,
       });

@@ -52,7 +52,7 @@ export interface MountPlan {
   shift: boolean;
 }
 
-/** One network interface on a bridge: a veth pair for a container, a tap for a VM. */
+/** One network interface: a veth pair for a container, a tap for a VM; on a bridge, or p2p. */
 export interface NicPlan {
   /** The device's name (`eth0`). */
   device: string;
@@ -61,8 +61,8 @@ export interface NicPlan {
   hwaddr: string;
   /** The host side's interface name (at most 15 characters). */
   hostName: string;
-  /** The bridge it is attached to. */
-  bridge: string;
+  /** The bridge it is attached to; none for a point-to-point nic (the host side is left alone). */
+  bridge?: string;
   mtu?: number;
 }
 

@@ -304,6 +304,78 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a nic on a host bridge outpost does not manage (nictype=bridged), and a point-to-point " +
+    "one (nictype=p2p) whose host side the host configures",
+  ignore: !HAS_LXC,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withNetwork(async (d, br) => {
+      const [c1, c2] = [uniqueName("hb"), uniqueName("pp")];
+      const veth = `vp${crypto.randomUUID().slice(0, 8)}`;
+      try {
+        await sh("ip", "link", "add", "dev", br, "type", "bridge");
+        await sh("ip", "addr", "add", "192.168.251.1/24", "dev", br);
+        await sh("ip", "link", "set", "dev", br, "up");
+        await d.ok("init", "bb", c1);
+        await d.ok("config", "device", "add", c1, "lan", "nic", "nictype=bridged", `parent=${br}`);
+        await d.ok("start", c1);
+        await d.ok(
+          "exec",
+          c1,
+          "--",
+          "sh",
+          "-c",
+          "ip addr add 192.168.251.2/24 dev lan && ping -c 1 -W 5 192.168.251.1",
+        );
+        assert.match((await sh("ip", "link", "show", "master", br)).stdout, /veth/);
+
+        await d.ok("init", "bb", c2);
+        await d.ok(
+          "config",
+          "device",
+          "add",
+          c2,
+          "p0",
+          "nic",
+          "nictype=p2p",
+          `host_name=${veth}`,
+        );
+        await d.ok("start", c2);
+        assert.doesNotMatch((await sh("ip", "link", "show", "dev", veth)).stdout, /master/);
+        await sh("ip", "addr", "add", "169.254.77.1/30", "dev", veth);
+        await d.ok(
+          "exec",
+          c2,
+          "--",
+          "sh",
+          "-c",
+          "ip addr add 169.254.77.2/30 dev p0 && ping -c 1 -W 5 169.254.77.1",
+        );
+
+        const refused: [string[], RegExp][] = [
+          [["nictype=bridged"], /needs "parent"/],
+          [["nictype=p2p", `parent=${br}`], /takes no "parent"/],
+          [["nictype=bogus"], /invalid "nictype"/],
+          [[], /needs "network"/],
+        ];
+        for (const [keys, why] of refused) {
+          const r = await d.cli("config", "device", "add", c2, "bad", "nic", ...keys);
+          assert.equal(r.code, 1);
+          assert.match(r.stderr, why);
+        }
+        await d.ok("stop", c1, "--force");
+        await d.ok("config", "device", "set", c1, "lan", "parent=lo");
+        const notBridge = await d.cli("start", c1);
+        assert.match(notBridge.stderr, /parent "lo" is not a bridge on the host/);
+      } finally {
+        await d.cli("delete", c1, c2, "--force");
+        await sh("ip", "link", "del", "dev", br);
+      }
+    }),
+});
+
 Deno.test("bad network requests are refused with a clear error and make nothing", async () => {
   const d = await TestDaemon.start();
   const net = bridgeName();

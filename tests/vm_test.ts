@@ -258,6 +258,31 @@ vmTest(
   },
 );
 
+vmTest("a block volume attached to a VM is an extra virtio disk named by its device", async () => {
+  const d = await running();
+  const guest = (script: string) => d.ok("exec", NAME, "--", "sh", "-c", script);
+  await d.ok("storage", "volume", "create", "default", "vdata", "--type", "block", "size=64MiB");
+  const file = join(d.dir, "custom-volumes", "vdata", "root.qcow2");
+  assert.match(await sh("qemu-img", "info", file), /virtual size: 64 MiB/);
+  const running1 = await d.cli("storage", "volume", "attach", "default", "vdata", NAME);
+  assert.equal(running1.code, 1, "devices change only while stopped");
+  await d.ok("stop", NAME, "--force");
+  await d.ok("storage", "volume", "attach", "default", "vdata", NAME, "data");
+  await d.ok("start", NAME);
+  await waitForAgent(d, NAME);
+  // The disk whose serial is the device's name; written through and read back.
+  const dev = (await guest(
+    'for b in /sys/block/vd*; do [ "$(cat $b/serial)" = data ] && ' +
+      "basename $b; done",
+  )).trim();
+  assert.match(dev, /^vd[b-z]$/);
+  assert.equal((await guest(`cat /sys/block/${dev}/size`)).trim(), String(64 * 2048));
+  await guest(`echo volume-data | dd of=/dev/${dev} bs=512 count=1 conv=sync 2>/dev/null; sync`);
+  assert.match(await guest(`head -c 11 /dev/${dev}`), /^volume-data/);
+  const inUse = await d.cli("storage", "volume", "delete", "default", "vdata");
+  assert.match(inUse.stderr, /in use by/);
+});
+
 vmTest(
   "stop powers the VM off through ACPI: QEMU exits and leaves no sockets or pid file",
   async () => {
@@ -282,7 +307,41 @@ vmTest("delete removes a stopped VM and its directory", async () => {
   await d.ok("delete", NAME);
   assert.equal(existsSync(vmDir(d)), false);
   assert.deepEqual(JSON.parse(await d.ok("list", "--format", "json")), []);
+  // A volume outlives the VM it was attached to; unused now, it can go.
+  await d.cli("storage", "volume", "delete", "default", "vdata");
+  assert.equal(existsSync(join(d.dir, "custom-volumes", "vdata")), false);
 });
+
+vmTest(
+  "a VM on another pool keeps its disk there, reached through a link in its own path",
+  async () => {
+    const d = await daemon();
+    const name = uniqueName("vp");
+    const pool = uniqueName("vmpool");
+    try {
+      await d.ok("storage", "create", pool, "dir");
+      await d.ok("init", "vm", name, "--vm", "-s", pool);
+      const onPool = join(d.dir, "storage-pools", pool, "virtual-machines", name);
+      assert.equal(await Deno.realPath(join(d.dir, "virtual-machines", name)), onPool);
+      assert.ok(existsSync(join(onPool, "disk.qcow2")));
+      await d.ok("snapshot", "create", name, "s0");
+      await d.ok("move", name, `${name}b`);
+      assert.equal(
+        await Deno.realPath(join(d.dir, "virtual-machines", `${name}b`)),
+        join(d.dir, "storage-pools", pool, "virtual-machines", `${name}b`),
+      );
+      await d.ok("delete", `${name}b`);
+      assert.equal(
+        existsSync(join(d.dir, "storage-pools", pool, "virtual-machines", `${name}b`)),
+        false,
+      );
+      await d.ok("storage", "delete", pool);
+    } finally {
+      await d.cli("delete", name, `${name}b`, "--force");
+      await d.cli("storage", "delete", pool);
+    }
+  },
+);
 
 Deno.test({
   name: "core.vm_accel=kvm on a host without a usable KVM refuses to start a VM, naming the reason",

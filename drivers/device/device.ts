@@ -84,9 +84,21 @@ const NIC: DeviceType = {
     {
       key: "network",
       schema: ifName,
-      required: true,
       live: false,
       doc: "The managed network (bridge) it is on",
+    },
+    {
+      key: "nictype",
+      schema: z.enum(["bridged", "p2p"], { error: "expected bridged or p2p" }),
+      live: false,
+      doc:
+        "Without `network`: `bridged` on a host bridge outpost does not manage (`parent`), or `p2p` (a veth or tap whose host side is left alone)",
+    },
+    {
+      key: "parent",
+      schema: ifName,
+      live: false,
+      doc: "The host bridge of a `nictype=bridged` nic",
     },
     {
       key: "name",
@@ -114,7 +126,8 @@ const NIC: DeviceType = {
       doc: "The host side's interface name (default: made at each start)",
     },
   ],
-  doc: "A network interface on a managed bridge (a veth pair for a container, a tap for a VM)",
+  doc:
+    "A network interface (a veth pair for a container, a tap for a VM): on a managed network, on a host bridge (`nictype=bridged`, `parent`), or point to point (`nictype=p2p`)",
 };
 
 const proxyAddress = z.string().refine((v) => parseProxyAddress(v) !== undefined, {
@@ -323,8 +336,31 @@ export function checkDevice(name: string, dev: Device, ctx: DeviceContext): Devi
   return decl;
 }
 
-/** A nic's network must exist, and its fixed address be a free host address of its subnet. */
+/**
+ * A nic is on a managed network, on a host bridge or point to point. A managed network must exist,
+ * and a fixed address be a free host address of its subnet.
+ */
 function checkNic(name: string, dev: Device, ctx: DeviceContext): void {
+  if (dev.network === undefined) {
+    if (dev.nictype === "bridged" && !dev.parent) {
+      throw new BadRequest(`Device "${name}": a bridged nic needs "parent" (a host bridge)`);
+    }
+    if (dev.nictype === "p2p" && dev.parent) {
+      throw new BadRequest(`Device "${name}": a p2p nic takes no "parent"`);
+    }
+    if (!dev.nictype) {
+      throw new BadRequest(
+        `Device "${name}": a nic needs "network" (a managed network), or nictype=bridged with parent, or nictype=p2p`,
+      );
+    }
+    if (dev["ipv4.address"] !== undefined) {
+      throw new BadRequest(`Device "${name}": ipv4.address needs a managed network`);
+    }
+    return;
+  }
+  if (dev.nictype !== undefined || dev.parent !== undefined) {
+    throw new BadRequest(`Device "${name}": a nic on a managed network takes no nictype or parent`);
+  }
   const net = ctx.networks.get(dev.network);
   if (!net) throw new BadRequest(`Device "${name}": network "${dev.network}" does not exist`);
   const fixed = dev["ipv4.address"];

@@ -69,7 +69,7 @@ export function lxcConfig(input: LxcConfigInput): string {
   for (const [i, nic] of (input.nics ?? []).entries()) {
     lines.push(
       `lxc.net.${i}.type = veth`,
-      `lxc.net.${i}.link = ${nic.bridge}`,
+      ...(nic.bridge ? [`lxc.net.${i}.link = ${nic.bridge}`] : []),
       `lxc.net.${i}.name = ${nic.name}`,
       `lxc.net.${i}.hwaddr = ${nic.hwaddr}`,
       `lxc.net.${i}.veth.pair = ${nic.hostName}`,

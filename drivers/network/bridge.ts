@@ -53,6 +53,20 @@ export class BridgeDriver {
     return r.code === 0;
   }
 
+  /** Whether `name` is a bridge on the host (a nic's `parent`). */
+  async isBridge(name: string): Promise<boolean> {
+    const r = await this.runner.run(["ip", "-j", "-d", "link", "show", "dev", name], {
+      allowFailure: true,
+    });
+    try {
+      return r.code === 0 &&
+        (JSON.parse(r.stdout) as { linkinfo?: { info_kind?: string } }[])[0]?.linkinfo
+            ?.info_kind === "bridge";
+    } catch {
+      return false;
+    }
+  }
+
   /** Makes the bridge, its address, its rules and its dnsmasq be what `s` says. */
   async up(s: BridgeSpec): Promise<void> {
     await Deno.mkdir(join(s.dir, HOSTS_DIR), { recursive: true, mode: 0o755 });

@@ -35,6 +35,7 @@ import { qgaFiles } from "./files.ts";
 import { consoleProcess, guestExecProcess } from "./guest_exec.ts";
 import { guestNetwork } from "./network.ts";
 import { QemuSnapshots } from "./snapshots.ts";
+import { removeInstanceDir, renameInstanceDir } from "../storage/pool.ts";
 
 export const QEMU = "qemu-system-x86_64";
 const OVMF_CODE = ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"];
@@ -176,7 +177,7 @@ export class QemuDriver implements ProbedDriver {
     if (existsSync(dir)) {
       throw new InvalidState(`Storage for VM "${inst.name}" already exists: ${dir}`);
     }
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await this.#makeDir(inst);
     try {
       const base = join(image.dir, "rootfs.img");
       const info = JSON.parse(
@@ -213,10 +214,20 @@ export class QemuDriver implements ProbedDriver {
       }
       await Deno.writeTextFile(join(dir, "boot.json"), JSON.stringify(boot));
     } catch (err) {
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await removeInstanceDir(dir).catch(() => {});
       throw err;
     }
     return {};
+  }
+
+  /** A new VM's directory, on its pool when it has one (the driver's own path links to it). */
+  async #makeDir(inst: InstanceSpec): Promise<void> {
+    const dir = this.dir(inst.name);
+    if (inst.pool) {
+      await inst.pool.storage.makeInstanceDir("virtual-machines", inst.name, dir, 0o700);
+    } else {
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    }
   }
 
   /** The open QMP connection to a running VM, reattaching after a daemon restart. */
@@ -281,6 +292,7 @@ export class QemuDriver implements ProbedDriver {
       memoryMiB: Math.max(64, memoryMiB),
       disk: join(dir, "disk.qcow2"),
       nics: (inst.nics ?? []).map((n) => ({ tap: n.hostName, mac: n.hwaddr })),
+      disks: (inst.disks ?? []).map((d) => ({ ...d })),
       boot: boot.kind === "kernel"
         ? {
           kind: "kernel" as const,
@@ -317,7 +329,9 @@ export class QemuDriver implements ProbedDriver {
     // QEMU made the taps (they go when it exits); they join their bridges before the guest boots
     // far enough to ask for an address.
     for (const nic of inst.nics ?? []) {
-      await this.#runner.run(["ip", "link", "set", "dev", nic.hostName, "master", nic.bridge]);
+      if (nic.bridge) {
+        await this.#runner.run(["ip", "link", "set", "dev", nic.hostName, "master", nic.bridge]);
+      }
       if (nic.mtu) {
         await this.#runner.run(["ip", "link", "set", "dev", nic.hostName, "mtu", String(nic.mtu)]);
       }
@@ -404,7 +418,7 @@ export class QemuDriver implements ProbedDriver {
       throw new InvalidState(`Storage for VM "${target.name}" already exists: ${dir}`);
     }
     const plan = await this.snapshots.planCopy(source.name, opts);
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await this.#makeDir(target);
     try {
       for (const f of ["disk.qcow2", "kernel", "initrd", "boot.json", "OVMF_VARS.fd"]) {
         if (!existsSync(join(from, f))) continue;
@@ -412,7 +426,7 @@ export class QemuDriver implements ProbedDriver {
       }
       await this.snapshots.finishCopy(source.name, target.name, plan);
     } catch (err) {
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await removeInstanceDir(dir).catch(() => {});
       throw err;
     }
     return {};
@@ -420,9 +434,7 @@ export class QemuDriver implements ProbedDriver {
 
   async delete(inst: InstanceSpec): Promise<void> {
     if ((await this.status(inst)) !== "Stopped") await this.stop(inst, { force: true, timeout: 0 });
-    await Deno.remove(this.dir(inst.name), { recursive: true }).catch((err) => {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    });
+    await removeInstanceDir(this.dir(inst.name));
   }
 
   async rename(inst: InstanceSpec, newName: string): Promise<void> {
@@ -431,7 +443,7 @@ export class QemuDriver implements ProbedDriver {
     }
     // Everything in the directory is named relative to it (the overlay's backing file is the
     // image's, by absolute path), so a move is the whole rename.
-    await Deno.rename(this.dir(inst.name), this.dir(newName));
+    await renameInstanceDir(this.dir(inst.name), this.dir(newName));
   }
 
   async storageNames(): Promise<string[]> {
