@@ -6,7 +6,7 @@
  * its containers are cloned from, and custom volumes (a directory, or a qcow2 disk for a VM).
  */
 import { existsSync } from "node:fs";
-import { join, normalize } from "node:path";
+import { basename, dirname, join, normalize } from "node:path";
 import { z } from "zod";
 import { BadRequest, Conflict, NotFound } from "../contract/errors.ts";
 import { parseByteSize } from "../contract/units.ts";
@@ -19,9 +19,10 @@ import {
 } from "../contract/urls.ts";
 import type { PoolPlan } from "../drivers/driver.ts";
 import { isRootDisk } from "../drivers/device/device.ts";
+import { hostIdMap } from "../drivers/lxc/idmap.ts";
 import type { Runner } from "../drivers/runner.ts";
 import { fsUsage } from "../drivers/statfs.ts";
-import { fsTypeOf, type PoolDriverName, PoolStorage } from "../drivers/storage/pool.ts";
+import { fsTypeOf, kindMode, type PoolDriverName, PoolStorage } from "../drivers/storage/pool.ts";
 import type { EventBus } from "./events.ts";
 import { KeyedLock } from "./locks.ts";
 import type { Paths } from "./paths.ts";
@@ -129,6 +130,15 @@ export class StorageManager {
 
   constructor(private deps: StorageDeps) {}
 
+  /** The host gid unprivileged containers' root has (none where the host has no id range). */
+  #customGid(): number | undefined {
+    try {
+      return hostIdMap().gid.hostBase;
+    } catch {
+      return undefined;
+    }
+  }
+
   #default(): PoolInfo {
     return {
       name: DEFAULT_POOL,
@@ -188,10 +198,14 @@ export class StorageManager {
           images: paths.imageVolumes,
           custom: paths.customVolumes,
         },
+        customGid: this.#customGid(),
       }, this.deps.runner);
     } else {
       const r = this.deps.store.getPool(name)!;
-      s = new PoolStorage({ driver: p.driver, ...this.#layoutOf(r) }, this.deps.runner);
+      s = new PoolStorage(
+        { driver: p.driver, ...this.#layoutOf(r), customGid: this.#customGid() },
+        this.deps.runner,
+      );
     }
     this.#storage.set(name, s);
     return s;
@@ -211,8 +225,10 @@ export class StorageManager {
   /** Start-up: makes the default pool's dirs, mounts pools' loop files, drops what a kill left. */
   async restore(): Promise<void> {
     const { paths, store, log } = this.deps;
-    for (const d of [paths.imageVolumes, paths.customVolumes]) {
-      await Deno.mkdir(d, { recursive: true, mode: 0o711 });
+    const defaults = this.storage(DEFAULT_POOL);
+    for (const kind of ["images", "custom"] as const) {
+      await Deno.mkdir(defaults.dir(kind), { recursive: true, mode: kindMode(kind) });
+      await defaults.guard(kind);
     }
     const known = new Set(store.listPools().map((p) => p.name));
     for (const r of store.listPools()) {
@@ -295,7 +311,7 @@ export class StorageManager {
     this.#creating.add(req.name);
     try {
       const storage = new PoolStorage(
-        { driver, ...this.#layoutOf(record) },
+        { driver, ...this.#layoutOf(record), customGid: this.#customGid() },
         this.deps.runner,
       );
       try {
@@ -319,15 +335,21 @@ export class StorageManager {
       throw new BadRequest(`Invalid source "${shown(source)}": expected an absolute directory`);
     }
     const path = normalize(source).replace(/\/+$/, "");
-    const root = this.deps.paths.root;
-    if (
-      path === "" || path === root || path.startsWith(`${root}/`) || root.startsWith(`${path}/`)
-    ) {
-      throw new BadRequest(
-        `Invalid source "${
-          shown(source)
-        }": a pool cannot be the state directory, inside it or above it`,
-      );
+    const root = await Deno.realPath(this.deps.paths.root);
+    // Checked as given and with its symlinks resolved (its parent's, when it is missing).
+    const real = await Deno.realPath(path).catch(() =>
+      Deno.realPath(dirname(path)).then((p) => join(p, basename(path)), () => path)
+    );
+    for (const p of [path, real]) {
+      if (
+        p === "" || p === "/" || p === root || p.startsWith(`${root}/`) || root.startsWith(`${p}/`)
+      ) {
+        throw new BadRequest(
+          `Invalid source "${
+            shown(source)
+          }": a pool cannot be the state directory, inside it or above it`,
+        );
+      }
     }
     const st = await Deno.stat(path).catch(() => undefined);
     if (st && !st.isDirectory) throw new BadRequest(`Source ${shown(path)} is not a directory`);
@@ -538,7 +560,7 @@ export class StorageManager {
       }
       const storage = this.storage(pool);
       const dir = join(storage.dir("custom"), req.name);
-      await Deno.mkdir(storage.dir("custom"), { recursive: true, mode: 0o711 });
+      await Deno.mkdir(storage.dir("custom"), { recursive: true, mode: kindMode("custom") });
       if (existsSync(dir)) await storage.removeVolume(dir); // left by a killed create
       try {
         await storage.makeVolume(dir);

@@ -92,6 +92,7 @@ test("a dir pool elsewhere, and bad pools refused with nothing made", async () =
   const pool = uniqueName("plain");
   const name = uniqueName("dp");
   const source = join(d.dir, "..", `${uniqueName("outpost-test-pool")}`);
+  const links: string[] = [];
   try {
     await d.ok("storage", "create", pool, "dir", `source=${source}`);
     await d.ok("launch", "bb", name, "-s", pool);
@@ -102,11 +103,16 @@ test("a dir pool elsewhere, and bad pools refused with nothing made", async () =
     await d.ok("storage", "delete", pool);
     assert.ok(!existsSync(source));
 
+    // A symlink that leads into the state directory is seen through.
+    const link = join(source, "..", uniqueName("outpost-test-link"));
+    await Deno.symlink(d.dir, link);
+    links.push(link);
     const refused: [string[], RegExp][] = [
       [["zfs"], /driver "zfs" is not supported/],
       [["dir", "source=relative"], /expected an absolute directory/],
       [["dir", `source=${d.dir}/x`], /cannot be the state directory, inside it or above it/],
       [["dir", "source=/"], /cannot be the state directory, inside it or above it/],
+      [["dir", `source=${link}/x`], /cannot be the state directory, inside it or above it/],
       [["dir", "size=1GiB"], /"size" is for a btrfs pool/],
       [["btrfs", "size=1MiB"], /between 256MiB/],
       [["btrfs", `source=${d.dir}/..`], /cannot be the state directory|not on btrfs/],
@@ -135,6 +141,7 @@ test("a dir pool elsewhere, and bad pools refused with nothing made", async () =
     await d.cli("delete", name, "--force");
     await d.cli("storage", "delete", pool);
     await Deno.remove(source, { recursive: true }).catch(() => {});
+    for (const l of links) await Deno.remove(l).catch(() => {});
   }
 });
 
@@ -154,6 +161,17 @@ test("a custom volume: mounted into an unprivileged container as its own, kept a
     assert.match(await d.ok("exec", a, "--", "ls", "-ln", "/data"), /1000 +1000 .* f/);
     const st = await Deno.stat(join(volDir, "f"));
     assert.deepEqual([st.uid, st.gid], [1000, 1000]);
+    // Files there carry ids of host users (root's too): no host user but root and the containers'
+    // root group may reach the volumes.
+    const parent = await Deno.stat(join(d.dir, "custom-volumes"));
+    assert.equal(parent.mode! & 0o777, 0o710);
+    assert.equal(parent.uid, 0);
+    assert.notEqual(parent.gid, 0);
+    const nobody = await new Deno.Command("setpriv", {
+      args: ["--reuid=65534", "--regid=65534", "--clear-groups", "cat", join(volDir, "f")],
+      stderr: "piped",
+    }).output();
+    assert.notEqual(nobody.code, 0, "a host user reached a volume's file");
 
     const used = await d.cli("storage", "volume", "delete", "default", vol);
     assert.equal(used.code, 1);

@@ -38,7 +38,12 @@ import { idRanges, LxcFileAccess } from "./files.ts";
 import { readMetrics } from "./metrics.ts";
 import { readNetwork } from "./network.ts";
 import { LxcSnapshots, recoverTemp } from "./snapshots.ts";
-import { type PoolStorage, removeInstanceDir, renameInstanceDir } from "../storage/pool.ts";
+import {
+  kindMode,
+  type PoolStorage,
+  removeInstanceDir,
+  renameInstanceDir,
+} from "../storage/pool.ts";
 
 /**
  * An unprivileged container's root (a high uid on the host) must be able to reach its rootfs:
@@ -241,7 +246,7 @@ export class LxcDriver implements Driver {
     if (pending) return pending;
     const making = (async () => {
       if (existsSync(join(dir, "idmap"))) return dir;
-      await Deno.mkdir(storage.dir("images"), { recursive: true, mode: 0o711 });
+      await Deno.mkdir(storage.dir("images"), { recursive: true, mode: kindMode("images") });
       const tmp = join(storage.dir("images"), `.tmp-${crypto.randomUUID()}`);
       await Deno.mkdir(tmp, { mode: 0o711 });
       try {

@@ -22,11 +22,25 @@ export interface PoolLayout {
   loopFile?: string;
   /** Kinds of volume kept elsewhere than `path/KIND` (the default pool's historical layout). */
   dirs?: Partial<Record<PoolDir, string>>;
+  /** The host gid of unprivileged containers' root: the group of the custom volumes' dir. */
+  customGid?: number;
 }
 
 /** The sub-directories of a pool, one per kind of volume. */
 export const POOL_DIRS = ["containers", "virtual-machines", "images", "custom"] as const;
 export type PoolDir = typeof POOL_DIRS[number];
+
+/**
+ * Who may search a kind's directory: every uid for instances (an unprivileged container's root
+ * must reach its rootfs); for custom volumes root and the group of containers' root (LXC mounts
+ * them from inside the container's user namespace), no one else: a container may leave a setuid
+ * file owned by host root on a shifted volume, and no host user may reach it; root only for image
+ * copies.
+ */
+export function kindMode(kind: PoolDir): number {
+  if (kind === "containers" || kind === "virtual-machines") return 0o711;
+  return kind === "custom" ? 0o710 : 0o700;
+}
 
 /** The type of the filesystem holding `path` (from the mount table), or "" when unknown. */
 export async function fsTypeOf(runner: Runner, path: string): Promise<string> {
@@ -62,7 +76,8 @@ export class PoolStorage {
     await Deno.mkdir(path, { recursive: true, mode: 0o711 });
     await this.mount();
     for (const kind of POOL_DIRS) {
-      await Deno.mkdir(this.dir(kind), { recursive: true, mode: 0o711 });
+      await Deno.mkdir(this.dir(kind), { recursive: true, mode: kindMode(kind) });
+      await this.guard(kind);
     }
   }
 
@@ -76,10 +91,20 @@ export class PoolStorage {
       await Deno.mkdir(path, { recursive: true, mode: 0o711 });
       await this.runner.run(["mount", "-o", "loop", "--", loopFile, path]);
     }
-    // Unprivileged containers must search every directory above their rootfs.
+    // Unprivileged containers must search every directory above their rootfs; no other uid may
+    // reach image copies or custom volumes.
     await Deno.chmod(path, 0o711);
+    for (const kind of POOL_DIRS) await this.guard(kind).catch(() => {});
     if (driver === "btrfs" && (await fsTypeOf(this.runner, path)) !== "btrfs") {
       throw new InvalidState(`The btrfs pool at ${path} is not on btrfs`);
+    }
+  }
+
+  /** Gives a kind's directory its mode (and the custom volumes' dir its group). */
+  async guard(kind: PoolDir): Promise<void> {
+    await Deno.chmod(this.dir(kind), kindMode(kind));
+    if (kind === "custom" && this.layout.customGid !== undefined) {
+      await Deno.chown(this.dir(kind), 0, this.layout.customGid);
     }
   }
 
@@ -150,7 +175,7 @@ export class PoolStorage {
     if (existsSync(target)) {
       throw new InvalidState(`Storage for "${name}" already exists on the pool: ${target}`);
     }
-    await Deno.mkdir(this.dir(kind), { recursive: true, mode: 0o711 });
+    await Deno.mkdir(this.dir(kind), { recursive: true, mode: kindMode(kind) });
     await Deno.mkdir(target, { mode });
     try {
       await Deno.symlink(target, link);
