@@ -310,6 +310,37 @@ export class NetworkManager {
     this.deps.events.lifecycle("network-deleted", networkUrl(name));
   }
 
+  /**
+   * Renames a network no profile or instance uses: its bridge, rules and dnsmasq go under the old
+   * name and come back under the new one, with its directory (its leases) moved.
+   */
+  async rename(name: string, to: string, usedBy: string[]): Promise<void> {
+    const cur = this.get(name);
+    checkNetworkName(to);
+    if (usedBy.length > 0) {
+      throw new Conflict(
+        `Network "${name}" is in use by ${
+          usedBy.slice(0, 5).join(", ")
+        }: a network in use cannot be renamed`,
+      );
+    }
+    if (this.deps.store.getNetwork(to)) throw new Conflict(`Network "${to}" already exists`);
+    if (await this.deps.bridge.exists(to)) {
+      throw new Conflict(`The host already has an interface named "${to}"`);
+    }
+    const next: NetworkRecord = { ...cur, name: to };
+    await this.deps.bridge.down(name, this.deps.dir(name));
+    await Deno.rename(this.deps.dir(name), this.deps.dir(to)).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+    this.deps.store.transaction(() => {
+      this.deps.store.deleteNetwork(name);
+      this.deps.store.putNetwork(next);
+    });
+    await this.deps.bridge.up(this.#spec(next));
+    this.deps.events.lifecycle("network-renamed", networkUrl(to), { old_name: name });
+  }
+
   /** The DHCP leases of a network, and the fixed addresses of its instances. */
   async leases(name: string): Promise<NetworkLease[]> {
     const n = this.get(name);

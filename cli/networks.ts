@@ -1,4 +1,7 @@
-/** `outpost network ...`: managed bridges (list, show, create, set, unset, get, delete, leases). */
+/**
+ * `outpost network ...`: managed bridges (list, show, create, set, unset, get, rename, delete,
+ * leases).
+ */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import type { Network, NetworkLease } from "../contract/responses.ts";
 import { networkUrl } from "../contract/urls.ts";
@@ -127,6 +130,15 @@ export function networkCommand(ctx: CliContext): CommandUnknownOpts {
         await ctx.client.run("DELETE", networkUrl(name));
         console.log(`Network ${name} deleted`);
       }
+    });
+
+  network.command("rename")
+    .description("Rename a network no instance or profile uses (its bridge too)")
+    .argument("<name>", "Network name")
+    .argument("<new-name>", "New name")
+    .action(async (name, to) => {
+      await ctx.client.run("POST", networkUrl(name), { body: { name: to } });
+      console.log(`Network ${name} renamed to ${to}`);
     });
 
   network.command("list-leases")

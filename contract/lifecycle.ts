@@ -48,6 +48,7 @@ export const LIFECYCLE_ACTIONS = [
   "network-created",
   "network-updated",
   "network-deleted",
+  "network-renamed",
   "storage-pool-created",
   "storage-pool-updated",
   "storage-pool-deleted",

@@ -460,6 +460,11 @@ export const NetworkPatchSchema = z.object({
   ...NETWORK_READ_ONLY,
 }).strict();
 
+/** `POST /1.0/networks/{name}` (`NetworkPost`): a rename. */
+export const NetworkPostSchema = z.object({
+  name: z.string({ error: "the new name is required" }),
+}).strict();
+
 // --- Storage ---
 
 /** `POST /1.0/storage-pools` (`StoragePoolsPost`). */

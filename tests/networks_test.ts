@@ -376,6 +376,45 @@ Deno.test({
     }),
 });
 
+Deno.test({
+  name:
+    "a network no instance uses is renamed with its bridge, rules and dnsmasq; one in use is not",
+  ignore: !HAS_LXC,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withNetwork(async (d, net) => {
+      const to = bridgeName();
+      const name = uniqueName("rn");
+      try {
+        await d.ok("network", "create", net);
+        const cidr = (await d.ok("network", "get", net, "ipv4.address")).trim();
+        const p = await nicProfile(d, net);
+        await d.ok("init", "bb", name, "-p", "default", "-p", p);
+        const used = await d.cli("network", "rename", net, to);
+        assert.equal(used.code, 1);
+        assert.match(used.stderr, /in use by .*cannot be renamed/);
+        await d.ok("delete", name);
+        await d.ok("profile", "delete", p);
+        const taken = await d.cli("network", "rename", net, "lo");
+        assert.match(taken.stderr, /already has an interface named "lo"/);
+        const bad = await d.cli("network", "rename", net, "Bad Name");
+        assert.match(bad.stderr, /Invalid network name/);
+
+        await d.ok("network", "rename", net, to);
+        assert.deepEqual(await leftovers(net), []);
+        assert.deepEqual(await leftovers(to), ["bridge", "nft table", "dnsmasq"]);
+        assert.equal((await d.ok("network", "get", to, "ipv4.address")).trim(), cidr);
+        assert.match((await sh("ip", "-4", "addr", "show", "dev", to)).stdout, new RegExp(cidr));
+        await d.ok("network", "delete", to);
+        assert.deepEqual(await leftovers(to), []);
+      } finally {
+        await d.cli("delete", name, "--force");
+        await scrub(to);
+      }
+    }),
+});
+
 Deno.test("bad network requests are refused with a clear error and make nothing", async () => {
   const d = await TestDaemon.start();
   const net = bridgeName();
@@ -386,7 +425,7 @@ Deno.test("bad network requests are refused with a clear error and make nothing"
       [["network", "create", "lo"], /already has an interface named "lo"/],
       [["network", "create", net, "ipv4.address=10.0.0.0/24"], /ipv4\.address/],
       [["network", "create", net, "ipv4.address=300.1.1.1/24"], /ipv4\.address/],
-      [["network", "create", net, "ipv6.address=auto"], /not supported yet/],
+      [["network", "create", net, "ipv6.address=fd00::1/48"], /ipv6\.address.*\/64/],
       [["network", "create", net, "dns.domain=a b"], /dns\.domain/],
       [["network", "create", net, "bogus.key=1"], /Unknown network config key "bogus\.key"/],
       [["network", "create", net, "--type", "macvlan"], /not supported/],

@@ -3,6 +3,7 @@ import type { Agent } from "../../agent/agent.ts";
 import type { NetworkRecord } from "../../agent/store.ts";
 import {
   NetworkPatchSchema,
+  NetworkPostSchema,
   NetworkPutSchema,
   NetworksPostSchema,
 } from "../../contract/schemas.ts";
@@ -59,6 +60,15 @@ export function networkRoutes(agent: Agent): Route[] {
     return sync(c, {});
   };
 
+  const rename: Handler = async (c) => {
+    const name = c.req.param("name")!;
+    const body = await parseBody(c, NetworkPostSchema, { requireBody: true });
+    networks.get(name);
+    await networks.rename(name, body.name, agent.networkUsers(name));
+    c.header("Location", networkUrl(body.name));
+    return sync(c, {});
+  };
+
   const leases: Handler = async (c) => {
     return sync(c, (await networks.leases(c.req.param("name")!)).map(leaseView));
   };
@@ -69,6 +79,7 @@ export function networkRoutes(agent: Agent): Route[] {
     ["GET", "/1.0/networks/:name", "trusted", get],
     ["PUT", "/1.0/networks/:name", "trusted", put],
     ["PATCH", "/1.0/networks/:name", "trusted", patch],
+    ["POST", "/1.0/networks/:name", "trusted", rename],
     ["DELETE", "/1.0/networks/:name", "trusted", remove],
     ["GET", "/1.0/networks/:name/leases", "trusted", leases],
   ]);

@@ -32,20 +32,24 @@ export function natScript(bridge: string, ipv4: Ipv4Cidr | undefined, nat: boole
   return `${lines.join("\n")}\n`;
 }
 
-/** The IPv6 table: masquerading of the /64's traffic leaving by any other interface. */
+/**
+ * The IPv6 table: masquerading of the /64's traffic leaving by any other interface (no table when
+ * the network has no IPv6 NAT).
+ */
 export function nat6Script(bridge: string, ipv6: Ipv6Cidr | undefined, nat: boolean): string {
   const t = tableName(bridge);
-  const lines = [`table ip6 ${t}`, `delete table ip6 ${t}`, `table ip6 ${t} {`];
-  if (ipv6 && nat) {
-    const subnet = subnet6(ipv6);
-    lines.push(
-      "  chain postrouting {",
-      "    type nat hook postrouting priority srcnat; policy accept;",
-      `    ip6 saddr ${subnet} ip6 daddr != ${subnet} oifname != "${bridge}" masquerade`,
-      "  }",
-    );
-  }
-  lines.push("}");
+  const lines = [`table ip6 ${t}`, `delete table ip6 ${t}`];
+  // Without IPv6 NAT the table is not there at all.
+  if (!ipv6 || !nat) return `${lines.join("\n")}\n`;
+  const subnet = subnet6(ipv6);
+  lines.push(
+    `table ip6 ${t} {`,
+    "  chain postrouting {",
+    "    type nat hook postrouting priority srcnat; policy accept;",
+    `    ip6 saddr ${subnet} ip6 daddr != ${subnet} oifname != "${bridge}" masquerade`,
+    "  }",
+    "}",
+  );
   return `${lines.join("\n")}\n`;
 }
 
