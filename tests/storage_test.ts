@@ -87,6 +87,42 @@ test("a btrfs pool on a loop file: containers are snapshots of the image's volum
   }
 });
 
+test("a btrfs pool on a directory of a btrfs filesystem the host has", async () => {
+  const d = await daemon();
+  const pool = uniqueName("onfs");
+  const name = uniqueName("bf");
+  const work = await Deno.makeTempDir({ prefix: "outpost-test-btrfs-" });
+  const run = async (cmd: string, ...args: string[]) => {
+    const r = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
+    assert.equal(r.code, 0, `${cmd}: ${new TextDecoder().decode(r.stderr)}`);
+  };
+  const mnt = join(work, "mnt");
+  try {
+    // The host's own btrfs (here a loop file the test makes, as a host would have a disk).
+    const img = join(work, "fs.img");
+    await Deno.writeFile(img, new Uint8Array());
+    await Deno.truncate(img, 512 * 2 ** 20);
+    await run("mkfs.btrfs", "-q", img);
+    await Deno.mkdir(mnt);
+    await run("mount", "-o", "loop", img, mnt);
+    await Deno.chmod(work, 0o711);
+    await Deno.mkdir(join(mnt, "pool"));
+    await d.ok("storage", "create", pool, "btrfs", `source=${mnt}/pool`);
+    assert.equal(await mountedAt(join(d.dir, "storage-pools", pool)), undefined, "no loop file");
+    await d.ok("launch", "bb", name, "-s", pool);
+    assert.equal((await Deno.stat(join(mnt, "pool", "containers", name, "rootfs"))).ino, 256);
+    assert.equal((await d.ok("exec", name, "--", "echo", "on-btrfs")).trim(), "on-btrfs");
+    await d.ok("delete", name, "--force");
+    await d.ok("storage", "delete", pool);
+    assert.ok(!existsSync(join(mnt, "pool")), "the pool's directory goes with it");
+  } finally {
+    await d.cli("delete", name, "--force");
+    await d.cli("storage", "delete", pool);
+    await new Deno.Command("umount", { args: [mnt], stderr: "null" }).output();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+});
+
 test("a dir pool elsewhere, and bad pools refused with nothing made", async () => {
   const d = await daemon();
   const pool = uniqueName("plain");
