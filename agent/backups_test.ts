@@ -5,17 +5,22 @@ import { withCore } from "../tests/core_fixture.ts";
 import { BackupManager } from "./backups.ts";
 import { NEVER } from "./snapshots.ts";
 
+/** The backups of the fixture's instances, with the host's tar. */
+function managerOf(core: Parameters<Parameters<typeof withCore>[0]>[0]): BackupManager {
+  return new BackupManager({
+    store: core.store,
+    instances: core.instances,
+    drivers: core.drivers,
+    events: core.events,
+    runner: new Runner(),
+    dir: (name) => core.paths.backups(name),
+  });
+}
+
 Deno.test("pruneExpired() deletes the backups whose expiry passed, and only those", () =>
   withCore(async (core) => {
     await core.create("c1");
-    const m = new BackupManager({
-      store: core.store,
-      instances: core.instances,
-      drivers: core.drivers,
-      events: core.events,
-      runner: new Runner(),
-      dir: (name) => core.paths.backups(name),
-    });
+    const m = managerOf(core);
     const dir = core.paths.backups("c1");
     await Deno.mkdir(dir, { recursive: true });
     for (
@@ -67,14 +72,7 @@ async function hostileBackup(
 
 Deno.test("a hostile backup is refused before anything is made: device nodes, fifos, foreign ids, a huge index, members outside backup/", () =>
   withCore(async (core) => {
-    const m = new BackupManager({
-      store: core.store,
-      instances: core.instances,
-      drivers: core.drivers,
-      events: core.events,
-      runner: new Runner(),
-      dir: (name) => core.paths.backups(name),
-    });
+    const m = managerOf(core);
     const run = (argv: string[]) => new Runner().run(argv);
     const rootfs = (root: string) => join(root, "backup", "container", "rootfs");
     const cases: [string, Uint8Array, RegExp][] = [
