@@ -1,6 +1,7 @@
 /** outpost's entry point: the only place that exits the process. */
 import { splitGlobalOptions } from "./cli/argv.ts";
 import { HELPER_SUBCOMMAND } from "./drivers/forkfile/protocol.ts";
+import { UDP_RELAY_SUBCOMMAND } from "./drivers/device/udp_frame.ts";
 
 async function runDaemon(stateDir: string, opts: { noNetwork?: boolean } = {}): Promise<void> {
   const daemon = await import("./daemon/daemon.ts");
@@ -18,6 +19,11 @@ async function main(): Promise<number> {
   if (Deno.args[0] === HELPER_SUBCOMMAND) {
     const { helperMain } = await import("./drivers/forkfile/helper.ts");
     return helperMain(Deno.args.slice(1));
+  }
+  // And the UDP half of its proxy devices (drivers/device/udp_relay.ts).
+  if (Deno.args[0] === UDP_RELAY_SUBCOMMAND) {
+    const { udpRelayMain } = await import("./drivers/device/udp_relay.ts");
+    return await udpRelayMain(Deno.args.slice(1));
   }
   // The daemon is a long-lived process: it is started without the command line's modules, so
   // they never take memory in it. Anything but the plain forms goes through the CLI (and --help).

@@ -418,7 +418,7 @@ export class InstanceManager {
       }
     }
     // The proxies listen first: a port the host cannot give fails the start before it happens.
-    this.#startProxies(inst);
+    await this.#startProxies(inst);
     try {
       Object.assign(
         inst.config,
@@ -436,7 +436,7 @@ export class InstanceManager {
   }
 
   /** Listens for the instance's proxy devices (a 400 naming the device if a port is taken). */
-  #startProxies(inst: InstanceRecord): void {
+  async #startProxies(inst: InstanceRecord): Promise<void> {
     const proxies = Object.entries(this.spec(inst).devices).filter(([, d]) => d.type === "proxy");
     if (proxies.length === 0) return;
     if (!this.proxies) throw new BadRequest("This daemon does not forward proxy devices");
@@ -447,7 +447,7 @@ export class InstanceManager {
     };
     for (const [dev, d] of proxies) {
       try {
-        this.proxies.start(
+        await this.proxies.start(
           `${inst.name}/${dev}`,
           parseProxyAddress(d.listen)!,
           parseProxyAddress(d.connect)!,
@@ -813,7 +813,7 @@ export class InstanceManager {
         this.log(`instance ${inst.name}: ${status.toLowerCase()}`);
         if (status === "Running" || status === "Frozen") {
           try {
-            this.#startProxies(inst);
+            await this.#startProxies(inst);
           } catch (err) {
             this.log(`instance ${inst.name}: ${messageOf(err)}`);
           }

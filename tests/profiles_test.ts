@@ -201,6 +201,94 @@ Deno.test("a disk device shows a host directory in an unprivileged container: re
   }
 });
 
+/** A UDP echo server on the container's loopback (the host's deno in its network namespace). */
+async function udpEcho(pid: number, port: number): Promise<Deno.ChildProcess> {
+  const code = `import { createSocket } from "node:dgram";
+const s = createSocket("udp4");
+s.on("message", (m, r) => s.send(Buffer.concat([Buffer.from("echo:"), m]), r.port, r.address));
+s.bind(${port}, "127.0.0.1", () => console.log("ready"));`;
+  const child = new Deno.Command("nsenter", {
+    args: ["-t", String(pid), "-n", Deno.execPath(), "eval", code],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  await reader.read(); // "ready"
+  reader.releaseLock();
+  void child.stdout.cancel();
+  return child;
+}
+
+Deno.test("a udp proxy device carries each client's datagrams to the container and its replies back", async () => {
+  const d = await daemon();
+  const name = uniqueName("up");
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  let echo: Deno.ChildProcess | undefined;
+  const { createSocket } = await import("node:dgram");
+  const clients: import("node:dgram").Socket[] = [];
+  /** A client that sends `msgs` at once and answers the replies it got, in order of arrival. */
+  const client = async (msgs: string[]) => {
+    const s = createSocket("udp4");
+    clients.push(s);
+    const got: string[] = [];
+    const all = new Promise<void>((resolve) =>
+      s.on("message", (m) => {
+        got.push(new TextDecoder().decode(m));
+        if (got.length === msgs.length) resolve();
+      })
+    );
+    for (const m of msgs) s.send(m, port, "127.0.0.1");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([all, new Promise((r) => timer = setTimeout(r, 10_000))]);
+    clearTimeout(timer);
+    s.close();
+    return got;
+  };
+  try {
+    await d.ok("init", "bb", name);
+    await addDevice(
+      d,
+      name,
+      "dns",
+      "proxy",
+      `listen=udp:127.0.0.1:${port}`,
+      "connect=udp:127.0.0.1:5353",
+    );
+    await d.ok("start", name);
+    echo = await udpEcho((await d.lxcState(name)).pid, 5353);
+    // Datagrams sent back to back stay datagrams; two clients each get their own replies.
+    const [a, b] = await Promise.all([client(["a1", "a2", "a3"]), client(["b1", "b2"])]);
+    assert.deepEqual(a.sort(), ["echo:a1", "echo:a2", "echo:a3"]);
+    assert.deepEqual(b.sort(), ["echo:b1", "echo:b2"]);
+    // Stopped: the port is let go, and a taken one refuses the start, naming the device.
+    await d.ok("stop", name, "--force");
+    const taken = createSocket("udp4");
+    await new Promise<void>((r) => taken.bind(port, "127.0.0.1", () => r()));
+    try {
+      const r = await d.cli("start", name);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /Device "dns": cannot listen on udp:127\.0\.0\.1:\d+/);
+    } finally {
+      taken.close();
+    }
+  } finally {
+    for (const s of clients) {
+      try {
+        s.close();
+      } catch {
+        // Closed by its client already.
+      }
+    }
+    try {
+      echo?.kill("SIGKILL");
+      await echo?.status;
+    } catch {
+      // Gone with the container.
+    }
+    await d.cli("delete", name, "--force");
+  }
+});
+
 Deno.test("a proxy device forwards a TCP port of the host into the container's own loopback", async () => {
   const d = await daemon();
   const name = uniqueName("px");

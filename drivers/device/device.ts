@@ -131,7 +131,8 @@ const NIC: DeviceType = {
 };
 
 const proxyAddress = z.string().refine((v) => parseProxyAddress(v) !== undefined, {
-  error: "expected tcp:ADDRESS:PORT with an IPv4 address, such as tcp:127.0.0.1:80",
+  error:
+    "expected tcp:ADDRESS:PORT or udp:ADDRESS:PORT with an IPv4 address, such as tcp:127.0.0.1:80",
 });
 
 const PROXY: DeviceType = {
@@ -143,14 +144,15 @@ const PROXY: DeviceType = {
       schema: proxyAddress,
       required: true,
       live: false,
-      doc: "Where the host listens (`tcp:0.0.0.0:8080`)",
+      doc: "Where the host listens (`tcp:0.0.0.0:8080`, `udp:0.0.0.0:5353`)",
     },
     {
       key: "connect",
       schema: proxyAddress,
       required: true,
       live: false,
-      doc: "Where each connection goes inside the container (`tcp:127.0.0.1:80`)",
+      doc:
+        "Where each connection (each UDP client's datagrams) goes inside the container (`tcp:127.0.0.1:80`)",
     },
     {
       key: "bind",
@@ -159,7 +161,15 @@ const PROXY: DeviceType = {
       doc: "Which side listens: `host` only yet",
     },
   ],
-  doc: "A TCP port of the host forwarded into the container (UDP is not supported yet)",
+  doc: "A TCP or UDP port of the host forwarded into the container",
+  check(name, dev) {
+    const [listen, connect] = [parseProxyAddress(dev.listen), parseProxyAddress(dev.connect)];
+    if (listen && connect && listen.transport !== connect.transport) {
+      throw new BadRequest(
+        `Device "${name}": listen and connect must both be tcp or both be udp`,
+      );
+    }
+  },
 };
 
 const NONE: DeviceType = {

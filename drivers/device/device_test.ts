@@ -111,7 +111,14 @@ Deno.test("a proxy forwards tcp:ADDRESS:PORT into a container, from the host", (
     () => checkDevice("web", px, { ...ctx, instanceType: "virtual-machine" }),
     /does not fit/,
   );
-  for (const bad of ["udp:0.0.0.0:53", "tcp:0.0.0.0:0", "tcp:0.0.0.0:70000", "tcp:host:80", "80"]) {
+  checkDevice("dns", { type: "proxy", listen: "udp:0.0.0.0:53", connect: "udp:127.0.0.1:53" }, ctx);
+  refuses(
+    () => checkDevice("dns", { type: "proxy", listen: "udp:0.0.0.0:53", connect: px.connect }, ctx),
+    /both be tcp or both be udp/,
+  );
+  for (
+    const bad of ["sctp:0.0.0.0:53", "tcp:0.0.0.0:0", "tcp:0.0.0.0:70000", "tcp:host:80", "80"]
+  ) {
     refuses(() => checkDevice("web", { ...px, listen: bad }, ctx), /invalid "listen"/);
   }
   refuses(() => checkDevice("web", { ...px, bind: "instance" }, ctx), /invalid "bind"/);
