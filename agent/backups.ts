@@ -1,17 +1,27 @@
 /**
  * Instance backups (`/1.0/instances/{name}/backups`, `outpost export`/`import`, the stock `lxc
  * export`/`lxc import`): a tarball in Incus's layout (`backup/index.yaml` with the instance and
- * its snapshots, `backup/container/rootfs/`, `backup/snapshots/NAME/rootfs/`), gzip-checksummed.
- * A backup is kept as `STATE/backups/INSTANCE/NAME.tar.gz` beside a small JSON record until it is
- * deleted (or its instance is). An import reads the whole file first (a truncated or corrupt one
- * fails its gzip check), refuses device nodes, ids outside the container's range and paths outside
- * `backup/`, and creates nothing until all of it is known good.
+ * its snapshots; a container's `backup/container/rootfs/`, `backup/snapshots/NAME/rootfs/`; a VM's
+ * raw disks and config files, drivers/qemu/backup.ts), gzip-checksummed. A running container is
+ * frozen while it is read; a VM is backed up stopped (its QEMU holds the disk), a running one is
+ * refused. A backup is kept as `STATE/backups/INSTANCE/NAME.tar.gz` beside a small JSON record
+ * until it is deleted (or its instance is). An import reads the whole file first (a truncated or
+ * corrupt one fails its gzip check), refuses device nodes, ids outside the container's range, paths
+ * outside `backup/` (and for a VM anything but files and directories where its layout puts them),
+ * and creates nothing until all of it is known good.
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { BadRequest, Conflict, NotFound, PayloadTooLarge } from "../contract/errors.ts";
+import {
+  BadRequest,
+  Conflict,
+  InvalidState,
+  NotFound,
+  PayloadTooLarge,
+} from "../contract/errors.ts";
 import { checkInstanceName } from "../contract/names.ts";
 import { instanceUrl } from "../contract/urls.ts";
+import { type BackupMember, checkVmBackupMembers } from "../drivers/qemu/backup.ts";
 import type { DriverRegistry } from "../drivers/registry.ts";
 import type { Runner } from "../drivers/runner.ts";
 import type { EventBus } from "./events.ts";
@@ -32,7 +42,10 @@ const devices = z.record(z.string(), stringMap);
 /** What `backup/index.yaml` holds (outpost writes JSON, which is YAML). */
 const IndexSchema = z.object({
   name: z.string(),
-  type: z.literal("container", { error: "only container backups are supported yet" }),
+  // Older LXD backups name no type: they are containers'.
+  type: z.enum(["container", "virtual-machine"], {
+    error: "only container and virtual-machine backups are supported",
+  }).default("container"),
   snapshots: z.array(z.string()).default([]),
   config: z.object({
     container: z.object({
@@ -121,6 +134,7 @@ export class BackupManager {
     }
     const driver = this.deps.drivers.get(inst.type);
     if (!driver.backup) throw new BadRequest(`Backups of a ${inst.type} are not supported yet`);
+    if (inst.type === "virtual-machine") checkStopped(inst, await driver.status(inst));
     const key = `${instance}/${name}`;
     this.#creating.add(key);
     const run = () =>
@@ -132,6 +146,7 @@ export class BackupManager {
           await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
           const out = join(dir, `${name}.tar.gz`);
           const status = await driver.status(cur);
+          if (cur.type === "virtual-machine") checkStopped(cur, status);
           // A running container is frozen while it is read, so the backup is consistent.
           const freeze = status === "Running";
           if (freeze) await driver.freeze(cur);
@@ -256,7 +271,7 @@ export class BackupManager {
         `The backup is corrupt or truncated: ${listing.stderr.trim().split("\n").pop() ?? ""}`,
       );
     }
-    let hasRootfs = false;
+    const members: BackupMember[] = [];
     for (const line of listing.stdout.split("\n")) {
       if (line === "") continue;
       const f = line.split(/\s+/);
@@ -274,13 +289,12 @@ export class BackupManager {
           `Invalid backup: "${path.slice(0, 120)}" is owned by ${owner}, outside a container's ids`,
         );
       }
-      if (path.startsWith("backup/container/rootfs")) hasRootfs = true;
       // The index is read into memory: a sender cannot make it large.
       if (path === "backup/index.yaml" && !(Number(f[2]) <= MAX_INDEX_BYTES)) {
         throw new BadRequest(`Invalid backup: backup/index.yaml is over ${MAX_INDEX_BYTES} bytes`);
       }
+      members.push({ path, type: mode[0] });
     }
-    if (!hasRootfs) throw new BadRequest("Invalid backup: it has no backup/container/rootfs/");
     const text = await this.deps.runner.run(["tar", "-xzOf", file, "backup/index.yaml"], {
       allowFailure: true,
     });
@@ -297,8 +311,15 @@ export class BackupManager {
       const i = r.error.issues[0];
       throw new BadRequest(`Invalid backup index: ${i.path.join(".")}: ${i.message}`);
     }
+    for (const s of r.data.snapshots) checkSnapshotName(s);
+    if (r.data.type === "virtual-machine") {
+      checkVmBackupMembers(members, r.data.snapshots);
+      return r.data;
+    }
+    if (!members.some((m) => m.path.startsWith("backup/container/rootfs"))) {
+      throw new BadRequest("Invalid backup: it has no backup/container/rootfs/");
+    }
     for (const s of r.data.snapshots) {
-      checkSnapshotName(s);
       if (!listing.stdout.includes(`backup/snapshots/${s}/rootfs`)) {
         throw new BadRequest(`Invalid backup: snapshot "${s}" has no rootfs`);
       }
@@ -308,16 +329,19 @@ export class BackupManager {
 
   async #restore(file: string, index: Index, name: string): Promise<InstanceRecord> {
     const c = index.config.container;
+    const type = index.type;
     const profiles = c.profiles.filter((p) => this.deps.store.getProfile(p));
+    // A container keeps the image it came from, for the record; a VM's restored disk stands alone,
+    // so it names no image (that would hold the image back from deletion).
     const config = Object.fromEntries(
       Object.entries(c.config).filter(([k]) =>
-        !k.startsWith("volatile.") || k === "volatile.base_image"
+        !k.startsWith("volatile.") || (k === "volatile.base_image" && type === "container")
       ),
     );
-    this.deps.instances.checkNew("container", { config, devices: c.devices, profiles });
+    this.deps.instances.checkNew(type, { config, devices: c.devices, profiles });
     const rec: InstanceRecord = {
       name,
-      type: "container",
+      type,
       architecture: c.architecture,
       description: c.description,
       config: {
@@ -331,8 +355,8 @@ export class BackupManager {
       created_at: new Date().toISOString(),
       last_used_at: "1970-01-01T00:00:00Z",
     };
-    const driver = this.deps.drivers.get("container");
-    if (!driver.restoreBackup) throw new BadRequest("Backups of containers are not supported");
+    const driver = this.deps.drivers.get(type);
+    if (!driver.restoreBackup) throw new BadRequest(`Backups of a ${type} are not supported`);
     Object.assign(
       rec.config,
       await driver.restoreBackup(this.deps.instances.spec(rec), {
@@ -363,8 +387,17 @@ export class BackupManager {
       await driver.delete(rec).catch(() => {});
       throw err;
     }
-    this.deps.events.lifecycle("instance-created", instanceUrl(name), { type: "container" });
+    this.deps.events.lifecycle("instance-created", instanceUrl(name), { type });
     return rec;
+  }
+}
+
+/** A VM is backed up stopped: its QEMU holds its disk while it runs (or is paused). */
+function checkStopped(inst: InstanceRecord, status: string): void {
+  if (status === "Running" || status === "Frozen") {
+    throw new InvalidState(
+      `Instance "${inst.name}" is ${status.toLowerCase()}: stop it before backing it up (a VM is backed up stopped)`,
+    );
   }
 }
 

@@ -146,3 +146,95 @@ Deno.test("a hostile backup is refused before anything is made: device nodes, fi
     assert.deepEqual(core.driver.called("restoreBackup"), []);
     assert.deepEqual([...Deno.readDirSync(core.paths.backups(""))], [], "no upload left");
   }));
+
+/** A VM backup tarball built from `make(root)` in a temp dir: the index and a 1 MiB raw disk. */
+async function hostileVmBackup(
+  make: (root: string) => Promise<unknown>,
+  snapshots: string[] = [],
+): Promise<Uint8Array> {
+  const root = await Deno.makeTempDir({ prefix: "outpost-hostile-vm-backup-" });
+  try {
+    await Deno.mkdir(join(root, "backup", "virtual-machine"), { recursive: true });
+    await Deno.writeTextFile(
+      join(root, "backup", "index.yaml"),
+      `name: evil\ntype: virtual-machine\nsnapshots: [${snapshots.join(", ")}]\nconfig:\n` +
+        "  container:\n    architecture: x86_64\n    config: {}\n",
+    );
+    await Deno.writeFile(join(root, "backup", "virtual-machine.img"), new Uint8Array(2 ** 20));
+    await make(root);
+    const out = join(root, "out.tar.gz");
+    await new Runner().run(["tar", "-czf", out, "-C", root, "backup"]);
+    return await Deno.readFile(out);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("a hostile VM backup is refused before anything is made: links, strays, missing disks", () =>
+  withCore(async (core) => {
+    const m = managerOf(core);
+    const config = (root: string) => join(root, "backup", "virtual-machine");
+    const cases: [string, Uint8Array, RegExp][] = [
+      [
+        "a symlink to a host file as its kernel",
+        await hostileVmBackup((r) => Deno.symlink("/etc/shadow", join(config(r), "kernel"))),
+        /"backup\/virtual-machine\/kernel" is a link or a special file/,
+      ],
+      [
+        "a hard link",
+        await hostileVmBackup(async (r) => {
+          await Deno.writeTextFile(join(config(r), "a"), "x");
+          await Deno.link(join(config(r), "a"), join(config(r), "b"));
+        }),
+        /is a link or a special file/,
+      ],
+      [
+        "a fifo",
+        await hostileVmBackup((r) => new Runner().run(["mkfifo", join(config(r), "pipe")])),
+        /is a device node or fifo/,
+      ],
+      [
+        "a container's rootfs in a VM backup",
+        await hostileVmBackup(async (r) => {
+          await Deno.mkdir(join(r, "backup", "container", "rootfs"), { recursive: true });
+        }),
+        /"backup\/container" has no place in a VM backup/,
+      ],
+      [
+        "no disk",
+        await hostileVmBackup((r) => Deno.remove(join(r, "backup", "virtual-machine.img"))),
+        /it has no backup\/virtual-machine\.img/,
+      ],
+      [
+        "a snapshot without its disk",
+        await hostileVmBackup(async () => {}, ["s0"]),
+        /snapshot "s0" has no disk/,
+      ],
+      [
+        "a snapshot name that is not one",
+        await hostileVmBackup(async () => {}, ["'../x'"]),
+        /snapshot name "\.\.\/x".*contains "\/"/i,
+      ],
+      [
+        "a type it does not know",
+        await hostileVmBackup(async (r) => {
+          const f = join(r, "backup", "index.yaml");
+          await Deno.writeTextFile(
+            f,
+            (await Deno.readTextFile(f)).replace("virtual-machine", "custom"),
+          );
+        }),
+        /type: only container and virtual-machine backups are supported/,
+      ],
+    ];
+    for (const [what, bytes, why] of cases) {
+      await assert.rejects(
+        m.import(ReadableStream.from([bytes])),
+        (err: Error) => err.name === "BadRequest" && why.test(err.message),
+        what,
+      );
+    }
+    assert.deepEqual(core.store.listInstances(), []);
+    assert.deepEqual(core.vmDriver.called("restoreBackup"), []);
+    assert.deepEqual([...Deno.readDirSync(core.paths.backups(""))], [], "no upload left");
+  }));

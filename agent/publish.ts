@@ -1,8 +1,11 @@
 /**
  * Publishing an instance as an image (`POST /1.0/images` with `source.type` instance, container or
  * snapshot; `outpost publish`; the stock `lxc publish`): the driver writes a unified tarball of the
- * stopped instance or of a snapshot, at the ids the instance sees; the image store imports it like
- * an upload (fingerprint, metadata checks), and the aliases asked for are made.
+ * stopped instance or of a snapshot (a container's rootfs at the ids it sees; a VM's disk as a
+ * standalone qcow2 `rootfs.img`, with its kernel and initrd when it boots one); the image store
+ * imports it like an upload (fingerprint, metadata checks), and the aliases asked for are made. A
+ * container's snapshot is published while it runs; a VM's disk, snapshots and all, is read only
+ * while it is stopped (its QEMU holds it).
  */
 import { join } from "node:path";
 import { BadRequest, Conflict, InvalidState } from "../contract/errors.ts";
@@ -48,9 +51,12 @@ export class Publisher {
     if (!driver.publish) {
       throw new BadRequest(`Publishing a ${inst.type} as an image is not supported yet`);
     }
-    if (!snap && (await driver.status(inst)) !== "Stopped") {
+    const mustStop = !snap || inst.type === "virtual-machine";
+    if (mustStop && (await driver.status(inst)) !== "Stopped") {
       throw new InvalidState(
-        `Instance "${name}" is running: stop it first, or publish one of its snapshots`,
+        inst.type === "virtual-machine"
+          ? `Instance "${name}" is running: stop it first (a VM is published stopped, from its disk or a snapshot)`
+          : `Instance "${name}" is running: stop it first, or publish one of its snapshots`,
       );
     }
     const config = (snapRec ?? inst).config;
@@ -62,7 +68,7 @@ export class Publisher {
     return () =>
       this.instances.locks.run(name, async () => {
         const cur = this.instances.get(name);
-        if (!snap && (await driver.status(cur)) !== "Stopped") {
+        if (mustStop && (await driver.status(cur)) !== "Stopped") {
           throw new InvalidState(`Instance "${name}" was started: stop it first`);
         }
         await Deno.mkdir(this.paths.images, { recursive: true });

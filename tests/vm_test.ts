@@ -1,8 +1,9 @@
 /**
  * Virtual machines end to end under TCG (forced: nested KVM guests hang on these machines): the
  * test VM image, launch, guest agent exec and files, pause/resume, a daemon restart that finds
- * the VM still running, a live snapshot restored, a clean ACPI stop, delete, and nothing left
- * behind. One VM, booted by the first test that needs it, serves them all.
+ * the VM still running, a live snapshot restored, a clean ACPI stop, export/import and publish of
+ * the stopped VM (booted again as copies), delete, and nothing left behind. One VM, booted by the
+ * first test that needs it, serves them all.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -283,6 +284,46 @@ vmTest("a block volume attached to a VM is an extra virtio disk named by its dev
   assert.match(inUse.stderr, /in use by/);
 });
 
+/** What the backup tests find in the guest: a file written before a snapshot, one after it. */
+const GUEST_FILE = "/root/backup.bin";
+const LATER_FILE = "/root/after";
+let guestSum = "";
+
+async function guestSha256(d: TestDaemon, name: string): Promise<string> {
+  return (await d.ok("exec", name, "--", "sha256sum", GUEST_FILE)).split(" ")[0];
+}
+
+vmTest(
+  "a running VM is neither exported nor published (stop it first), and nothing is made",
+  async () => {
+    const d = await running();
+    // The guest's files the backup tests below look for once the VM is stopped.
+    const guest = (script: string) => d.ok("exec", NAME, "--", "sh", "-c", script);
+    await guest(`head -c 300000 /dev/urandom > ${GUEST_FILE}; sync`);
+    guestSum = await guestSha256(d, NAME);
+    await d.ok("snapshot", "create", NAME, "b0");
+    await guest(`echo later > ${LATER_FILE}; sync`);
+
+    const tmp = await Deno.makeTempDir({ prefix: "outpost-vm-backup-" });
+    try {
+      const exported = await d.cli("export", NAME, join(tmp, "b.tar.gz"));
+      assert.equal(exported.code, 1);
+      assert.match(exported.stderr, /is running: stop it before backing it up/);
+      assert.equal(existsSync(join(tmp, "b.tar.gz")), false);
+      assert.deepEqual(await d.api.get<string[]>(`/1.0/instances/${NAME}/backups`), []);
+      for (const source of [NAME, `${NAME}/b0`]) {
+        const published = await d.cli("publish", source, "--alias", uniqueName("vi"));
+        assert.equal(published.code, 1, source);
+        assert.match(published.stderr, /is running: stop it first \(a VM is published stopped/);
+      }
+      assert.equal((await d.api.get<string[]>("/1.0/images")).length, 1, "only the VM image");
+      assert.equal((await listed(d)).status, "Running");
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+);
+
 vmTest(
   "stop powers the VM off through ACPI: QEMU exits and leaves no sockets or pid file",
   async () => {
@@ -298,6 +339,72 @@ vmTest(
     for (const f of ["qmp.sock", "qga.sock", "console.sock", "qemu.pid"]) {
       assert.equal(existsSync(join(vmDir(d), f)), false, `${f} left behind`);
     }
+  },
+);
+
+vmTest(
+  "a stopped VM exported and imported boots with its files and snapshot; published, it launches",
+  async () => {
+    assert.ok(guestSum, "the guest's file was written by the test before");
+    const d = await daemon();
+    await d.ensureStopped(NAME, "vm", ...LAUNCH);
+    const [copy, fromImage, alias] = [uniqueName("vb"), uniqueName("vp"), uniqueName("vimg")];
+    const tmp = await Deno.makeTempDir({ prefix: "outpost-vm-backup-" });
+    const file = join(tmp, "b.tar.gz");
+    try {
+      const started = performance.now();
+      await d.ok("export", NAME, file);
+      const { size } = await Deno.stat(file);
+      console.log(
+        `VM backup: ${(size / 2 ** 20).toFixed(1)} MiB, exported in ${
+          (performance.now() - started).toFixed(0)
+        } ms`,
+      );
+      const index = JSON.parse(await sh("tar", "-xzOf", file, "backup/index.yaml"));
+      assert.equal(index.type, "virtual-machine");
+      assert.deepEqual(index.snapshots, ["b0"]);
+      const members = (await sh("tar", "-tzf", file)).split("\n");
+      for (
+        const m of [
+          "backup/virtual-machine.img",
+          "backup/virtual-machine/boot.json",
+          "backup/virtual-machine/kernel",
+          "backup/virtual-machine-snapshots/b0.img",
+        ]
+      ) assert.ok(members.includes(m), m);
+
+      // Truncated: refused, nothing made.
+      const bytes = await Deno.readFile(file);
+      await Deno.writeFile(join(tmp, "cut.tar.gz"), bytes.subarray(0, bytes.length >> 1));
+      const cut = await d.cli("import", join(tmp, "cut.tar.gz"), copy);
+      assert.equal(cut.code, 1);
+      assert.match(cut.stderr, /corrupt or truncated/);
+      assert.equal(await d.status(copy), undefined);
+      assert.equal(existsSync(join(d.dir, "virtual-machines", copy)), false);
+
+      const importedAt = performance.now();
+      await d.ok("import", file, copy);
+      console.log(`VM backup imported in ${(performance.now() - importedAt).toFixed(0)} ms`);
+      // A standalone disk, byte for byte the source's.
+      const disk = join(d.dir, "virtual-machines", copy, "disk.qcow2");
+      assert.doesNotMatch(await sh("qemu-img", "info", disk), /backing file/);
+      assert.equal(await sh("qemu-img", "compare", "-q", join(vmDir(d), "disk.qcow2"), disk), "");
+      // Its snapshot restores: the state before the later file.
+      await d.ok("snapshot", "restore", copy, "b0");
+
+      await d.ok("publish", NAME, "--alias", alias);
+      await Promise.all([d.ok("start", copy), d.ok("launch", alias, fromImage, ...LAUNCH)]);
+      await Promise.all([waitForAgent(d, copy), waitForAgent(d, fromImage)]);
+      assert.equal(await guestSha256(d, copy), guestSum);
+      assert.equal((await d.cli("exec", copy, "--", "test", "-e", LATER_FILE)).code, 1);
+      assert.equal(await guestSha256(d, fromImage), guestSum);
+      assert.equal(await d.ok("exec", fromImage, "--", "cat", LATER_FILE), "later\n");
+    } finally {
+      await d.cli("delete", copy, fromImage, "--force");
+      await d.cli("image", "delete", alias);
+      await Deno.remove(tmp, { recursive: true });
+    }
+    assert.equal(existsSync(join(d.dir, "virtual-machines", copy)), false);
   },
 );
 

@@ -35,16 +35,22 @@ import { qgaFiles } from "./files.ts";
 import { consoleProcess, guestExecProcess } from "./guest_exec.ts";
 import { guestNetwork } from "./network.ts";
 import { QemuSnapshots } from "./snapshots.ts";
+import { VmBackups } from "./backup.ts";
 import { removeInstanceDir, renameInstanceDir } from "../storage/pool.ts";
+import {
+  BOOT_FILES,
+  type BootFile,
+  INITRD,
+  KERNEL,
+  linkOrCopy,
+  ovmfCode,
+  ovmfVarsTemplate,
+  readBootFile,
+  VARS,
+  writeBootFile,
+} from "./boot.ts";
 
 export const QEMU = "qemu-system-x86_64";
-const OVMF_CODE = ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"];
-const OVMF_VARS = ["/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd"];
-
-interface BootFile {
-  kind: "kernel" | "uefi";
-  cmdline?: string;
-}
 
 export interface QemuDriverOptions {
   /** Where VM directories live (`STATE/virtual-machines`). */
@@ -55,14 +61,6 @@ export interface QemuDriverOptions {
   /** Where the KVM probe result is cached. */
   probeCache: string;
   log?: (msg: string) => void;
-}
-
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  try {
-    await Deno.link(from, to);
-  } catch {
-    await Deno.copyFile(from, to);
-  }
 }
 
 export class QemuDriver implements ProbedDriver {
@@ -76,6 +74,7 @@ export class QemuDriver implements ProbedDriver {
   #qga = new Map<string, QgaClient>();
   #runner: Runner;
   #closing = new AbortController();
+  #backups: VmBackups;
 
   constructor(private opts: QemuDriverOptions) {
     this.#runner = opts.runner;
@@ -91,6 +90,13 @@ export class QemuDriver implements ProbedDriver {
       },
       guestAgent: (inst) => this.guestAgent(inst, 1000).catch(() => undefined),
       log: opts.log,
+    });
+    this.#backups = new VmBackups({
+      dir: (name) => this.dir(name),
+      makeDir: (inst) => this.#makeDir(inst),
+      runner: opts.runner,
+      status: (inst) => this.status(inst),
+      snapshots: this.snapshots,
     });
   }
 
@@ -199,20 +205,14 @@ export class QemuDriver implements ProbedDriver {
       if (image.boot) {
         // The VM keeps its own kernel and initrd (hard links where possible): they stay with it
         // whatever happens to the image.
-        await linkOrCopy(image.boot.kernel, join(dir, "kernel"));
-        if (image.boot.initrd) await linkOrCopy(image.boot.initrd, join(dir, "initrd"));
+        await linkOrCopy(image.boot.kernel, join(dir, KERNEL));
+        if (image.boot.initrd) await linkOrCopy(image.boot.initrd, join(dir, INITRD));
         boot = { kind: "kernel", cmdline: image.boot.cmdline };
       } else {
-        const vars = OVMF_VARS.find((f) => existsSync(f));
-        if (!vars || !OVMF_CODE.some((f) => existsSync(f))) {
-          throw new InvalidState(
-            "The image boots through UEFI, but OVMF is not installed (apt-get install ovmf)",
-          );
-        }
-        await Deno.copyFile(vars, join(dir, "OVMF_VARS.fd"));
+        await Deno.copyFile(ovmfVarsTemplate("The image"), join(dir, VARS));
         boot = { kind: "uefi" };
       }
-      await Deno.writeTextFile(join(dir, "boot.json"), JSON.stringify(boot));
+      await writeBootFile(dir, boot);
     } catch (err) {
       await removeInstanceDir(dir).catch(() => {});
       throw err;
@@ -279,7 +279,7 @@ export class QemuDriver implements ProbedDriver {
 
   #spec(inst: InstanceSpec, accel: Accel) {
     const dir = this.dir(inst.name);
-    const boot: BootFile = JSON.parse(Deno.readTextFileSync(join(dir, "boot.json")));
+    const boot = readBootFile(dir);
     const cpus = vmCpus(inst.config);
     const memoryMiB = vmMemoryMiB(inst.config, Deno.systemMemoryInfo().total);
     return {
@@ -296,15 +296,11 @@ export class QemuDriver implements ProbedDriver {
       boot: boot.kind === "kernel"
         ? {
           kind: "kernel" as const,
-          kernel: join(dir, "kernel"),
-          initrd: existsSync(join(dir, "initrd")) ? join(dir, "initrd") : undefined,
+          kernel: join(dir, KERNEL),
+          initrd: existsSync(join(dir, INITRD)) ? join(dir, INITRD) : undefined,
           cmdline: boot.cmdline ?? "",
         }
-        : {
-          kind: "uefi" as const,
-          code: OVMF_CODE.find((f) => existsSync(f))!,
-          vars: join(dir, "OVMF_VARS.fd"),
-        },
+        : { kind: "uefi" as const, code: ovmfCode()!, vars: join(dir, VARS) },
     };
   }
 
@@ -420,7 +416,7 @@ export class QemuDriver implements ProbedDriver {
     const plan = await this.snapshots.planCopy(source.name, opts);
     await this.#makeDir(target);
     try {
-      for (const f of ["disk.qcow2", "kernel", "initrd", "boot.json", "OVMF_VARS.fd"]) {
+      for (const f of ["disk.qcow2", ...BOOT_FILES]) {
         if (!existsSync(join(from, f))) continue;
         await this.#runner.run(["cp", "--reflink=auto", "--", join(from, f), join(dir, f)]);
       }
@@ -430,6 +426,30 @@ export class QemuDriver implements ProbedDriver {
       throw err;
     }
     return {};
+  }
+
+  /** A backup of a stopped VM (drivers/qemu/backup.ts has the layout). */
+  async backup(
+    inst: InstanceSpec,
+    opts: { snapshots: string[]; index: Record<string, unknown>; out: string },
+  ): Promise<void> {
+    await this.#backups.backup(inst, opts);
+  }
+
+  /** A new VM's dir from a checked backup file, its snapshots made anew. */
+  async restoreBackup(
+    target: InstanceSpec,
+    opts: { file: string; snapshots: string[] },
+  ): Promise<VolatileChanges> {
+    return await this.#backups.restore(target, opts);
+  }
+
+  /** An image of a stopped VM or of one of its snapshots. */
+  async publish(
+    inst: InstanceSpec,
+    opts: { from?: string; metadata: Record<string, unknown>; out: string },
+  ): Promise<void> {
+    await this.#backups.publish(inst, opts);
   }
 
   async delete(inst: InstanceSpec): Promise<void> {
@@ -450,9 +470,14 @@ export class QemuDriver implements ProbedDriver {
     return await subdirs(this.opts.path);
   }
 
-  /** Snapshot storage without a record removed, recorded ones without storage named. */
+  /**
+   * Work dirs of a killed backup or publish removed; snapshot storage without a record removed,
+   * recorded ones without storage named.
+   */
   async recover(inst: InstanceSpec, snapshots: string[]): Promise<RecoveryReport> {
-    return await this.snapshots.reconcile(inst, snapshots);
+    const removed = await this.#backups.recoverTemp(inst.name);
+    const report = await this.snapshots.reconcile(inst, snapshots);
+    return { ...report, actions: [...removed, ...report.actions] };
   }
 
   async state(inst: InstanceSpec): Promise<InstanceRuntime> {
