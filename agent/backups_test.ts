@@ -5,8 +5,10 @@ import { withCore } from "../tests/core_fixture.ts";
 import { BackupManager } from "./backups.ts";
 import { NEVER } from "./snapshots.ts";
 
+type Core = Parameters<Parameters<typeof withCore>[0]>[0];
+
 /** The backups of the fixture's instances, with the host's tar. */
-function managerOf(core: Parameters<Parameters<typeof withCore>[0]>[0]): BackupManager {
+function managerOf(core: Core): BackupManager {
   return new BackupManager({
     store: core.store,
     instances: core.instances,
@@ -15,6 +17,23 @@ function managerOf(core: Parameters<Parameters<typeof withCore>[0]>[0]): BackupM
     runner: new Runner(),
     dir: (name) => core.paths.backups(name),
   });
+}
+
+/** Each backup is refused with a 400 naming why, and no instance or upload is left. */
+async function refusedWithNothingMade(
+  core: Core,
+  m: BackupManager,
+  cases: [string, Uint8Array, RegExp][],
+): Promise<void> {
+  for (const [what, bytes, why] of cases) {
+    await assert.rejects(
+      m.import(ReadableStream.from([bytes])),
+      (err: Error) => err.name === "BadRequest" && why.test(err.message),
+      what,
+    );
+  }
+  assert.deepEqual(core.store.listInstances(), []);
+  assert.deepEqual([...Deno.readDirSync(core.paths.backups(""))], [], "no upload left");
 }
 
 Deno.test("pruneExpired() deletes the backups whose expiry passed, and only those", () =>
@@ -135,16 +154,8 @@ Deno.test("a hostile backup is refused before anything is made: device nodes, fi
         /Invalid backup index/,
       ],
     ];
-    for (const [what, bytes, why] of cases) {
-      await assert.rejects(
-        m.import(ReadableStream.from([bytes])),
-        (err: Error) => err.name === "BadRequest" && why.test(err.message),
-        what,
-      );
-    }
-    assert.deepEqual(core.store.listInstances(), []);
+    await refusedWithNothingMade(core, m, cases);
     assert.deepEqual(core.driver.called("restoreBackup"), []);
-    assert.deepEqual([...Deno.readDirSync(core.paths.backups(""))], [], "no upload left");
   }));
 
 /** A VM backup tarball built from `make(root)` in a temp dir: the index and a 1 MiB raw disk. */
@@ -227,14 +238,6 @@ Deno.test("a hostile VM backup is refused before anything is made: links, strays
         /type: only container and virtual-machine backups are supported/,
       ],
     ];
-    for (const [what, bytes, why] of cases) {
-      await assert.rejects(
-        m.import(ReadableStream.from([bytes])),
-        (err: Error) => err.name === "BadRequest" && why.test(err.message),
-        what,
-      );
-    }
-    assert.deepEqual(core.store.listInstances(), []);
+    await refusedWithNothingMade(core, m, cases);
     assert.deepEqual(core.vmDriver.called("restoreBackup"), []);
-    assert.deepEqual([...Deno.readDirSync(core.paths.backups(""))], [], "no upload left");
   }));
