@@ -132,6 +132,26 @@ Deno.test({
       const bad = await lxc.run(["config", "device", "add", name, "eth0", "nic", "network=x"]);
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /network "x" does not exist/);
+      // The rest of the stock client's device verbs on an instance.
+      await lxc.ok(
+        "config",
+        "device",
+        "add",
+        name,
+        "web",
+        "proxy",
+        "listen=tcp:127.0.0.1:20080",
+        "connect=tcp:127.0.0.1:80",
+      );
+      await lxc.ok("config", "device", "set", name, "web", "connect=tcp:127.0.0.1:81");
+      assert.equal(
+        (await lxc.ok("config", "device", "get", name, "web", "connect")).trim(),
+        "tcp:127.0.0.1:81",
+      );
+      assert.match(await lxc.ok("config", "device", "show", name), /web:\n(.*\n)*\s+type: proxy/);
+      assert.match(await lxc.ok("config", "device", "list", name), /web/);
+      await lxc.ok("config", "device", "remove", name, "web");
+      assert.doesNotMatch(await lxc.ok("config", "device", "list", name), /web/);
 
       const inUse = await lxc.run(["profile", "delete", "default"]);
       assert.equal(inUse.code, 1);
