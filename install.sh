@@ -65,6 +65,9 @@ if [ "$UNINSTALL" = 1 ]; then
     for p in "$STATE_DIR"/virtual-machines/*/qemu.pid; do
       if [ -f "$p" ]; then kill -9 "$(cat "$p")" 2>/dev/null || true; fi
     done
+    # Storage pools on loop files the daemon mounted under the state dir, deepest first.
+    awk -v dir="$STATE_DIR/" 'index($5, dir) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+      while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
     rm -rf "$STATE_DIR"
   fi
   echo "outpost is uninstalled$([ "$PURGE" = 1 ] && echo ", its instances and state removed" || echo "; instances and $STATE_DIR are kept")"
