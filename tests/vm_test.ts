@@ -259,6 +259,40 @@ vmTest(
   },
 );
 
+vmTest(
+  "a running VM is copied live (without its snapshots), and the copy boots with its files",
+  async () => {
+    const d = await running();
+    const copy = uniqueName("vc");
+    const guest = (name: string, script: string) => d.ok("exec", name, "--", "sh", "-c", script);
+    try {
+      await guest(NAME, "echo live-copy > /root/copied; sync");
+      const withSnaps = await d.cli("snapshot", "create", NAME, "cs0");
+      assert.equal(withSnaps.code, 0, withSnaps.stderr);
+      const refused = await d.cli("copy", NAME, copy);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /is running: copy it without its snapshots/);
+      await d.ok("copy", NAME, copy, "--instance-only");
+      assert.equal((await listed(d)).status, "Running", "the source runs on");
+      // No temporary snapshot is left in the source's disk; the copy is an overlay on the image.
+      const tags = await sh("qemu-img", "snapshot", "-l", "-U", join(vmDir(d), "disk.qcow2"));
+      assert.equal(tags.split("outpost-").length - 1, 1, tags);
+      const info = await sh(
+        "qemu-img",
+        "info",
+        join(d.dir, "virtual-machines", copy, "disk.qcow2"),
+      );
+      assert.match(info, /backing file: /);
+      await d.ok("start", copy);
+      await waitForAgent(d, copy);
+      assert.equal(await guest(copy, "cat /root/copied"), "live-copy\n");
+    } finally {
+      await d.cli("delete", copy, "--force");
+      await d.cli("snapshot", "delete", NAME, "cs0");
+    }
+  },
+);
+
 vmTest("a block volume attached to a VM is an extra virtio disk named by its device", async () => {
   const d = await running();
   const guest = (script: string) => d.ok("exec", NAME, "--", "sh", "-c", script);

@@ -405,13 +405,18 @@ export class QemuDriver implements ProbedDriver {
     target: InstanceSpec,
     opts: { from?: string; snapshots: string[] },
   ): Promise<VolatileChanges> {
-    if ((await this.status(source)) !== "Stopped") {
-      throw new InvalidState(`VM "${source.name}" is running: stop it before copying it`);
-    }
     const from = this.dir(source.name);
     const dir = this.dir(target.name);
     if (existsSync(dir)) {
       throw new InvalidState(`Storage for VM "${target.name}" already exists: ${dir}`);
+    }
+    if ((await this.status(source)) !== "Stopped") {
+      if (opts.snapshots.length > 0) {
+        throw new InvalidState(
+          `VM "${source.name}" is running: copy it without its snapshots (--instance-only), or stop it first`,
+        );
+      }
+      return await this.#copyLive(source, target, opts.from);
     }
     const plan = await this.snapshots.planCopy(source.name, opts);
     await this.#makeDir(target);
@@ -424,6 +429,65 @@ export class QemuDriver implements ProbedDriver {
     } catch (err) {
       await removeInstanceDir(dir).catch(() => {});
       throw err;
+    }
+    return {};
+  }
+
+  /**
+   * A copy of a running (or paused) VM's disk: a live internal snapshot taken for the copy (or the
+   * snapshot `from`) read into a new overlay on the same base image (only what differs from it is
+   * written), then the temporary snapshot deleted. The boot files are copied as they are.
+   */
+  async #copyLive(
+    source: InstanceSpec,
+    target: InstanceSpec,
+    from?: string,
+  ): Promise<VolatileChanges> {
+    const qmp = await this.#client(source.name);
+    if (!qmp) throw new InvalidState(`VM "${source.name}" stopped while it was copied: try again`);
+    const disk = join(this.dir(source.name), "disk.qcow2");
+    // Named like a snapshot's tag: one a kill leaves behind is removed by start-up recovery.
+    const temp = from ? undefined : `outpost-${crypto.randomUUID()}`;
+    const tag = from ? await this.snapshots.tagOf(source.name, from) : temp!;
+    if (temp) await qmp.execute("blockdev-snapshot-internal-sync", { device: "root", name: temp });
+    const dir = this.dir(target.name);
+    try {
+      const info = JSON.parse(
+        (await this.#runner.run(["qemu-img", "info", "-U", "--output=json", "-f", "qcow2", disk]))
+          .stdout,
+      ) as { "full-backing-filename"?: string; "backing-filename-format"?: string };
+      const base = info["full-backing-filename"];
+      await this.#makeDir(target);
+      try {
+        await this.#runner.run([
+          "qemu-img",
+          "convert",
+          "-U",
+          "-f",
+          "qcow2",
+          "-l",
+          `snapshot.name=${tag}`,
+          "-O",
+          "qcow2",
+          ...(base ? ["-B", base, "-F", info["backing-filename-format"] ?? "raw"] : []),
+          disk,
+          join(dir, "disk.qcow2"),
+        ]);
+        for (const f of BOOT_FILES) {
+          const file = join(this.dir(source.name), f);
+          if (existsSync(file)) {
+            await this.#runner.run(["cp", "--reflink=auto", "--", file, join(dir, f)]);
+          }
+        }
+      } catch (err) {
+        await removeInstanceDir(dir).catch(() => {});
+        throw err;
+      }
+    } finally {
+      if (temp) {
+        await qmp.execute("blockdev-snapshot-delete-internal-sync", { device: "root", name: temp })
+          .catch((err) => this.opts.log?.(`VM ${source.name}: temporary snapshot ${temp}: ${err}`));
+      }
     }
     return {};
   }

@@ -347,6 +347,13 @@ export class QemuSnapshots implements SnapshotAccess {
     return { actions, missingSnapshots: recorded.filter((s) => !map.has(s)) };
   }
 
+  /** The internal tag of snapshot `snap` of VM `name` (NotFound when it has none). */
+  async tagOf(name: string, snap: string): Promise<string> {
+    const tag = (await this.#map(name)).get(snap);
+    if (!tag) throw new NotFound(`Storage for snapshot "${name}/${snap}" is missing`);
+    return tag;
+  }
+
   /**
    * Checks what a copy of the stopped VM `source` takes (before anything is copied): the snapshot
    * `from` its disk is set to, and the snapshots it keeps. A snapshot with no storage is NotFound.
