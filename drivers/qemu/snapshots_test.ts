@@ -291,7 +291,7 @@ vmTest(
 );
 
 vmTest(
-  "a running VM is snapshotted through QMP without a guest agent; restore, copy and recover refuse or wait",
+  "a running VM is snapshotted through QMP without a guest agent; restore refuses, copy goes live, recover waits",
   async ({ driver, dir, disk, imgCalls }) => {
     const snaps = driver.snapshots;
     await fill(disk, 0xab);
@@ -328,7 +328,15 @@ vmTest(
       }
 
       await assert.rejects(snaps.restore(v1, "live"), InvalidState);
-      await assert.rejects(driver.copy(v1, vm("c1"), { snapshots: [] }), InvalidState);
+      // A running VM is copied live without its snapshots (with them it is refused): the copy
+      // holds what the disk holds now, or the snapshot's data, and no temporary tag stays behind.
+      await assert.rejects(driver.copy(v1, vm("c0"), { snapshots: ["live"] }), InvalidState);
+      await driver.copy(v1, vm("c1"), { snapshots: [] });
+      assert.ok(await holds(join(driver.dir("c1"), "disk.qcow2"), 0xcd));
+      assert.deepEqual(await tags(join(driver.dir("c1"), "disk.qcow2")), []);
+      await driver.copy(v1, vm("c2"), { from: "live", snapshots: [] });
+      assert.ok(await holds(join(driver.dir("c2"), "disk.qcow2"), 0xab));
+      assert.deepEqual(await tags(disk), [m.live]);
       const calls = imgCalls.length;
       assert.deepEqual(await driver.recover(v1, ["live", "unknown"]), {
         actions: [],
