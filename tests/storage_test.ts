@@ -118,7 +118,15 @@ test("a btrfs pool on a directory of a btrfs filesystem the host has", async () 
   } finally {
     await d.cli("delete", name, "--force");
     await d.cli("storage", "delete", pool);
-    await new Deno.Command("umount", { args: [mnt], stderr: "null" }).output();
+    // The filesystem may still be busy for a moment after the container went: retried, then lazy.
+    for (let i = 0; i < 20; i++) {
+      const r = await new Deno.Command("umount", { args: [mnt], stderr: "null" }).output();
+      if (r.success || !(await mountedAt(mnt))) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    if (await mountedAt(mnt)) {
+      await new Deno.Command("umount", { args: ["-l", mnt], stderr: "null" }).output();
+    }
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
 });
