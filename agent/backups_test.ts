@@ -1,23 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Runner } from "../drivers/runner.ts";
-import { withCore } from "../tests/core_fixture.ts";
-import { BackupManager } from "./backups.ts";
+import { backupsOf, type Core, withCore } from "../tests/core_fixture.ts";
+import type { BackupManager } from "./backups.ts";
 import { NEVER } from "./snapshots.ts";
-
-type Core = Parameters<Parameters<typeof withCore>[0]>[0];
-
-/** The backups of the fixture's instances, with the host's tar. */
-function managerOf(core: Core): BackupManager {
-  return new BackupManager({
-    store: core.store,
-    instances: core.instances,
-    drivers: core.drivers,
-    events: core.events,
-    runner: new Runner(),
-    dir: (name) => core.paths.backups(name),
-  });
-}
 
 /** Each backup is refused with a 400 naming why, and no instance or upload is left. */
 async function refusedWithNothingMade(
@@ -39,7 +25,7 @@ async function refusedWithNothingMade(
 Deno.test("pruneExpired() deletes the backups whose expiry passed, and only those", () =>
   withCore(async (core) => {
     await core.create("c1");
-    const m = managerOf(core);
+    const m = backupsOf(core);
     const dir = core.paths.backups("c1");
     await Deno.mkdir(dir, { recursive: true });
     for (
@@ -91,7 +77,7 @@ async function hostileBackup(
 
 Deno.test("a hostile backup is refused before anything is made: device nodes, fifos, foreign ids, a huge index, members outside backup/", () =>
   withCore(async (core) => {
-    const m = managerOf(core);
+    const m = backupsOf(core);
     const run = (argv: string[]) => new Runner().run(argv);
     const rootfs = (root: string) => join(root, "backup", "container", "rootfs");
     const cases: [string, Uint8Array, RegExp][] = [
@@ -183,7 +169,7 @@ async function hostileVmBackup(
 
 Deno.test("a hostile VM backup is refused before anything is made: links, strays, missing disks", () =>
   withCore(async (core) => {
-    const m = managerOf(core);
+    const m = backupsOf(core);
     const config = (root: string) => join(root, "backup", "virtual-machine");
     const cases: [string, Uint8Array, RegExp][] = [
       [

@@ -17,8 +17,8 @@ import {
   storagePoolUrl,
   storageVolumeUrl,
 } from "../contract/urls.ts";
-import type { PoolPlan } from "../drivers/driver.ts";
-import { isRootDisk } from "../drivers/device/device.ts";
+import { entryNames, type PoolPlan } from "../drivers/driver.ts";
+import { isRootDisk, STORAGE_NAME } from "../drivers/device/device.ts";
 import { hostIdMap } from "../drivers/lxc/idmap.ts";
 import type { Runner } from "../drivers/runner.ts";
 import { fsUsage } from "../drivers/statfs.ts";
@@ -53,8 +53,6 @@ export interface VolumeInfo {
   createdAt: string;
 }
 
-/** Pool and volume names: they become directory names. */
-export const STORAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** How many pools and custom volumes a host may have. */
 const MAX_POOLS = 32;
 const MAX_VOLUMES = 1024;
@@ -69,7 +67,7 @@ const byteSize = z.string().refine((v) => (parseByteSize(v) ?? 0) > 0, {
 });
 
 /** The keys a pool's config takes. */
-export const POOL_KEYS: Record<string, { schema: z.ZodType<string>; doc: string }> = {
+const POOL_KEYS: Record<string, { schema: z.ZodType<string>; doc: string }> = {
   source: {
     schema: z.string(),
     doc:
@@ -79,7 +77,7 @@ export const POOL_KEYS: Record<string, { schema: z.ZodType<string>; doc: string 
 };
 
 /** The keys a custom volume's config takes. */
-export const VOLUME_KEYS: Record<string, { schema: z.ZodType<string>; doc: string }> = {
+const VOLUME_KEYS: Record<string, { schema: z.ZodType<string>; doc: string }> = {
   size: { schema: byteSize, doc: "The size of a block volume (default 10GiB)" },
 };
 
@@ -237,7 +235,7 @@ export class StorageManager {
       );
     }
     // A create killed before its record: its mount and loop file go.
-    for (const name of await entries(join(paths.root, "storage-pools"))) {
+    for (const name of await entryNames(join(paths.root, "storage-pools"))) {
       if (known.has(name)) continue;
       const loopFile = join(paths.disks, `${name}.img`);
       await new PoolStorage(
@@ -247,7 +245,7 @@ export class StorageManager {
       await Deno.remove(paths.storagePool(name), { recursive: true }).catch(() => {});
       log(`storage: removed pool dir ${name} (left by an interrupted create)`);
     }
-    for (const file of await entries(paths.disks)) {
+    for (const file of await entryNames(paths.disks)) {
       if (known.has(file.replace(/\.img$/, ""))) continue;
       await Deno.remove(join(paths.disks, file)).catch(() => {});
       log(`storage: removed loop file ${file} (left by an interrupted create)`);
@@ -255,7 +253,7 @@ export class StorageManager {
     // Image volumes half made when a kill came.
     for (const p of this.list()) {
       const dir = this.storage(p.name).dir("images");
-      for (const name of await entries(dir)) {
+      for (const name of await entryNames(dir)) {
         if (name.startsWith(".tmp-")) await this.storage(p.name).removeVolume(join(dir, name));
       }
     }
@@ -633,14 +631,5 @@ export class StorageManager {
         this.deps.log(`storage pool ${p.name}: removing image ${fingerprint.slice(0, 12)}: ${err}`)
       );
     }
-  }
-}
-
-/** The names in a directory (none when it is missing). */
-async function entries(dir: string): Promise<string[]> {
-  try {
-    return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
-  } catch {
-    return [];
   }
 }

@@ -129,6 +129,16 @@ export interface RecoveryReport {
   missingSnapshots: string[];
 }
 
+/** The names in `dir`, sorted (none when it is missing). */
+export async function entryNames(dir: string): Promise<string[]> {
+  try {
+    return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+}
+
 /**
  * The sub-directories of `dir` (and symlinks, to a pool) that do not start with a dot (none when it
  * is missing).

@@ -21,13 +21,12 @@ import { NetworkManager } from "../agent/networks.ts";
 import { InstanceCopier } from "../agent/instance_copy.ts";
 import { Publisher } from "../agent/publish.ts";
 import { StorageManager } from "../agent/storage.ts";
-import { BackupManager } from "../agent/backups.ts";
 import { BridgeDriver } from "../drivers/network/bridge.ts";
 import { join } from "node:path";
 import { httpsAddresses } from "../server/addresses.ts";
 import { createApp } from "../api/app.ts";
 import { Runner } from "../drivers/runner.ts";
-import { type Core, withCore } from "./core_fixture.ts";
+import { backupsOf, type Core, withCore } from "./core_fixture.ts";
 
 export async function withApp(
   fn: (app: Hono, agent: Agent, core: Core) => Promise<void>,
@@ -55,14 +54,7 @@ export async function withApp(
         profiles: core.instances.profiles,
         log: () => {},
       }),
-      backups: new BackupManager({
-        store: core.store,
-        instances: core.instances,
-        drivers: core.drivers,
-        events: core.events,
-        runner: new Runner(),
-        dir: (name) => core.paths.backups(name),
-      }),
+      backups: backupsOf(core),
       profiles: core.instances.profiles,
       // Networks make real bridges: the API unit tests never create one (tests/networks_test.ts does).
       networks: new NetworkManager({

@@ -5,6 +5,7 @@
  * afterwards.
  */
 import { join } from "node:path";
+import { BackupManager } from "../agent/backups.ts";
 import { EventBus } from "../agent/events.ts";
 import { ImageStore } from "../agent/images.ts";
 import { InstanceConsole } from "../agent/instance_console.ts";
@@ -73,6 +74,18 @@ const VM_IMAGE: ImageRecord = {
 };
 
 /** A create request for a container from the `busybox` image (a VM from `vm`), with changes. */
+/** The backups of the fixture's instances, with the host's tar. */
+export function backupsOf(core: Core): BackupManager {
+  return new BackupManager({
+    store: core.store,
+    instances: core.instances,
+    drivers: core.drivers,
+    events: core.events,
+    runner: new Runner(),
+    dir: (name) => core.paths.backups(name),
+  });
+}
+
 export function createRequest(name: string, more: Partial<CreateRequest> = {}): CreateRequest {
   const type = more.type ?? "container";
   return {

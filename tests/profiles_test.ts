@@ -221,6 +221,11 @@ Deno.test("a disk device shows a host directory in an unprivileged container: re
   }
 });
 
+/** Waits up to 10 s for `ok()`. */
+async function waitFor(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 /** A UDP echo server on the container's loopback (the host's deno in its network namespace). */
 async function udpEcho(pid: number, port: number): Promise<Deno.ChildProcess> {
   const code = `import { createSocket } from "node:dgram";
@@ -280,6 +285,36 @@ Deno.test("a udp proxy device carries each client's datagrams to the container a
     const [a, b] = await Promise.all([client(["a1", "a2", "a3"]), client(["b1", "b2"])]);
     assert.deepEqual(a.sort(), ["echo:a1", "echo:a2", "echo:a3"]);
     assert.deepEqual(b.sort(), ["echo:b1", "echo:b2"]);
+    // Hostile: once a client's session exists, a process in the container sends to every UDP
+    // port of the relay's sockets; the client still gets only the target's replies.
+    const k = createSocket("udp4");
+    clients.push(k);
+    const got: string[] = [];
+    k.on("message", (m) => got.push(new TextDecoder().decode(m)));
+    k.send("k1", port, "127.0.0.1");
+    await waitFor(() => got.length === 1);
+    const pid = (await d.lxcState(name)).pid;
+    const listing = await new Deno.Command("nsenter", {
+      args: ["-t", String(pid), "-n", "ss", "-uan"],
+      stdout: "piped",
+    }).output();
+    const ports = [...new TextDecoder().decode(listing.stdout).matchAll(/0\.0\.0\.0:(\d+)/g)]
+      .map((m) => m[1]);
+    assert.ok(ports.length > 0, "the relay's sockets are listed");
+    const spoof = `import { createSocket } from "node:dgram";
+const s = createSocket("udp4");
+for (const p of ${
+      JSON.stringify(ports)
+    }) for (let i = 0; i < 20; i++) s.send("spoof", Number(p), "127.0.0.1");
+setTimeout(() => s.close(), 300);`;
+    await new Deno.Command("nsenter", {
+      args: ["-t", String(pid), "-n", Deno.execPath(), "eval", spoof],
+      stderr: "null",
+    }).output();
+    k.send("k2", port, "127.0.0.1");
+    await waitFor(() => got.length >= 2);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(got, ["echo:k1", "echo:k2"]);
     // Stopped: the port is let go, and a taken one refuses the start, naming the device.
     await d.ok("stop", name, "--force");
     const taken = createSocket("udp4");

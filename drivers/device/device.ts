@@ -60,7 +60,10 @@ const absolutePath = z.string().refine(
   { error: 'expected an absolute path without "..", spaces, commas or backslashes' },
 );
 const bool = z.enum(["true", "false"], { error: "expected true or false" });
-const poolName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+/** Pool and custom volume names: they become directory names. */
+export const STORAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+const poolName = z.string().regex(STORAGE_NAME, {
   error: 'expected a pool name (letters, digits and "._-")',
 });
 

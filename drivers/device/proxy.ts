@@ -10,19 +10,18 @@
  * device closes them all.
  */
 import { basename } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createSocket, type Socket } from "node:dgram";
 import type { Runner } from "../runner.ts";
 import { parseIpv4 } from "../network/ipv4.ts";
 import {
   frame,
   FrameReader,
+  MAX_QUEUED,
   MAX_SESSIONS,
   SESSION_IDLE_MS,
   UDP_RELAY_SUBCOMMAND,
 } from "./udp_frame.ts";
-
-/** Bytes of datagrams waiting for the relay beyond which new ones are dropped (UDP may drop). */
-const MAX_QUEUED = 1024 * 1024;
 
 export const MAX_CONNECTIONS = 256;
 
@@ -45,7 +44,7 @@ export function parseProxyAddress(text: string): ProxyAddress | undefined {
 export function relayCommand(): string[] {
   const exe = Deno.execPath();
   if (basename(exe) !== "deno") return [exe, UDP_RELAY_SUBCOMMAND];
-  const relay = new URL("./udp_relay.ts", import.meta.url).pathname;
+  const relay = fileURLToPath(new URL("./udp_relay.ts", import.meta.url));
   return [exe, "run", "--quiet", "--no-prompt", "--no-config", "--no-lock", "--allow-net", relay];
 }
 
@@ -132,6 +131,8 @@ export class ProxyForwarder {
     let nextId = 1;
     let relay: { child: Deno.ChildProcess; queued: number; writing: Promise<void> } | undefined;
     let starting: Promise<typeof relay> | undefined;
+    /** Bytes of replies handed to the socket and not yet sent. */
+    let sending = 0;
     let closed = false;
 
     const startRelay = async () => {
@@ -156,7 +157,10 @@ export class ProxyForwarder {
         for await (const chunk of child.stdout) {
           for (const { id, payload } of reader.push(chunk)) {
             const to = byId.get(id);
-            if (to && !closed) socket.send(payload, to.port, to.address);
+            // Replies a client does not take fast enough are dropped, not queued without end.
+            if (!to || closed || sending > MAX_QUEUED) continue;
+            sending += payload.length;
+            socket.send(payload, to.port, to.address, () => sending -= payload.length);
           }
         }
       })().catch(() => {}).finally(() => {

@@ -6,12 +6,13 @@
 /** The hidden subcommand a compiled outpost runs its UDP relay with. */
 export const UDP_RELAY_SUBCOMMAND = "__udprelay";
 
+/** Bytes of datagrams queued for a pipe or socket beyond which new ones are dropped (UDP may). */
+export const MAX_QUEUED = 1024 * 1024;
+
 /** At most this many sessions (clients) per proxy device. */
 export const MAX_SESSIONS = 256;
 /** A session unused this long is closed (its socket freed). */
 export const SESSION_IDLE_MS = 60_000;
-/** The largest datagram carried (IPv4 UDP's payload limit). */
-export const MAX_DATAGRAM = 65_507;
 
 const HEADER = 6;
 

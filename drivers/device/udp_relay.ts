@@ -5,7 +5,7 @@
  * most MAX_SESSIONS live at once. It exits when stdin ends.
  */
 import { createSocket, type Socket } from "node:dgram";
-import { frame, FrameReader, MAX_SESSIONS, SESSION_IDLE_MS } from "./udp_frame.ts";
+import { frame, FrameReader, MAX_QUEUED, MAX_SESSIONS, SESSION_IDLE_MS } from "./udp_frame.ts";
 
 export async function udpRelayMain(args: string[]): Promise<number> {
   const [host, portText] = args;
@@ -17,11 +17,15 @@ export async function udpRelayMain(args: string[]): Promise<number> {
   const sessions = new Map<number, { socket: Socket; used: number }>();
   const out = Deno.stdout;
   let writing = Promise.resolve();
+  let queued = 0;
   const send = (bytes: Uint8Array) => {
+    // A target that answers faster than the daemon reads cannot grow this process.
+    if (queued > MAX_QUEUED) return;
+    queued += bytes.length;
     writing = writing.then(async () => {
       let off = 0;
       while (off < bytes.length) off += await out.write(bytes.subarray(off));
-    }).catch(() => {});
+    }).catch(() => {}).finally(() => queued -= bytes.length);
   };
   const sweep = setInterval(() => {
     const now = Date.now();
@@ -39,7 +43,9 @@ export async function udpRelayMain(args: string[]): Promise<number> {
       if (!s) {
         if (sessions.size >= MAX_SESSIONS) continue;
         const socket = createSocket("udp4");
-        socket.on("message", (msg) => {
+        socket.on("message", (msg, from) => {
+          // Only the target's replies: anything else in the namespace may send to this port.
+          if (from.port !== port || (from.address !== host && host !== "0.0.0.0")) return;
           const cur = sessions.get(id);
           if (cur) cur.used = Date.now();
           send(frame(id, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength)));

@@ -156,11 +156,6 @@ export class BridgeDriver {
     if (await this.exists(name)) await this.runner.run(["ip", "link", "del", "dev", name]);
   }
 
-  /** Whether the bridge's dnsmasq runs (its pid file names a live dnsmasq of this network). */
-  async dnsmasqRunning(dir: string): Promise<boolean> {
-    return (await this.#dnsmasqPid(dir)) !== undefined;
-  }
-
   async leases(dir: string): Promise<Lease[]> {
     const text = await Deno.readTextFile(join(dir, LEASES_FILE)).catch(() => "");
     return parseLeases(text);

@@ -72,11 +72,6 @@ export function subnet6(c: Ipv6Cidr): string {
   return `${formatIpv6(c.address & ~MASK_64)}/64`;
 }
 
-/** The prefix's first address (`fd12:3456:789a:1::`), as dnsmasq's ranges take it. */
-export function prefixOf(c: Ipv6Cidr): string {
-  return formatIpv6(c.address & ~MASK_64);
-}
-
 /** A random unique local /64 (`fdXX:XXXX:XXXX:XXXX::1/64`, RFC 4193) from 7 random bytes. */
 export function randomUla(random: Uint8Array): Ipv6Cidr {
   let n = 0xfdn;

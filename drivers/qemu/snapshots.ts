@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { Conflict, InvalidState, messageOf, NotFound } from "../../contract/errors.ts";
 import type { PowerState } from "../../contract/instance_state.ts";
-import type { InstanceSpec, RecoveryReport } from "../driver.ts";
+import { entryNames, type InstanceSpec, type RecoveryReport } from "../driver.ts";
 import type { Runner } from "../runner.ts";
 import type { SnapshotAccess } from "../snapshots.ts";
 import type { QgaClient } from "./qga.ts";
@@ -338,7 +338,7 @@ export class QemuSnapshots implements SnapshotAccess {
         await this.#img("-d", tag, disk);
         actions.push(`removed internal snapshot ${tag} that had no snapshot name`);
       }
-      for (const tag of await entries(join(dir, "snapshots"))) {
+      for (const tag of await entryNames(join(dir, "snapshots"))) {
         if (!TAG.test(tag) || known.has(tag)) continue;
         await this.#removeVars(inst.name, tag);
         actions.push(`removed the UEFI variables of ${tag}, which had no snapshot`);
@@ -398,15 +398,4 @@ function storedTag(name: string, snap: string, map: Map<string, string>, tags: s
     throw new NotFound(`Storage for snapshot "${name}/${snap}" is missing`);
   }
   return tag;
-}
-
-/** The names in a dir (none when it is missing). */
-async function entries(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  try {
-    for await (const e of Deno.readDir(dir)) out.push(e.name);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
-  return out;
 }
