@@ -543,8 +543,16 @@ export class StorageManager {
     const contentType: ContentType = req.content_type;
     checkKeys("storage volume", VOLUME_KEYS, req.config);
     const config = { ...req.config };
-    if (contentType === "block") config.size ??= DEFAULT_BLOCK_SIZE;
-    else if (config.size) {
+    if (contentType === "block") {
+      config.size ??= DEFAULT_BLOCK_SIZE;
+      // A disk larger than the pool's filesystem would let a guest fill the host's disk.
+      const room = fsUsage(this.get(pool).path);
+      if (room && parseByteSize(config.size)! > room.size) {
+        throw new BadRequest(
+          `A block volume of ${config.size} is larger than pool "${pool}"'s filesystem`,
+        );
+      }
+    } else if (config.size) {
       throw new BadRequest(
         `"size" is for block volumes: a filesystem volume shares its pool's space`,
       );

@@ -248,6 +248,17 @@ test("a custom volume: mounted into an unprivileged container as its own, kept a
       "size=1GiB",
     );
     assert.match(sized.stderr, /"size" is for block volumes/);
+    const huge = await d.cli(
+      "storage",
+      "volume",
+      "create",
+      "default",
+      uniqueName("h"),
+      "--type",
+      "block",
+      "size=1EiB",
+    );
+    assert.match(huge.stderr, /larger than pool "default"'s filesystem/);
 
     await d.ok("stop", b, "--force");
     await d.ok("storage", "volume", "detach", "default", vol, b);
